@@ -1,0 +1,17 @@
+"""Commands: what a client asks duecall to do (imperative names)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from domain.request import RequestSpec
+
+
+@dataclass(frozen=True)
+class SubmitServiceCall:
+    tenant_id: str
+    name: str
+    request: RequestSpec
+    due_at: datetime
+    tags: list[str] = field(default_factory=list)
+    correlation_id: str | None = None
+    idempotency_key: str | None = None

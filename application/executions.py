@@ -1,0 +1,92 @@
+"""The execution module: the Execution application (one aggregate per HTTP attempt)."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from application.clock import utcnow
+from application.messages import execution_id_of, outcome_message, request_of
+from application.outbox import OutboxChanges, OutboxMessage
+from application.recording import save_with_outbox
+from domain.execution import Execution
+from domain.ids import execution_id_for
+from domain.outcome import AttemptResult
+from domain.request import RequestSpec
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Attempt:
+    """A started execution, with the message that asked for it and the request to make."""
+
+    message: OutboxMessage
+    execution: Execution
+    request: RequestSpec
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.message.service_call_id}:{self.message.attempt}"
+
+
+class Executions(Application[UUID]):
+    name = "duecall"
+
+    def begin(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
+        """Record Execution.Started for each message (once); return the attempts to make."""
+        now = utcnow()
+        attempts: list[Attempt] = []
+        new: list[Execution] = []
+        finished: list[int] = []
+        for message in messages:
+            execution = self._find(execution_id_of(message))
+            if execution is not None and execution.is_finished:
+                finished.append(message.id or 0)  # a late duplicate: its outcome is recorded
+                continue
+            if execution is None:
+                execution = Execution.begin(
+                    id=execution_id_of(message),
+                    tenant_id=message.tenant_id,
+                    service_call_id=message.service_call_id,
+                    attempt=message.attempt,
+                    request=request_of(message),
+                    now=now,
+                )
+                new.append(execution)
+            attempts.append(Attempt(message, execution, request_of(message)))
+        save_with_outbox(self, new, OutboxChanges(consume=finished))
+        return attempts
+
+    def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
+        """Record each attempt's outcome and tell orchestration, consuming the messages."""
+        now = utcnow()
+        publish = []
+        for attempt, result in results:
+            outcome = attempt.execution.finish(result, now)
+            if outcome is None:
+                log.info("duplicate_outcome_ignored", execution_id=str(attempt.execution.id))
+                continue
+            message = outcome_message(attempt.message.tenant_id, attempt.message.service_call_id,
+                                      outcome, now)
+            publish.append(message)
+        consume = [a.message.id for a, _ in results if a.message.id]
+        save_with_outbox(self, [a.execution for a, _ in results], OutboxChanges(consume, publish))
+
+    def reload(self, attempt: Attempt) -> Attempt:
+        """The attempt with its execution as now recorded (after a write conflict)."""
+        execution = self._find(attempt.execution.id)
+        return Attempt(attempt.message, execution or attempt.execution, attempt.request)
+
+    def for_call(self, service_call_id: UUID, attempts: int) -> list[Execution]:
+        found = (self._find(execution_id_for(service_call_id, n)) for n in range(1, attempts + 1))
+        return [execution for execution in found if execution is not None]
+
+    def _find(self, execution_id: UUID) -> Execution | None:
+        try:
+            execution: Execution = self.repository.get(execution_id)
+        except AggregateNotFoundError:
+            return None
+        return execution

@@ -1,0 +1,53 @@
+"""Building and reading the outbox messages exchanged by the modules."""
+
+from dataclasses import asdict
+from datetime import datetime
+from uuid import UUID
+
+from application.outbox import EXECUTE, OUTCOME, START, OutboxMessage
+from domain.outcome import AttemptOutcome
+from domain.request import RequestSpec
+
+
+def start_message(tenant_id: str, call_id: UUID, attempt: int, due_at: datetime) -> OutboxMessage:
+    return OutboxMessage(START, tenant_id, call_id, attempt, available_at=due_at, due_at=due_at)
+
+
+def execute_message(
+    tenant_id: str,
+    call_id: UUID,
+    attempt: int,
+    execution_id: UUID,
+    request: RequestSpec,
+    now: datetime,
+    grace_seconds: float,
+) -> OutboxMessage:
+    return OutboxMessage(
+        EXECUTE,
+        tenant_id,
+        call_id,
+        attempt,
+        available_at=now,
+        lease_seconds=request.timeout_seconds + grace_seconds,
+        payload={"execution_id": str(execution_id), "request": asdict(request)},
+    )
+
+
+def request_of(message: OutboxMessage) -> RequestSpec:
+    return RequestSpec(**message.payload["request"])
+
+
+def execution_id_of(message: OutboxMessage) -> UUID:
+    return UUID(message.payload["execution_id"])
+
+
+def outcome_message(
+    tenant_id: str, call_id: UUID, outcome: AttemptOutcome, now: datetime
+) -> OutboxMessage:
+    return OutboxMessage(
+        OUTCOME, tenant_id, call_id, outcome.attempt, available_at=now, payload=asdict(outcome)
+    )
+
+
+def outcome_of(message: OutboxMessage) -> AttemptOutcome:
+    return AttemptOutcome(**message.payload)

@@ -1,0 +1,52 @@
+"""The outbox port: messages between modules, written in the same transaction as events.
+
+A message is work to do: ``start`` (timer: a due attempt), ``execute`` (make the request),
+``outcome`` (turn an execution's result into the call's outcome). Workers claim available
+messages under a lease; the transaction that records the events a message caused also
+deletes it (``OutboxChanges.consume``) and adds the messages those events cause
+(``OutboxChanges.publish``). A worker that dies loses only its lease.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+START = "start"
+EXECUTE = "execute"
+OUTCOME = "outcome"
+KINDS = (START, EXECUTE, OUTCOME)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    kind: str
+    tenant_id: str
+    service_call_id: UUID
+    attempt: int
+    available_at: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+    lease_seconds: float | None = None
+    id: int | None = None
+    claims: int = 0
+    due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutboxChanges:
+    """Passed to ``Application.save(..., outbox=...)``; applied in the events' transaction."""
+
+    consume: Sequence[int] = ()
+    publish: Sequence[OutboxMessage] = ()
+
+
+class Outbox(Protocol):
+    def claim(self, kind: str, limit: int) -> list[OutboxMessage]:
+        """Lease up to ``limit`` available messages of ``kind`` (oldest due first)."""
+
+    def seconds_until_next(self, kind: str) -> float | None:
+        """Seconds until the next message of ``kind`` becomes available (None: none)."""
+
+    def wait(self, kind: str, timeout: float) -> None:
+        """Block until a message of ``kind`` may be available, or ``timeout`` passes."""

@@ -1,0 +1,88 @@
+"""The worker processes' loops: timer, orchestration and execution, each on its own thread."""
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from application.execution_worker import ExecutionWorker
+from application.executions import Executions
+from application.outbox import OUTCOME, START, Outbox
+from application.ports import HttpSender
+from application.service_calls import ServiceCalls
+from application.stage import Stage, not_before_due
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    batch_size: int = 500
+    max_in_flight: int = 256
+    poll_interval: float = 1.0
+
+
+class Workers:
+    def __init__(
+        self,
+        service_calls: ServiceCalls,
+        executions: Executions,
+        outbox: Outbox,
+        sender_factory: Callable[[], HttpSender],
+        options: WorkerOptions,
+    ) -> None:
+        self._executions = executions
+        self._outbox = outbox
+        self._sender_factory = sender_factory
+        self._options = options
+        self._stages = [
+            Stage("timer", START, outbox, not_before_due(service_calls.start_due),
+                  options.batch_size, options.poll_interval),
+            Stage("orchestration", OUTCOME, outbox, service_calls.record_outcomes,
+                  options.batch_size, options.poll_interval),
+        ]
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_execution: asyncio.Event | None = None
+        self._execution_ready = threading.Event()
+
+    def start(self) -> None:
+        for stage in self._stages:
+            self._spawn(stage.name, stage.run)
+        self._spawn("execution", lambda: asyncio.run(self._run_execution()))
+        self._execution_ready.wait(5)
+        log.info("workers_started", stages=[s.name for s in self._stages] + ["execution"])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for stage in self._stages:
+            stage.stop()
+        if self._loop and self._stop_execution:
+            self._loop.call_soon_threadsafe(self._stop_execution.set)
+        for thread in self._threads:
+            thread.join(timeout)
+        log.info("workers_stopped")
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"duecall-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    async def _run_execution(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_execution = asyncio.Event()
+        sender = self._sender_factory()
+        worker = ExecutionWorker(
+            self._executions,
+            self._outbox,
+            sender,
+            max_in_flight=self._options.max_in_flight,
+            batch_size=self._options.batch_size,
+            poll_interval=self._options.poll_interval,
+        )
+        self._execution_ready.set()
+        try:
+            await worker.run(self._stop_execution)
+        finally:
+            await sender.aclose()

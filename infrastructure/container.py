@@ -1,0 +1,65 @@
+"""The composition root: settings → database → applications, outbox, sender, workers.
+
+Built from FastAPI's lifespan and from the CLI alike; nothing connects at import time.
+"""
+
+from dataclasses import dataclass, field
+
+from application.executions import Executions
+from application.service_calls import ServiceCalls
+from application.workers import WorkerOptions, Workers
+from infrastructure.database import eventsourcing_env, migrate, resolve_database_url
+from infrastructure.http_sender import HttpxSender
+from infrastructure.outbox import PostgresOutbox
+from infrastructure.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database_url: str
+    service_calls: ServiceCalls
+    executions: Executions
+    outbox: PostgresOutbox
+    workers: Workers | None = field(default=None)
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Container":
+        url = resolve_database_url(settings)
+        migrate(url)
+        env = eventsourcing_env(url, settings)
+        service_calls = ServiceCalls(env=env)
+        service_calls.execution_grace_seconds = settings.execution_grace_seconds
+        return cls(
+            settings=settings,
+            database_url=url,
+            service_calls=service_calls,
+            executions=Executions(env=env),
+            outbox=PostgresOutbox(url),
+        )
+
+    def start_workers(self) -> Workers:
+        options = WorkerOptions(
+            batch_size=self.settings.batch_size,
+            max_in_flight=self.settings.max_in_flight,
+            poll_interval=self.settings.poll_interval_seconds,
+        )
+        self.workers = Workers(
+            self.service_calls,
+            self.executions,
+            self.outbox,
+            lambda: HttpxSender(
+                snippet_bytes=self.settings.response_snippet_bytes,
+                max_connections=self.settings.max_in_flight,
+            ),
+            options,
+        )
+        self.workers.start()
+        return self.workers
+
+    def close(self) -> None:
+        if self.workers:
+            self.workers.stop()
+        self.outbox.close()
+        self.service_calls.close()
+        self.executions.close()

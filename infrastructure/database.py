@@ -1,0 +1,50 @@
+"""Where the database is, and the eventsourcing environment that points at it."""
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from infrastructure.embedded_postgres import embedded_database_url
+from infrastructure.migrations import apply_migrations
+from infrastructure.outbox_schema import OUTBOX_MIGRATIONS
+from infrastructure.settings import Settings
+
+EVENTS_NAME = "duecall"  # every duecall application records into duecall_events
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when set, else the embedded server (started if needed)."""
+    return settings.database_url or embedded_database_url(settings.data_dir)
+
+
+def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
+    info = conninfo_to_dict(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(info.get("dbname", "postgres")),
+        "POSTGRES_HOST": str(info.get("host", "localhost")),
+        "POSTGRES_PORT": str(info.get("port", "5432")),
+        "POSTGRES_USER": str(info.get("user", "postgres")),
+        "POSTGRES_PASSWORD": str(info.get("password", "")),
+        "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
+        "POSTGRES_LOCK_TIMEOUT": str(settings.db_lock_timeout_seconds),
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:OutboxRecorder",
+        "CREATE_TABLE": "y",
+    }
+
+
+def migrate(url: str) -> None:
+    """Apply duecall's own schema migrations (idempotent; safe from several processes)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_migrations(conn, "outbox", OUTBOX_MIGRATIONS)
+
+
+def ping(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True

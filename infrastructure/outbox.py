@@ -1,0 +1,118 @@
+"""Postgres implementation of the outbox port: leased claims and LISTEN/NOTIFY wake-ups."""
+
+import threading
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from application.outbox import KINDS, OutboxMessage
+from infrastructure.outbox_schema import OUTBOX_CHANNEL, OUTBOX_TABLE
+
+log = structlog.get_logger(__name__)
+
+# A claimed message becomes available again when its lease ends: if the worker dies, another
+# worker claims it then. The transaction that records its effects deletes it.
+_CLAIM = f"""
+WITH due AS (
+    SELECT id FROM {OUTBOX_TABLE}
+    WHERE kind = %(kind)s AND available_at <= now()
+    ORDER BY available_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {OUTBOX_TABLE} AS o
+SET available_at = now() + make_interval(secs => o.lease_seconds), claims = o.claims + 1
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
+          o.available_at, o.lease_seconds, o.claims, o.payload
+"""
+_NEXT = f"""
+SELECT extract(epoch FROM min(available_at) - now()) AS seconds
+FROM {OUTBOX_TABLE} WHERE kind = %s
+"""
+
+
+class PostgresOutbox:
+    def __init__(self, conninfo: str, pool_size: int = 2) -> None:
+        self._conninfo = conninfo
+        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            check=ConnectionPool.check_connection,
+            open=True,
+        )
+        self._wakeups = {kind: threading.Event() for kind in KINDS}
+        self._stopped = threading.Event()
+        self._listener = threading.Thread(target=self._listen, name="outbox-listener", daemon=True)
+        self._listener.start()
+
+    def claim(self, kind: str, limit: int) -> list[OutboxMessage]:
+        with self._pool.connection() as conn, conn.transaction():
+            rows = conn.execute(_CLAIM, {"kind": kind, "limit": limit}).fetchall()
+        return [_message(row) for row in sorted(rows, key=lambda r: r["due_at"])]
+
+    def seconds_until_next(self, kind: str) -> float | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(_NEXT, (kind,)).fetchone()
+        seconds = row["seconds"] if row else None
+        return None if seconds is None else float(seconds)
+
+    def wait(self, kind: str, timeout: float) -> None:
+        wakeup = self._wakeups[kind]
+        wakeup.wait(max(timeout, 0.0))
+        wakeup.clear()
+
+    def depth(self) -> dict[str, int]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT kind, count(*) AS n FROM {OUTBOX_TABLE} GROUP BY kind"
+            ).fetchall()
+        return {row["kind"]: row["n"] for row in rows}
+
+    def close(self) -> None:
+        self._stopped.set()
+        for wakeup in self._wakeups.values():
+            wakeup.set()
+        self._listener.join(timeout=2)
+        self._pool.close()
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    backoff = 0.1
+                    self._wake_all()  # anything published while we were away
+                    while not self._stopped.is_set():
+                        for notify in conn.notifies(timeout=0.5):
+                            if notify.payload in self._wakeups:
+                                self._wakeups[notify.payload].set()
+            except psycopg.Error as error:
+                log.warning("outbox_listener_reconnect", error=str(error), backoff=backoff)
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _wake_all(self) -> None:
+        for wakeup in self._wakeups.values():
+            wakeup.set()
+
+
+def _message(row: dict[str, Any]) -> OutboxMessage:
+    return OutboxMessage(
+        id=row["id"],
+        kind=row["kind"],
+        tenant_id=row["tenant_id"],
+        service_call_id=row["service_call_id"],
+        attempt=row["attempt"],
+        due_at=row["due_at"],
+        available_at=row["available_at"],
+        lease_seconds=row["lease_seconds"],
+        claims=row["claims"],
+        payload=row["payload"],
+    )

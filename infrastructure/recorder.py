@@ -1,0 +1,65 @@
+"""The application recorder with the outbox hook.
+
+eventsourcing's ``PostgresApplicationRecorder.insert_events`` calls ``_insert_events`` inside
+its insert transaction (same connection, same pipeline) before it locks the events table and
+inserts the events; ``Application.save(*aggregates, outbox=...)`` passes the keyword through.
+So the messages a transaction consumes disappear, and the messages it publishes appear, if and
+only if its events are recorded.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from application.outbox import OutboxChanges
+from infrastructure.outbox_schema import OUTBOX_CHANNEL, OUTBOX_TABLE
+
+DEFAULT_LEASE_SECONDS = 30.0
+
+_DELETE = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%s)"
+_INSERT = (
+    f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
+    "available_at, lease_seconds, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+class OutboxRecorder(PostgresApplicationRecorder):
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        changes: OutboxChanges | None = kwargs.get("outbox")
+        if changes is not None:
+            write_outbox_changes(curs, changes)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+
+def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
+    if changes.consume:
+        curs.execute(_DELETE, (list(changes.consume),), prepare=True)
+    if changes.publish:
+        curs.executemany(
+            _INSERT,
+            [
+                (
+                    m.kind,
+                    m.tenant_id,
+                    m.service_call_id,
+                    m.attempt,
+                    m.due_at or m.available_at,
+                    m.available_at,
+                    m.lease_seconds or DEFAULT_LEASE_SECONDS,
+                    Jsonb(m.payload),
+                )
+                for m in changes.publish
+            ],
+        )
+        for kind in sorted({m.kind for m in changes.publish}):
+            curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, kind))

@@ -1,0 +1,35 @@
+"""All configuration, read from the environment (and `.env`) when the composition root asks."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DUECALL_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "DUECALL_DATABASE_URL"),
+        description="Postgres URL; unset → an embedded Postgres in data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path(".duecall/pgdata"), description="Embedded Postgres data directory."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_tenant: str = "default"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    db_pool_size: int = 4
+    db_lock_timeout_seconds: int = 5
+    batch_size: int = Field(default=500, ge=1, le=1000, description="Messages per transaction.")
+    max_in_flight: int = Field(default=256, ge=1, description="Concurrent HTTP attempts.")
+    lease_seconds: float = Field(default=30.0, gt=0, description="Lease of a claimed message.")
+    execution_grace_seconds: float = Field(
+        default=30.0, ge=0, description="Grace after a call's timeout before it is re-claimed."
+    )
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    response_snippet_bytes: int = 64 * 1024
