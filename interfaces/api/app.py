@@ -1,0 +1,38 @@
+"""The FastAPI application: built by a factory, wired in its lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from infrastructure.container import Container
+from infrastructure.settings import Settings
+from interfaces.api.problems import install_problem_handlers
+from interfaces.api.routes import health, service_calls
+
+
+def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
+    """The API; with ``with_workers`` the same process also runs the workers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await run_in_threadpool(Container.build, settings or Settings())
+        app.state.container = container
+        if with_workers:
+            container.start_workers()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(container.close)
+
+    app = FastAPI(
+        title="duecall",
+        version="0.1.0",
+        summary="Durable scheduled HTTP calls, event-sourced in PostgreSQL.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(service_calls.router)
+    return app

@@ -1,0 +1,26 @@
+"""FastAPI dependencies as Annotated aliases."""
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from infrastructure.container import Container
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_tenant(
+    container: ContainerDep,
+    x_tenant_id: Annotated[str | None, Header(max_length=100)] = None,
+) -> str:
+    """The tenant (for now from X-Tenant-Id, defaulting to the configured tenant)."""
+    return x_tenant_id or container.settings.default_tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

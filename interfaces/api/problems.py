@@ -1,0 +1,68 @@
+"""Errors → RFC 9457 problem+json, in one place."""
+
+from typing import Any
+
+import structlog
+from eventsourcing.persistence import OperationalError as StoreOperationalError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg import OperationalError as PgOperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import InvalidRequestError, InvalidTransitionError, ServiceCallNotFoundError
+
+log = structlog.get_logger(__name__)
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "Invalid request", detail, errors=errors)
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidRequestError)
+    errors = [{"field": exc.field, "message": exc.message}]
+    return problem(422, "Invalid request", str(exc), errors=errors)
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return problem(404, "Not found", str(exc))
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidTransitionError)
+    return problem(409, "Conflict", str(exc), status_of_call=exc.status)
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database_unavailable", error=str(exc))
+    return problem(503, "Service unavailable", "the database is unavailable; try again")
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(InvalidRequestError, _invalid)
+    app.add_exception_handler(ServiceCallNotFoundError, _not_found)
+    app.add_exception_handler(InvalidTransitionError, _conflict)
+    app.add_exception_handler(StoreOperationalError, _database_unavailable)
+    app.add_exception_handler(PgOperationalError, _database_unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http)

@@ -1,0 +1,111 @@
+"""Request and response models of the HTTP API, named by role."""
+
+import json
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue, model_validator
+
+from domain.request import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
+
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+
+
+class RequestCreate(BaseModel):
+    method: str = Field(default="POST", examples=["POST"])
+    url: str = Field(examples=["https://example.com/webhook"])
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: JsonValue = Field(
+        default=None,
+        description="A string is sent as is; any other JSON value is sent JSON-encoded "
+        "(with Content-Type: application/json unless a Content-Type header is given).",
+    )
+    timeout_seconds: float = Field(
+        default=DEFAULT_TIMEOUT_SECONDS, ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS
+    )
+
+    def encoded(self) -> tuple[dict[str, str], str | None]:
+        """Headers and body as they will be sent."""
+        if self.body is None or isinstance(self.body, str):
+            return dict(self.headers), self.body
+        headers = dict(self.headers)
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+        return headers, json.dumps(self.body, separators=(",", ":"))
+
+
+class ServiceCallCreate(BaseModel):
+    name: str = Field(default="default", min_length=1, max_length=200)
+    request: RequestCreate
+    due_at: AwareDatetime | None = Field(
+        default=None, description="When to make the call (RFC 3339 with an offset)."
+    )
+    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    correlation_id: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_due_time(self) -> Self:
+        if self.due_at is not None and self.delay_seconds is not None:
+            raise ValueError("give due_at or delay_seconds, not both")
+        return self
+
+
+class RequestPublic(BaseModel):
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str | None
+    timeout_seconds: float
+
+
+class ServiceCallPublic(BaseModel):
+    id: str
+    tenant_id: str
+    name: str
+    status: str
+    attempt: int
+    due_at: datetime
+    request: RequestPublic
+    tags: list[str]
+    correlation_id: str | None
+    last_status_code: int | None
+    last_error_kind: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    version: int
+
+
+class ExecutionRequestPublic(BaseModel):
+    method: str
+    url: str
+    headers: dict[str, str]
+
+
+class ExecutionPublic(BaseModel):
+    id: str
+    service_call_id: str
+    attempt: int
+    request: ExecutionRequestPublic
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    outcome: str
+    status_code: int | None
+    error_kind: str | None
+    message: str | None
+    response_headers: dict[str, str] | None
+    body_snippet: str | None
+
+
+class ExecutionList(BaseModel):
+    items: list[ExecutionPublic]
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,172 @@
+"""The `duecall` command line: run the service, submit calls, look at them."""
+
+import json
+import signal
+import threading
+from typing import Annotated, Any
+
+import httpx
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from infrastructure.container import Container
+from infrastructure.logging import configure_logging
+from infrastructure.settings import Settings
+from interfaces.api.app import create_app
+
+app = typer.Typer(
+    help="duecall: durable scheduled HTTP calls, event-sourced in PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+ApiOption = Annotated[
+    str, typer.Option("--api", envvar="DUECALL_API_URL", help="Base URL of the duecall API.")
+]
+TenantOption = Annotated[
+    str | None, typer.Option("--tenant", envvar="DUECALL_TENANT", help="Tenant id.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON (for scripts).")]
+
+
+def _run_api(host: str | None, port: int | None, with_workers: bool) -> None:
+    settings = Settings()
+    configure_logging(settings)
+    host, port = host or settings.host, port or settings.port
+    label = "API + workers" if with_workers else "API"
+    console.print(f"duecall {label} on http://{host}:{port}  (OpenAPI docs: /docs)", style="bold")
+    uvicorn.run(
+        create_app(settings, with_workers=with_workers),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+) -> None:
+    """Run the API and the workers in one process (embedded Postgres unless DATABASE_URL)."""
+    _run_api(host, port, with_workers=True)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+) -> None:
+    """Run the HTTP API only (run `duecall worker` processes beside it)."""
+    _run_api(host, port, with_workers=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run the workers only (timer, execution, orchestration); run as many as you like."""
+    settings = Settings()
+    configure_logging(settings)
+    container = Container.build(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    container.start_workers()
+    stop.wait()
+    container.close()
+
+
+@app.command()
+def submit(
+    url: Annotated[str, typer.Argument(help="The URL duecall will call.")],
+    method: Annotated[str, typer.Option("--method", "-X")] = "POST",
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Body, sent as is.")] = None,
+    json_body: Annotated[
+        str | None, typer.Option("--json-body", help="Body as JSON text, sent as JSON.")
+    ] = None,
+    delay: Annotated[float | None, typer.Option(help="Seconds from now.")] = None,
+    at: Annotated[str | None, typer.Option(help="Due time, RFC 3339 with offset.")] = None,
+    name: Annotated[str, typer.Option(help="A name for the call.")] = "default",
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
+    correlation_id: Annotated[str | None, typer.Option()] = None,
+    timeout: Annotated[float, typer.Option(help="Request timeout, seconds.")] = 30.0,
+    api_url: ApiOption = "http://127.0.0.1:8000",
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a service call: duecall will make this request when it is due."""
+    headers = dict(_split_header(h) for h in header or [])
+    body: Any = json.loads(json_body) if json_body is not None else data
+    payload = {
+        "name": name,
+        "request": {"method": method, "url": url, "headers": headers, "body": body,
+                    "timeout_seconds": timeout},
+        "due_at": at,
+        "delay_seconds": delay,
+        "tags": tag or [],
+        "correlation_id": correlation_id,
+    }
+    call = _call_api("POST", api_url, "/v1/service-calls", tenant, json=payload)
+    if as_json:
+        console.print_json(data=call)
+    else:
+        console.print(f"submitted [bold]{call['id']}[/] due {call['due_at']} ({call['status']})")
+
+
+@app.command()
+def show(
+    service_call_id: Annotated[str, typer.Argument(help="The call's id.")],
+    api_url: ApiOption = "http://127.0.0.1:8000",
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a call's current state and its attempts."""
+    call = _call_api("GET", api_url, f"/v1/service-calls/{service_call_id}", tenant)
+    path = f"/v1/service-calls/{service_call_id}/executions"
+    executions = _call_api("GET", api_url, path, tenant)["items"]
+    if as_json:
+        console.print_json(data={**call, "executions": executions})
+        return
+    request = call["request"]
+    console.print(f"[bold]{call['id']}[/]  {call['name']}  status=[bold]{call['status']}[/]  "
+                  f"attempt={call['attempt']}")
+    console.print(f"{request['method']} {request['url']}  due {call['due_at']}")
+    table = Table("attempt", "outcome", "status", "error", "duration ms", "started")
+    for e in executions:
+        table.add_row(str(e["attempt"]), e["outcome"], str(e["status_code"] or ""),
+                      e["error_kind"] or "", f"{e['duration_ms'] or 0:.1f}", e["started_at"])
+    console.print(table)
+
+
+def _split_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise typer.BadParameter(f"header {text!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _call_api(
+    method: str, base: str, path: str, tenant: str | None, **kwargs: Any
+) -> dict[str, Any]:
+    headers = {"X-Tenant-Id": tenant} if tenant else {}
+    try:
+        response = httpx.request(method, base.rstrip("/") + path, headers=headers, **kwargs)
+    except httpx.HTTPError as error:
+        console.print(f"[red]cannot reach the duecall API at {base}[/]: {error}")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        problem = response.json() if response.content else {}
+        console.print(f"[red]{problem.get('title', 'error')}[/]: {problem.get('detail', '')}")
+        raise typer.Exit(1)
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def main() -> None:
+    app()
