@@ -1,0 +1,85 @@
+"""Shared fixtures: a real PostgreSQL for every database test.
+
+With DATABASE_URL set, a fresh database is created on that server for the session; without it,
+an embedded server (pgserver) is started in a temporary directory. Either way the session's
+database is dropped at the end.
+"""
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from infrastructure.container import Container
+from infrastructure.embedded_postgres import embedded_database_url, stop_embedded
+from infrastructure.settings import Settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="dc-", dir="/tmp")) / "pg"
+    try:
+        yield embedded_database_url(data_dir)
+    finally:
+        stop_embedded(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    name = f"duecall_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = name
+    try:
+        yield make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        poll_interval_seconds=0.2,
+        execution_grace_seconds=2.0,
+        log_format="console",
+    )
+
+
+@pytest.fixture
+def clean_database(database_url: str) -> str:
+    """The session database with no outbox messages and no events left by earlier tests."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for table in ("duecall_outbox", "duecall_events"):
+            exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+            if exists and exists[0]:
+                conn.execute(f"TRUNCATE {table}")
+    return database_url
+
+
+@pytest.fixture
+def container(settings: Settings, clean_database: str) -> Iterator[Container]:
+    built = Container.build(settings)
+    try:
+        yield built
+    finally:
+        built.close()

@@ -1,0 +1,22 @@
+from application.clock import utcnow
+from application.commands import SubmitServiceCall
+from domain.request import RequestSpec
+from domain.service_call import ServiceCall, Status
+from infrastructure.container import Container
+from tests.support.target_server import TargetServer
+from tests.support.waiting import wait_until
+
+
+def test_a_call_due_now_is_made_and_succeeds(container: Container) -> None:
+    with TargetServer() as target:
+        call = container.service_calls.submit(
+            SubmitServiceCall("t1", "smoke", RequestSpec("GET", f"{target.url}/ok"), utcnow())
+        )
+        container.start_workers()
+
+        def finished() -> ServiceCall | None:
+            state = container.service_calls.get_call("t1", call.id)
+            return state if state.is_terminal else None
+
+        assert wait_until(finished, timeout=5).status == Status.SUCCEEDED
+        assert len(target.requests_for("/ok")) == 1
