@@ -90,5 +90,7 @@ class ServiceCalls(Application[UUID]):
             try:
                 calls[message.service_call_id] = self.repository.get(message.service_call_id)
             except AggregateNotFoundError:
-                log.warning("message_for_unknown_call", service_call_id=str(message.service_call_id))
+                log.warning(
+                    "message_for_unknown_call", service_call_id=str(message.service_call_id)
+                )
         return calls

@@ -26,7 +26,7 @@ class Execution(Aggregate):
     @event("Started", topic="duecall:Execution.Started")
     def __init__(
         self,
-        id: UUID,  # noqa: A002  (the library assigns it)
+        id: UUID,
         tenant_id: str,
         service_call_id: UUID,
         attempt: int,
@@ -57,7 +57,7 @@ class Execution(Aggregate):
     def begin(
         cls,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         tenant_id: str,
         service_call_id: UUID,
         attempt: int,

@@ -42,6 +42,8 @@ class RequestSpec:
 
 
 def _check_url(url: str) -> None:
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidRequestError("request.url", "cannot contain whitespace or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise InvalidRequestError("request.url", "must be an absolute http(s) URL")

@@ -42,7 +42,7 @@ class ServiceCall(Aggregate):
     @event("Submitted", topic="duecall:ServiceCall.Submitted")
     def __init__(
         self,
-        id: UUID,  # noqa: A002  (the library assigns it)
+        id: UUID,
         tenant_id: str,
         name: str,
         method: str,
@@ -73,7 +73,7 @@ class ServiceCall(Aggregate):
     def submit(
         cls,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         tenant_id: str,
         name: str,
         request: RequestSpec,
@@ -113,7 +113,11 @@ class ServiceCall(Aggregate):
 
     def record_outcome(self, outcome: AttemptOutcome, now: datetime) -> bool:
         """Turn the outcome of the running attempt into the call's outcome."""
-        if self.status != Status.RUNNING or outcome.attempt != self.attempt:
+        if (
+            self.status != Status.RUNNING
+            or outcome.attempt != self.attempt
+            or outcome.execution_id != str(self.execution_id)
+        ):
             return False
         if outcome.succeeded:
             self._succeed(

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import structlog
+from pgserver import get_server  # type: ignore[attr-defined]
 
 log = structlog.get_logger(__name__)
 
@@ -18,8 +19,6 @@ SOCKET_PATH_LIMIT = 100  # Unix socket paths are limited to ~107 bytes.
 
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or find) the embedded server in ``data_dir`` and return its URL."""
-    import pgserver  # imported lazily: it is only needed without DATABASE_URL
-
     data_dir = data_dir.expanduser().resolve()
     if len(str(data_dir / ".s.PGSQL.5432")) > SOCKET_PATH_LIMIT:
         raise ValueError(f"data directory path too long for a Unix socket: {data_dir}")
@@ -27,7 +26,7 @@ def embedded_database_url(data_dir: Path) -> str:
     lock_path = data_dir.parent / f".{data_dir.name}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process at a time may start the server
-        server = pgserver.get_server(data_dir, cleanup_mode=None)
+        server = get_server(data_dir, cleanup_mode=None)
         fcntl.flock(lock, fcntl.LOCK_UN)
     url: str = server.get_uri()
     log.info("embedded_postgres", data_dir=str(data_dir), pid=os.getpid())
@@ -36,7 +35,5 @@ def embedded_database_url(data_dir: Path) -> str:
 
 def stop_embedded(data_dir: Path) -> None:
     """Stop the embedded server (used by tests and `duecall db stop`)."""
-    import pgserver
-
-    server = pgserver.get_server(data_dir.expanduser().resolve(), cleanup_mode="stop")
+    server = get_server(data_dir.expanduser().resolve(), cleanup_mode="stop")
     server.cleanup()

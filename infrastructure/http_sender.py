@@ -39,8 +39,9 @@ class HttpxSender:
         try:
             async with asyncio.timeout(request.timeout_seconds):
                 return await self._exchange(request, headers, content, started)
-        except (TimeoutError, httpx.TimeoutException) as error:
-            return _failure(started, ErrorKind.TIMEOUT, f"timed out after {request.timeout_seconds:g} s")
+        except (TimeoutError, httpx.TimeoutException):
+            message = f"timed out after {request.timeout_seconds:g} s"
+            return _failure(started, ErrorKind.TIMEOUT, message)
         except httpx.HTTPError as error:
             return _failure(started, ErrorKind.NETWORK, f"{type(error).__name__}: {error}")
 

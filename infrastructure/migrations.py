@@ -45,7 +45,7 @@ def apply_migrations(
         for migration in sorted(migrations, key=lambda m: m.version):
             if migration.version in done:
                 continue
-            conn.execute(migration.sql)  # type: ignore[arg-type]
+            conn.execute(migration.sql)
             conn.execute(
                 "INSERT INTO duecall_schema_migrations (component, version, name) "
                 "VALUES (%s, %s, %s)",

@@ -147,3 +147,12 @@ def test_request_spec_is_immutable() -> None:
     spec = RequestSpec("GET", URL)
     with pytest.raises(AttributeError):
         spec.method = "POST"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.com/a\r\nX-Evil: 1", "http://exa mple.com/", "http://example.com/\t"]
+)
+def test_url_with_whitespace_or_control_characters_is_rejected(url: str) -> None:
+    with pytest.raises(InvalidRequestError) as error:
+        RequestSpec("GET", url)
+    assert error.value.field == "request.url"

@@ -351,3 +351,10 @@ def test_event_topics_all_start_with_duecall(succeeded: bool) -> None:
 def test_every_recorded_event_is_a_service_call_event() -> None:
     _, events = _full_history(succeeded=True)
     assert all(isinstance(e, ServiceCall.Event) for e in events)
+
+
+def test_an_outcome_from_another_execution_is_ignored(running: ServiceCall) -> None:
+    other = execution_id_for(new_service_call_id(), 1)
+    assert running.record_outcome(_success(other), NOW) is False
+    assert running.collect_events() == []
+    assert running.status == Status.RUNNING
