@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.request import RequestSpec
+from domain.retry_policy import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -15,3 +16,5 @@ class SubmitServiceCall:
     tags: list[str] = field(default_factory=list)
     correlation_id: str | None = None
     idempotency_key: str | None = None
+    request_hash: str = ""
+    retry_policy: RetryPolicy | None = None

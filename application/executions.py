@@ -13,7 +13,7 @@ from application.outbox import OutboxChanges, OutboxMessage
 from application.recording import save_with_outbox
 from domain.execution import Execution
 from domain.ids import execution_id_for
-from domain.outcome import AttemptResult
+from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 
 log = structlog.get_logger(__name__)
@@ -35,16 +35,29 @@ class Attempt:
 class Executions(Application[UUID]):
     name = "duecall"
 
+    def __init__(self, env: dict[str, str] | None = None, *, max_deliveries: int = 3) -> None:
+        super().__init__(env)
+        self.max_deliveries = max_deliveries
+
     def begin(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
-        """Record Execution.Started for each message (once); return the attempts to make."""
+        """Record Execution.Started for each message (once); return the attempts to make.
+
+        A message claimed again after its lease ended is a worker that died mid-attempt: the
+        same attempt is made again (same Idempotency-Key). After ``max_deliveries`` claims,
+        the watchdog gives up on it and fails the execution as ``lost``; the policy retries.
+        """
         now = utcnow()
         attempts: list[Attempt] = []
         new: list[Execution] = []
         finished: list[int] = []
+        lost: list[tuple[Attempt, AttemptResult]] = []
         for message in messages:
             execution = self._find(execution_id_of(message))
             if execution is not None and execution.is_finished:
                 finished.append(message.id or 0)  # a late duplicate: its outcome is recorded
+                continue
+            if execution is not None and message.claims > self.max_deliveries:
+                lost.append((Attempt(message, execution, request_of(message)), _lost(message)))
                 continue
             if execution is None:
                 execution = Execution.begin(
@@ -58,6 +71,8 @@ class Executions(Application[UUID]):
                 new.append(execution)
             attempts.append(Attempt(message, execution, request_of(message)))
         save_with_outbox(self, new, OutboxChanges(consume=finished))
+        if lost:
+            self.finish(lost)
         return attempts
 
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
@@ -90,3 +105,11 @@ class Executions(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return execution
+
+
+def _lost(message: OutboxMessage) -> AttemptResult:
+    return AttemptResult(
+        duration_ms=0.0,
+        error_kind=ErrorKind.LOST,
+        message=f"no outcome after {message.claims - 1} deliveries (workers died or hung)",
+    )

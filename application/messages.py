@@ -7,10 +7,20 @@ from uuid import UUID
 from application.outbox import EXECUTE, OUTCOME, START, OutboxMessage
 from domain.outcome import AttemptOutcome
 from domain.request import RequestSpec
+from domain.service_call import ServiceCall
 
 
-def start_message(tenant_id: str, call_id: UUID, attempt: int, due_at: datetime) -> OutboxMessage:
-    return OutboxMessage(START, tenant_id, call_id, attempt, available_at=due_at, due_at=due_at)
+def start_message(call: ServiceCall) -> OutboxMessage:
+    """The timer message for the call's scheduled attempt."""
+    return OutboxMessage(
+        START,
+        call.tenant_id,
+        call.id,
+        call.attempt,
+        available_at=call.due_at,
+        due_at=call.due_at,
+        host=call.request.host,
+    )
 
 
 def execute_message(
@@ -28,6 +38,7 @@ def execute_message(
         call_id,
         attempt,
         available_at=now,
+        host=request.host,
         lease_seconds=request.timeout_seconds + grace_seconds,
         payload={"execution_id": str(execution_id), "request": asdict(request)},
     )

@@ -27,6 +27,7 @@ class OutboxMessage:
     attempt: int
     available_at: datetime
     payload: dict[str, Any] = field(default_factory=dict)
+    host: str = ""
     lease_seconds: float | None = None
     id: int | None = None
     claims: int = 0

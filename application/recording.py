@@ -14,13 +14,16 @@ log = structlog.get_logger("duecall.events")
 
 
 def save_with_outbox(
-    app: Application[UUID], aggregates: Iterable[Aggregate], changes: OutboxChanges
+    app: Application[UUID],
+    aggregates: Iterable[Aggregate],
+    changes: OutboxChanges,
+    **extra: Any,
 ) -> None:
     """Record the aggregates' new events and the outbox changes in one transaction."""
     pending = [(aggregate, e) for aggregate in aggregates for e in aggregate.collect_events()]
     if not pending and not changes.consume and not changes.publish:
         return
-    app.save(*(e for _, e in pending), outbox=changes)
+    app.save(*(e for _, e in pending), outbox=changes, **extra)
     for aggregate, recorded in pending:
         log.info(
             type(recorded).__qualname__,

@@ -1,28 +1,44 @@
 """Orchestration: the ServiceCall application (the single writer of service-call events)."""
 
-from collections.abc import Sequence
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
+from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.messages import execute_message, outcome_of, start_message
 from application.outbox import OutboxChanges, OutboxMessage
 from application.recording import save_with_outbox
 from domain.errors import ServiceCallNotFoundError
 from domain.ids import new_service_call_id
-from domain.service_call import ServiceCall
+from domain.service_call import ServiceCall, Status
 
 log = structlog.get_logger(__name__)
 
 
 class ServiceCalls(Application[UUID]):
     name = "duecall"
-    execution_grace_seconds = 30.0
 
-    def submit(self, command: SubmitServiceCall) -> ServiceCall:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        idempotency_keys: IdempotencyKeys | None = None,
+        execution_grace_seconds: float = 30.0,
+    ) -> None:
+        super().__init__(env)
+        self.idempotency_keys = idempotency_keys
+        self.execution_grace_seconds = execution_grace_seconds
+
+    def submit(self, command: SubmitServiceCall) -> tuple[ServiceCall, bool]:
+        """Record a new call (or, for a repeated Idempotency-Key, return the original)."""
         call = ServiceCall.submit(
             id=new_service_call_id(),
             tenant_id=command.tenant_id,
@@ -32,10 +48,21 @@ class ServiceCalls(Application[UUID]):
             tags=command.tags,
             correlation_id=command.correlation_id,
             idempotency_key=command.idempotency_key,
+            retry_policy=command.retry_policy,
         )
-        timer = start_message(call.tenant_id, call.id, call.attempt, call.due_at)
-        save_with_outbox(self, [call], OutboxChanges(publish=[timer]))
-        return call
+        extra: dict[str, Any] = {}
+        if command.idempotency_key is not None:
+            extra["idempotency"] = IdempotencyRecord(
+                command.tenant_id, command.idempotency_key, call.id, command.request_hash
+            )
+        try:
+            save_with_outbox(self, [call], OutboxChanges(publish=[start_message(call)]), **extra)
+        except IntegrityError:
+            original = self._original(command)
+            if original is None:
+                raise
+            return original, False
+        return call, True
 
     def get_call(self, tenant_id: str, call_id: UUID) -> ServiceCall:
         try:
@@ -44,6 +71,30 @@ class ServiceCalls(Application[UUID]):
             raise ServiceCallNotFoundError(call_id) from None
         if call.tenant_id != tenant_id:
             raise ServiceCallNotFoundError(call_id)
+        return call
+
+    def cancel(self, tenant_id: str, call_id: UUID, reason: str | None) -> ServiceCall:
+        call = self.get_call(tenant_id, call_id)
+        call.cancel(reason, utcnow())
+        self._save_and_schedule([call])
+        return call
+
+    def pause(self, tenant_id: str, call_id: UUID) -> ServiceCall:
+        call = self.get_call(tenant_id, call_id)
+        call.pause(utcnow())
+        self._save_and_schedule([call])
+        return call
+
+    def resume(self, tenant_id: str, call_id: UUID) -> ServiceCall:
+        call = self.get_call(tenant_id, call_id)
+        resumed = call.resume(utcnow())
+        self._save_and_schedule([call], changed=[call] if resumed else [])
+        return call
+
+    def retry(self, tenant_id: str, call_id: UUID, due_at: datetime | None) -> ServiceCall:
+        call = self.get_call(tenant_id, call_id)
+        call.retry(utcnow(), due_at)
+        self._save_and_schedule([call])
         return call
 
     def start_due(self, messages: Sequence[OutboxMessage]) -> None:
@@ -68,19 +119,47 @@ class ServiceCalls(Application[UUID]):
                     self.execution_grace_seconds,
                 )
             )
-        changes = OutboxChanges(consume=[m.id for m in messages if m.id], publish=publish)
+        changes = OutboxChanges(consume=_ids(messages), publish=publish)
         save_with_outbox(self, calls.values(), changes)
 
     def record_outcomes(self, messages: Sequence[OutboxMessage]) -> None:
-        """Orchestration policy: turn execution outcomes into the calls' outcomes."""
+        """Orchestration policy: outcomes become Succeeded, a retry later, or Failed."""
         now = utcnow()
         calls = self._load(messages)
+        changed = []
         for message in messages:
             call = calls.get(message.service_call_id)
-            if call is None or not call.record_outcome(outcome_of(message), now):
+            if call and call.record_outcome(outcome_of(message), now, random.random()):
+                changed.append(call)
+            else:
                 log.info("stale_outcome_ignored", service_call_id=str(message.service_call_id))
-        changes = OutboxChanges(consume=[m.id for m in messages if m.id])
-        save_with_outbox(self, calls.values(), changes)
+        self._save_and_schedule(calls.values(), consume=_ids(messages), changed=changed)
+
+    def _save_and_schedule(
+        self,
+        calls: Iterable[ServiceCall],
+        consume: Sequence[int] = (),
+        changed: Iterable[ServiceCall] | None = None,
+    ) -> None:
+        """Save; every changed call (default: all) now scheduled gets its timer message."""
+        calls = list(calls)
+        starts = [
+            start_message(call)
+            for call in (calls if changed is None else changed)
+            if call.status == Status.SCHEDULED
+        ]
+        save_with_outbox(self, calls, OutboxChanges(consume=consume, publish=starts))
+
+    def _original(self, command: SubmitServiceCall) -> ServiceCall | None:
+        """The call first submitted with this command's Idempotency-Key, if there is one."""
+        if self.idempotency_keys is None or command.idempotency_key is None:
+            return None
+        record = self.idempotency_keys.find(command.tenant_id, command.idempotency_key)
+        if record is None:
+            return None
+        if record.request_hash != command.request_hash:
+            raise IdempotencyKeyReusedError(command.idempotency_key, record.service_call_id)
+        return self.get_call(command.tenant_id, record.service_call_id)
 
     def _load(self, messages: Sequence[OutboxMessage]) -> dict[UUID, ServiceCall]:
         calls: dict[UUID, ServiceCall] = {}
@@ -90,7 +169,9 @@ class ServiceCalls(Application[UUID]):
             try:
                 calls[message.service_call_id] = self.repository.get(message.service_call_id)
             except AggregateNotFoundError:
-                log.warning(
-                    "message_for_unknown_call", service_call_id=str(message.service_call_id)
-                )
+                log.warning("unknown_call", service_call_id=str(message.service_call_id))
         return calls
+
+
+def _ids(messages: Sequence[OutboxMessage]) -> list[int]:
+    return [m.id for m in messages if m.id is not None]

@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.outcome import AttemptOutcome, AttemptResult
 from domain.request import RequestSpec
+from domain.retry_after import parse_retry_after
 
 
 class Execution(Aggregate):
@@ -107,6 +108,8 @@ class Execution(Aggregate):
 
     def outcome_message(self) -> AttemptOutcome:
         assert self.duration_ms is not None, "execution has not finished"
+        assert self.finished_at is not None
+        headers = {k.lower(): v for k, v in (self.response_headers or {}).items()}
         return AttemptOutcome(
             execution_id=str(self.id),
             attempt=self.attempt,
@@ -115,6 +118,7 @@ class Execution(Aggregate):
             status_code=self.status_code,
             error_kind=self.error_kind,
             message=self.message,
+            retry_after_seconds=parse_retry_after(headers.get("retry-after"), self.finished_at),
         )
 
     @event("Succeeded", topic="duecall:Execution.Succeeded")

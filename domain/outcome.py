@@ -59,3 +59,4 @@ class AttemptOutcome:
     status_code: int | None = None
     error_kind: str | None = None
     message: str | None = None
+    retry_after_seconds: float | None = None

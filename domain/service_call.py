@@ -6,28 +6,19 @@ the command returns ``None`` (or ``False``) and records nothing.
 """
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.errors import InvalidTransitionError
 from domain.ids import execution_id_for
 from domain.outcome import AttemptOutcome
 from domain.request import RequestSpec
+from domain.retry_policy import RetryPolicy, ScheduleReason, decide_retry
+from domain.status import CANCELLABLE, PAUSABLE, TERMINAL, Status
 
-
-class Status(StrEnum):
-    SUBMITTED = "submitted"
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    PAUSED = "paused"
-
-
-TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+__all__ = ["TERMINAL", "ServiceCall", "Status"]
 
 
 class ServiceCall(Aggregate):
@@ -54,6 +45,7 @@ class ServiceCall(Aggregate):
         tags: list[str],
         correlation_id: str | None,
         idempotency_key: str | None,
+        retry_policy: dict[str, Any],
     ) -> None:
         self.tenant_id = tenant_id
         self.name = name
@@ -68,6 +60,8 @@ class ServiceCall(Aggregate):
         self.last_status_code: int | None = None
         self.last_error_kind: str | None = None
         self.finished_at: datetime | None = None
+        self.retry_policy = RetryPolicy.from_dict(retry_policy)
+        self.retry_window_start = due_at
 
     @classmethod
     def submit(
@@ -81,6 +75,7 @@ class ServiceCall(Aggregate):
         tags: list[str] | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> "ServiceCall":
         call = cls(
             id=id,
@@ -95,8 +90,9 @@ class ServiceCall(Aggregate):
             tags=tags or [],
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
+            retry_policy=(retry_policy or RetryPolicy()).as_dict(),
         )
-        call._schedule(attempt=1, due_at=due_at, reason="submitted")
+        call._schedule(attempt=1, due_at=due_at, reason=ScheduleReason.SUBMITTED)
         return call
 
     @property
@@ -111,8 +107,10 @@ class ServiceCall(Aggregate):
         self._start(attempt=attempt, execution_id=execution_id, started_at=now)
         return execution_id
 
-    def record_outcome(self, outcome: AttemptOutcome, now: datetime) -> bool:
-        """Turn the outcome of the running attempt into the call's outcome."""
+    def record_outcome(
+        self, outcome: AttemptOutcome, now: datetime, random_fraction: float = 1.0
+    ) -> bool:
+        """Turn the running attempt's outcome into the call's: done, retry later, or failed."""
         if (
             self.status != Status.RUNNING
             or outcome.attempt != self.attempt
@@ -127,6 +125,32 @@ class ServiceCall(Aggregate):
                 duration_ms=outcome.duration_ms,
                 finished_at=now,
             )
+            return True
+        decision = decide_retry(
+            self.retry_policy,
+            attempt=outcome.attempt,
+            error_kind=outcome.error_kind,
+            status_code=outcome.status_code,
+            retry_after_seconds=outcome.retry_after_seconds,
+            first_attempt_due=self.retry_window_start,
+            now=now,
+            random_fraction=random_fraction,
+        )
+        self._attempt_failed(
+            attempt=outcome.attempt,
+            execution_id=outcome.execution_id,
+            error_kind=outcome.error_kind,
+            status_code=outcome.status_code,
+            message=outcome.message,
+            retryable=self.retry_policy.retries(outcome.error_kind, outcome.status_code),
+        )
+        if decision.retry and decision.due_at is not None:
+            self._schedule(
+                attempt=self.attempt + 1,
+                due_at=decision.due_at,
+                reason=decision.reason,
+                delay_seconds=decision.delay_seconds,
+            )
         else:
             self._fail(
                 attempt=outcome.attempt,
@@ -134,16 +158,83 @@ class ServiceCall(Aggregate):
                 error_kind=outcome.error_kind,
                 status_code=outcome.status_code,
                 message=outcome.message,
-                reason="not_retryable",
+                reason=decision.reason,
                 finished_at=now,
             )
         return True
 
+    def cancel(self, reason: str | None, now: datetime) -> None:
+        """Cancel: no further attempt starts; a running one finishes but is not retried."""
+        if self.status not in CANCELLABLE:
+            raise InvalidTransitionError("cancel", self.status)
+        self._cancel(reason=reason, cancelled_at=now)
+
+    def pause(self, now: datetime) -> bool:
+        """Pause a call that has not started; pausing a paused call changes nothing."""
+        if self.status == Status.PAUSED:
+            return False
+        if self.status not in PAUSABLE:
+            raise InvalidTransitionError("pause", self.status)
+        self._pause(paused_at=now)
+        return True
+
+    def resume(self, now: datetime) -> bool:
+        """Resume a paused call: due again at its due time, or now if that has passed."""
+        if self.status in TERMINAL:
+            raise InvalidTransitionError("resume", self.status)
+        if self.status != Status.PAUSED:
+            return False
+        self._resume(resumed_at=now)
+        due_at = max(self.due_at, now)
+        self._schedule(attempt=self.attempt, due_at=due_at, reason=ScheduleReason.RESUMED)
+        return True
+
+    def retry(self, now: datetime, due_at: datetime | None = None) -> None:
+        """Manual retry of a failed call: a new attempt, same call, history kept."""
+        if self.status != Status.FAILED:
+            raise InvalidTransitionError("retry", self.status)
+        due = max(due_at or now, now)
+        self._retry_requested(attempt=self.attempt + 1, due_at=due)
+        self._schedule(attempt=self.attempt + 1, due_at=due, reason=ScheduleReason.MANUAL)
+
     @event("Scheduled", topic="duecall:ServiceCall.Scheduled")
-    def _schedule(self, attempt: int, due_at: datetime, reason: str) -> None:
+    def _schedule(
+        self, attempt: int, due_at: datetime, reason: str, delay_seconds: float | None = None
+    ) -> None:
         self.status = Status.SCHEDULED
         self.attempt = attempt
         self.due_at = due_at
+
+    @event("AttemptFailed", topic="duecall:ServiceCall.AttemptFailed")
+    def _attempt_failed(
+        self,
+        attempt: int,
+        execution_id: str,
+        error_kind: str | None,
+        status_code: int | None,
+        message: str | None,
+        retryable: bool,
+    ) -> None:
+        self.last_status_code = status_code
+        self.last_error_kind = error_kind
+
+    @event("Cancelled", topic="duecall:ServiceCall.Cancelled")
+    def _cancel(self, reason: str | None, cancelled_at: datetime) -> None:
+        self.status = Status.CANCELLED
+        self.finished_at = cancelled_at
+
+    @event("Paused", topic="duecall:ServiceCall.Paused")
+    def _pause(self, paused_at: datetime) -> None:
+        self.status = Status.PAUSED
+
+    @event("Resumed", topic="duecall:ServiceCall.Resumed")
+    def _resume(self, resumed_at: datetime) -> None:
+        pass  # a Scheduled event follows
+
+    @event("RetryRequested", topic="duecall:ServiceCall.RetryRequested")
+    def _retry_requested(self, attempt: int, due_at: datetime) -> None:
+        self.retry_window_start = due_at
+        self.finished_at = None
 
     @event("Started", topic="duecall:ServiceCall.Started")
     def _start(self, attempt: int, execution_id: UUID, started_at: datetime) -> None:
@@ -198,6 +289,7 @@ class ServiceCall(Aggregate):
             },
             "tags": self.tags,
             "correlation_id": self.correlation_id,
+            "retry_policy": self.retry_policy.as_dict(),
             "last_status_code": self.last_status_code,
             "last_error_kind": self.last_error_kind,
             "created_at": self.created_on,

@@ -10,6 +10,7 @@ from application.service_calls import ServiceCalls
 from application.workers import WorkerOptions, Workers
 from infrastructure.database import eventsourcing_env, migrate, resolve_database_url
 from infrastructure.http_sender import HttpxSender
+from infrastructure.idempotency import PostgresIdempotencyKeys
 from infrastructure.outbox import PostgresOutbox
 from infrastructure.settings import Settings
 
@@ -28,14 +29,17 @@ class Container:
         url = resolve_database_url(settings)
         migrate(url)
         env = eventsourcing_env(url, settings)
-        service_calls = ServiceCalls(env=env)
-        service_calls.execution_grace_seconds = settings.execution_grace_seconds
+        outbox = PostgresOutbox(url)
         return cls(
             settings=settings,
             database_url=url,
-            service_calls=service_calls,
-            executions=Executions(env=env),
-            outbox=PostgresOutbox(url),
+            service_calls=ServiceCalls(
+                env,
+                idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
+                execution_grace_seconds=settings.execution_grace_seconds,
+            ),
+            executions=Executions(env, max_deliveries=settings.max_deliveries),
+            outbox=outbox,
         )
 
     def start_workers(self) -> Workers:

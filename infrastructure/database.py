@@ -5,7 +5,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from infrastructure.embedded_postgres import embedded_database_url
 from infrastructure.migrations import apply_migrations
-from infrastructure.outbox_schema import OUTBOX_MIGRATIONS
+from infrastructure.schema import CORE_MIGRATIONS
 from infrastructure.settings import Settings
 
 EVENTS_NAME = "duecall"  # every duecall application records into duecall_events
@@ -38,7 +38,7 @@ def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
 def migrate(url: str) -> None:
     """Apply duecall's own schema migrations (idempotent; safe from several processes)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        apply_migrations(conn, "outbox", OUTBOX_MIGRATIONS)
+        apply_migrations(conn, "core", CORE_MIGRATIONS)
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:

@@ -7,10 +7,14 @@ process that started it exits, so restarts are fast and data survives.
 
 import fcntl
 import os
+import warnings
 from pathlib import Path
 
 import structlog
-from pgserver import get_server  # type: ignore[attr-defined]
+
+with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+    warnings.simplefilter("ignore")
+    from pgserver import get_server  # type: ignore[attr-defined]
 
 log = structlog.get_logger(__name__)
 

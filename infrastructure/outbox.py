@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from application.outbox import KINDS, OutboxMessage
-from infrastructure.outbox_schema import OUTBOX_CHANNEL, OUTBOX_TABLE
+from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +27,7 @@ UPDATE {OUTBOX_TABLE} AS o
 SET available_at = now() + make_interval(secs => o.lease_seconds), claims = o.claims + 1
 FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
-          o.available_at, o.lease_seconds, o.claims, o.payload
+          o.available_at, o.lease_seconds, o.claims, o.host, o.payload
 """
 _NEXT = f"""
 SELECT extract(epoch FROM min(available_at) - now()) AS seconds
@@ -50,6 +50,10 @@ class PostgresOutbox:
         self._stopped = threading.Event()
         self._listener = threading.Thread(target=self._listen, name="outbox-listener", daemon=True)
         self._listener.start()
+
+    @property
+    def pool(self) -> ConnectionPool[psycopg.Connection[dict[str, Any]]]:
+        return self._pool
 
     def claim(self, kind: str, limit: int) -> list[OutboxMessage]:
         with self._pool.connection() as conn, conn.transaction():
@@ -114,5 +118,6 @@ def _message(row: dict[str, Any]) -> OutboxMessage:
         available_at=row["available_at"],
         lease_seconds=row["lease_seconds"],
         claims=row["claims"],
+        host=row["host"],
         payload=row["payload"],
     )

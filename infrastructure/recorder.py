@@ -16,15 +16,20 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from application.idempotency import IdempotencyRecord
 from application.outbox import OutboxChanges
-from infrastructure.outbox_schema import OUTBOX_CHANNEL, OUTBOX_TABLE
+from infrastructure.schema import IDEMPOTENCY_TABLE, OUTBOX_CHANNEL, OUTBOX_TABLE
 
 DEFAULT_LEASE_SECONDS = 30.0
 
 _DELETE = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%s)"
 _INSERT = (
     f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
-    "available_at, lease_seconds, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    "available_at, lease_seconds, host, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_KEY = (
+    f"INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash) "
+    "VALUES (%s, %s, %s, %s)"
 )
 
 
@@ -35,6 +40,17 @@ class OutboxRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
+        idempotency: IdempotencyRecord | None = kwargs.get("idempotency")
+        if idempotency is not None:  # a duplicate key fails the whole transaction
+            curs.execute(
+                _INSERT_KEY,
+                (
+                    idempotency.tenant_id,
+                    idempotency.key,
+                    idempotency.service_call_id,
+                    idempotency.request_hash,
+                ),
+            )
         changes: OutboxChanges | None = kwargs.get("outbox")
         if changes is not None:
             write_outbox_changes(curs, changes)
@@ -56,6 +72,7 @@ def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
                     m.due_at or m.available_at,
                     m.available_at,
                     m.lease_seconds or DEFAULT_LEASE_SECONDS,
+                    m.host,
                     Jsonb(m.payload),
                 )
                 for m in changes.publish

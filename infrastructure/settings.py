@@ -31,5 +31,8 @@ class Settings(BaseSettings):
     execution_grace_seconds: float = Field(
         default=30.0, ge=0, description="Grace after a call's timeout before it is re-claimed."
     )
+    max_deliveries: int = Field(
+        default=3, ge=1, le=20, description="Deliveries of one attempt before it is failed as lost."
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
     response_snippet_bytes: int = 64 * 1024

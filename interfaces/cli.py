@@ -96,6 +96,10 @@ def submit(
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
     correlation_id: Annotated[str | None, typer.Option()] = None,
     timeout: Annotated[float, typer.Option(help="Request timeout, seconds.")] = 30.0,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Submit at most once per key (per tenant).")
+    ] = None,
     api_url: ApiOption = "http://127.0.0.1:8000",
     tenant: TenantOption = None,
     as_json: JsonOption = False,
@@ -111,8 +115,10 @@ def submit(
         "delay_seconds": delay,
         "tags": tag or [],
         "correlation_id": correlation_id,
+        "retry_policy": {"max_attempts": max_attempts} if max_attempts else None,
     }
-    call = _call_api("POST", api_url, "/v1/service-calls", tenant, json=payload)
+    extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    call = _call_api("POST", api_url, "/v1/service-calls", tenant, json=payload, headers=extra)
     if as_json:
         console.print_json(data=call)
     else:
@@ -144,6 +150,66 @@ def show(
     console.print(table)
 
 
+def _lifecycle(action: str, service_call_id: str, api_url: str, tenant: str | None,
+               as_json: bool, body: dict[str, Any] | None = None) -> None:
+    path = f"/v1/service-calls/{service_call_id}/{action}"
+    call = _call_api("POST", api_url, path, tenant, json=body)
+    if as_json:
+        console.print_json(data=call)
+    else:
+        console.print(f"{call['id']}: [bold]{call['status']}[/] (attempt {call['attempt']}, "
+                      f"due {call['due_at']})")
+
+
+IdArgument = Annotated[str, typer.Argument(help="The call's id.")]
+
+
+@app.command()
+def cancel(
+    service_call_id: IdArgument,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    api_url: ApiOption = "http://127.0.0.1:8000",
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a call that has not finished (a running attempt finishes, without retries)."""
+    _lifecycle("cancel", service_call_id, api_url, tenant, as_json, {"reason": reason})
+
+
+@app.command()
+def pause(
+    service_call_id: IdArgument,
+    api_url: ApiOption = "http://127.0.0.1:8000",
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pause a call that has not started: it will not start until resumed."""
+    _lifecycle("pause", service_call_id, api_url, tenant, as_json)
+
+
+@app.command()
+def resume(
+    service_call_id: IdArgument,
+    api_url: ApiOption = "http://127.0.0.1:8000",
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a paused call (at once if its due time has passed)."""
+    _lifecycle("resume", service_call_id, api_url, tenant, as_json)
+
+
+@app.command()
+def retry(
+    service_call_id: IdArgument,
+    at: Annotated[str | None, typer.Option(help="When, RFC 3339 (default: now).")] = None,
+    api_url: ApiOption = "http://127.0.0.1:8000",
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Retry a failed call: a new attempt, same call, history kept."""
+    _lifecycle("retry", service_call_id, api_url, tenant, as_json, {"due_at": at})
+
+
 def _split_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep:
@@ -155,6 +221,7 @@ def _call_api(
     method: str, base: str, path: str, tenant: str | None, **kwargs: Any
 ) -> dict[str, Any]:
     headers = {"X-Tenant-Id": tenant} if tenant else {}
+    headers.update(kwargs.pop("headers", None) or {})
     try:
         response = httpx.request(method, base.rstrip("/") + path, headers=headers, **kwargs)
     except httpx.HTTPError as error:

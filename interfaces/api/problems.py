@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from psycopg import OperationalError as PgOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from application.idempotency import IdempotencyKeyReusedError
 from domain.errors import InvalidRequestError, InvalidTransitionError, ServiceCallNotFoundError
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,12 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Conflict", str(exc), status_of_call=exc.status)
 
 
+async def _key_reused(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IdempotencyKeyReusedError)
+    call_id = str(exc.service_call_id)
+    return problem(409, "Idempotency-Key reused", str(exc), service_call_id=call_id)
+
+
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database_unavailable", error=str(exc))
     return problem(503, "Service unavailable", "the database is unavailable; try again")
@@ -63,6 +70,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequestError, _invalid)
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
     app.add_exception_handler(InvalidTransitionError, _conflict)
+    app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
     app.add_exception_handler(StoreOperationalError, _database_unavailable)
     app.add_exception_handler(PgOperationalError, _database_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -2,11 +2,12 @@
 
 import json
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, Field, JsonValue, model_validator
 
 from domain.request import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
+from domain.retry_policy import DEFAULT_RETRY_ON
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 
@@ -43,6 +44,7 @@ class ServiceCallCreate(BaseModel):
     delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
     tags: list[str] = Field(default_factory=list, max_length=50)
     correlation_id: str | None = Field(default=None, max_length=200)
+    retry_policy: "RetryPolicyCreate | None" = None
 
     @model_validator(mode="after")
     def _one_due_time(self) -> Self:
@@ -69,6 +71,7 @@ class ServiceCallPublic(BaseModel):
     request: RequestPublic
     tags: list[str]
     correlation_id: str | None
+    retry_policy: dict[str, Any]
     last_status_code: int | None
     last_error_kind: str | None
     created_at: datetime
@@ -109,3 +112,28 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+
+
+class RetryPolicyCreate(BaseModel):
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    initial_backoff_seconds: float = Field(default=1.0, ge=0, le=86_400)
+    max_backoff_seconds: float = Field(default=600.0, ge=0, le=7 * 86_400)
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    jitter: Literal["full", "none"] = "full"
+    max_retry_duration_seconds: float | None = Field(default=None, gt=0)
+    retry_on: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_ON),
+        description="Outcomes that retry: timeout, network, lost, a status code (503) or a "
+        "class (5xx). Other failures fail at once.",
+    )
+
+
+class CancelRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RetryRequest(BaseModel):
+    due_at: AwareDatetime | None = None
+
+
+ServiceCallCreate.model_rebuild()

@@ -1,54 +1,78 @@
-"""/v1/service-calls: submit a call, read its state and its attempts."""
+"""/v1/service-calls: submit a call, read it, and cancel, pause, resume or retry it."""
 
+import hashlib
 from datetime import timedelta
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
+from domain.retry_policy import RetryPolicy
+from domain.service_call import ServiceCall
 from interfaces.api.dependencies import ContainerDep, TenantDep
 from interfaces.api.schemas import (
+    CancelRequest,
     ExecutionList,
     ExecutionPublic,
+    RetryRequest,
     ServiceCallCreate,
     ServiceCallPublic,
 )
 
 router = APIRouter(prefix="/v1/service-calls", tags=["service calls"])
+IdempotencyKeyHeader = Annotated[str | None, Header(min_length=1, max_length=200)]
 
 
-@router.post("", status_code=201, response_model=ServiceCallPublic)
-def submit_service_call(
-    body: ServiceCallCreate, container: ContainerDep, tenant: TenantDep, response: Response
-) -> ServiceCallPublic:
+def _public(call: ServiceCall) -> ServiceCallPublic:
+    return ServiceCallPublic.model_validate(call.describe())
+
+
+def _command(body: ServiceCallCreate, tenant: str, key: str | None) -> SubmitServiceCall:
     headers, payload = body.request.encoded()
     request = RequestSpec(
         body.request.method, body.request.url, headers, payload, body.request.timeout_seconds
     )
-    now = utcnow()
-    due_at = body.due_at or now + timedelta(seconds=body.delay_seconds or 0)
-    call = container.service_calls.submit(
-        SubmitServiceCall(
-            tenant_id=tenant,
-            name=body.name,
-            request=request,
-            due_at=due_at,
-            tags=body.tags,
-            correlation_id=body.correlation_id,
-        )
+    policy = body.retry_policy
+    return SubmitServiceCall(
+        tenant_id=tenant,
+        name=body.name,
+        request=request,
+        due_at=body.due_at or utcnow() + timedelta(seconds=body.delay_seconds or 0),
+        tags=body.tags,
+        correlation_id=body.correlation_id,
+        idempotency_key=key,
+        request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+        retry_policy=RetryPolicy.from_dict(policy.model_dump()) if policy else None,
     )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ServiceCallPublic,
+    responses={200: {"description": "The call first submitted with this Idempotency-Key"}},
+)
+def submit_service_call(
+    body: ServiceCallCreate,
+    container: ContainerDep,
+    tenant: TenantDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ServiceCallPublic:
+    call, created = container.service_calls.submit(_command(body, tenant, idempotency_key))
+    response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
-    return ServiceCallPublic.model_validate(call.describe())
+    return _public(call)
 
 
 @router.get("/{service_call_id}", response_model=ServiceCallPublic)
 def get_service_call(
     service_call_id: UUID, container: ContainerDep, tenant: TenantDep
 ) -> ServiceCallPublic:
-    call = container.service_calls.get_call(tenant, service_call_id)
-    return ServiceCallPublic.model_validate(call.describe())
+    return _public(container.service_calls.get_call(tenant, service_call_id))
 
 
 @router.get("/{service_call_id}/executions", response_model=ExecutionList)
@@ -58,3 +82,43 @@ def list_executions(
     call = container.service_calls.get_call(tenant, service_call_id)
     executions = container.executions.for_call(call.id, call.attempt)
     return ExecutionList(items=[ExecutionPublic.model_validate(e.describe()) for e in executions])
+
+
+@router.post("/{service_call_id}/cancel", response_model=ServiceCallPublic)
+def cancel_service_call(
+    service_call_id: UUID,
+    container: ContainerDep,
+    tenant: TenantDep,
+    body: CancelRequest | None = None,
+) -> ServiceCallPublic:
+    """Cancel a call that is submitted, scheduled, paused or running (409 when finished)."""
+    reason = body.reason if body else None
+    return _public(container.service_calls.cancel(tenant, service_call_id, reason))
+
+
+@router.post("/{service_call_id}/pause", response_model=ServiceCallPublic)
+def pause_service_call(
+    service_call_id: UUID, container: ContainerDep, tenant: TenantDep
+) -> ServiceCallPublic:
+    """Pause a call that has not started: it will not start until resumed."""
+    return _public(container.service_calls.pause(tenant, service_call_id))
+
+
+@router.post("/{service_call_id}/resume", response_model=ServiceCallPublic)
+def resume_service_call(
+    service_call_id: UUID, container: ContainerDep, tenant: TenantDep
+) -> ServiceCallPublic:
+    """Resume a paused call: due at its due time, or now if that has passed."""
+    return _public(container.service_calls.resume(tenant, service_call_id))
+
+
+@router.post("/{service_call_id}/retry", response_model=ServiceCallPublic)
+def retry_service_call(
+    service_call_id: UUID,
+    container: ContainerDep,
+    tenant: TenantDep,
+    body: RetryRequest | None = None,
+) -> ServiceCallPublic:
+    """Retry a failed call: a new attempt now (or at due_at), same call, history kept."""
+    due_at = body.due_at if body else None
+    return _public(container.service_calls.retry(tenant, service_call_id, due_at))

@@ -1,11 +1,13 @@
-"""The outbox table's migrations."""
+"""Migrations of duecall's own write-side tables: the outbox and the idempotency keys."""
 
 from infrastructure.migrations import Migration
 
 OUTBOX_TABLE = "duecall_outbox"
 OUTBOX_CHANNEL = "duecall_outbox"
 
-OUTBOX_MIGRATIONS = [
+IDEMPOTENCY_TABLE = "duecall_idempotency_keys"
+
+CORE_MIGRATIONS = [
     Migration(
         1,
         "create outbox",
@@ -25,5 +27,24 @@ OUTBOX_MIGRATIONS = [
         CREATE INDEX IF NOT EXISTS {OUTBOX_TABLE}_kind_available
             ON {OUTBOX_TABLE} (kind, available_at);
         """,
+    ),
+    Migration(
+        2,
+        "create idempotency keys",
+        f"""
+        CREATE TABLE IF NOT EXISTS {IDEMPOTENCY_TABLE} (
+            tenant_id text NOT NULL,
+            key text NOT NULL,
+            service_call_id uuid NOT NULL,
+            request_hash text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, key)
+        );
+        """,
+    ),
+    Migration(
+        3,
+        "outbox host column for concurrency limits",
+        f"ALTER TABLE {OUTBOX_TABLE} ADD COLUMN IF NOT EXISTS host text NOT NULL DEFAULT ''",
     ),
 ]

@@ -1,0 +1,16 @@
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    SUBMITTED = "submitted"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+CANCELLABLE = frozenset({Status.SUBMITTED, Status.SCHEDULED, Status.PAUSED, Status.RUNNING})
+PAUSABLE = frozenset({Status.SUBMITTED, Status.SCHEDULED})
