@@ -84,9 +84,7 @@ class Executions(Application[UUID]):
             if outcome is None:
                 log.info("duplicate_outcome_ignored", execution_id=str(attempt.execution.id))
                 continue
-            message = outcome_message(attempt.message.tenant_id, attempt.message.service_call_id,
-                                      outcome, now)
-            publish.append(message)
+            publish.append(outcome_message(attempt.message, outcome, now))
         consume = [a.message.id for a, _ in results if a.message.id]
         save_with_outbox(self, [a.execution for a, _ in results], OutboxChanges(consume, publish))
 

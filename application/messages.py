@@ -53,10 +53,17 @@ def execution_id_of(message: OutboxMessage) -> UUID:
 
 
 def outcome_message(
-    tenant_id: str, call_id: UUID, outcome: AttemptOutcome, now: datetime
+    execute: OutboxMessage, outcome: AttemptOutcome, now: datetime
 ) -> OutboxMessage:
+    """Tell orchestration how the attempt asked for by ``execute`` ended."""
     return OutboxMessage(
-        OUTCOME, tenant_id, call_id, outcome.attempt, available_at=now, payload=asdict(outcome)
+        OUTCOME,
+        execute.tenant_id,
+        execute.service_call_id,
+        outcome.attempt,
+        available_at=now,
+        host=execute.host,
+        payload=asdict(outcome),
     )
 
 

@@ -1,21 +1,26 @@
 """Saving aggregates with their outbox changes, and one log line per state change."""
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
 
 from application.outbox import OutboxChanges
 
 log = structlog.get_logger("duecall.events")
 
 
+class Recordable(Protocol):
+    def collect_events(self) -> Sequence[Any]: ...
+
+    def log_context(self) -> dict[str, str]: ...
+
+
 def save_with_outbox(
     app: Application[UUID],
-    aggregates: Iterable[Aggregate],
+    aggregates: Iterable[Recordable],
     changes: OutboxChanges,
     **extra: Any,
 ) -> None:
@@ -28,15 +33,5 @@ def save_with_outbox(
         log.info(
             type(recorded).__qualname__,
             version=recorded.originator_version,
-            **_ids(aggregate),
+            **aggregate.log_context(),
         )
-
-
-def _ids(aggregate: Any) -> dict[str, str]:
-    ids = {"tenant_id": aggregate.tenant_id}
-    if hasattr(aggregate, "service_call_id"):
-        ids["service_call_id"] = str(aggregate.service_call_id)
-        ids["execution_id"] = str(aggregate.id)
-    else:
-        ids["service_call_id"] = str(aggregate.id)
-    return ids

@@ -10,12 +10,13 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from application.circuits import CircuitBoard, CircuitOptions
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.messages import execute_message, outcome_of, start_message
 from application.outbox import OutboxChanges, OutboxMessage
-from application.recording import save_with_outbox
+from application.recording import Recordable, save_with_outbox
 from domain.errors import ServiceCallNotFoundError
 from domain.ids import new_service_call_id
 from domain.service_call import ServiceCall, Status
@@ -32,10 +33,12 @@ class ServiceCalls(Application[UUID]):
         *,
         idempotency_keys: IdempotencyKeys | None = None,
         execution_grace_seconds: float = 30.0,
+        circuit_options: CircuitOptions | None = None,
     ) -> None:
         super().__init__(env)
         self.idempotency_keys = idempotency_keys
         self.execution_grace_seconds = execution_grace_seconds
+        self.circuit_options = circuit_options or CircuitOptions()
 
     def submit(self, command: SubmitServiceCall) -> tuple[ServiceCall, bool]:
         """Record a new call (or, for a repeated Idempotency-Key, return the original)."""
@@ -101,13 +104,20 @@ class ServiceCalls(Application[UUID]):
         """Timer: start the due attempts, and tell the execution module to make them."""
         now = utcnow()
         calls = self._load(messages)
+        circuits = CircuitBoard(self, self.circuit_options)
         publish = []
         for message in messages:
             call = calls.get(message.service_call_id)
-            execution_id = call.start(message.attempt, now) if call else None
-            if call is None or execution_id is None:
+            if call is None or not call.is_due(message.attempt, now):
                 log.info("stale_start_ignored", service_call_id=str(message.service_call_id))
                 continue
+            held_until = circuits.gate(call, message.attempt, now)
+            if held_until is not None:
+                call.hold(message.attempt, held_until)
+                publish.append(start_message(call))
+                continue
+            execution_id = call.start(message.attempt, now)
+            assert execution_id is not None
             publish.append(
                 execute_message(
                     call.tenant_id,
@@ -120,26 +130,37 @@ class ServiceCalls(Application[UUID]):
                 )
             )
         changes = OutboxChanges(consume=_ids(messages), publish=publish)
-        save_with_outbox(self, calls.values(), changes)
+        save_with_outbox(self, [*calls.values(), *circuits.touched], changes)
 
     def record_outcomes(self, messages: Sequence[OutboxMessage]) -> None:
         """Orchestration policy: outcomes become Succeeded, a retry later, or Failed."""
         now = utcnow()
         calls = self._load(messages)
+        circuits = CircuitBoard(self, self.circuit_options)
         changed = []
         for message in messages:
+            outcome = outcome_of(message)
+            circuits.record(message.tenant_id, message.host, message.service_call_id, outcome, now)
             call = calls.get(message.service_call_id)
-            if call and call.record_outcome(outcome_of(message), now, random.random()):
+            if call and call.record_outcome(outcome, now, random.random()):
                 changed.append(call)
             else:
                 log.info("stale_outcome_ignored", service_call_id=str(message.service_call_id))
-        self._save_and_schedule(calls.values(), consume=_ids(messages), changed=changed)
+        self._save_and_schedule(
+            calls.values(),
+            consume=_ids(messages),
+            changed=changed,
+            others=circuits.touched,
+            **circuits.registry,
+        )
 
     def _save_and_schedule(
         self,
         calls: Iterable[ServiceCall],
         consume: Sequence[int] = (),
         changed: Iterable[ServiceCall] | None = None,
+        others: Iterable[Recordable] = (),
+        **extra: Any,
     ) -> None:
         """Save; every changed call (default: all) now scheduled gets its timer message."""
         calls = list(calls)
@@ -148,7 +169,8 @@ class ServiceCalls(Application[UUID]):
             for call in (calls if changed is None else changed)
             if call.status == Status.SCHEDULED
         ]
-        save_with_outbox(self, calls, OutboxChanges(consume=consume, publish=starts))
+        changes = OutboxChanges(consume=consume, publish=starts)
+        save_with_outbox(self, [*calls, *others], changes, **extra)
 
     def _original(self, command: SubmitServiceCall) -> ServiceCall | None:
         """The call first submitted with this command's Idempotency-Key, if there is one."""

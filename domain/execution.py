@@ -157,6 +157,13 @@ class Execution(Aggregate):
         self.finished_at = finished_at
         self.duration_ms = duration_ms
 
+    def log_context(self) -> dict[str, str]:
+        return {
+            "tenant_id": self.tenant_id,
+            "service_call_id": str(self.service_call_id),
+            "execution_id": str(self.id),
+        }
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": str(self.id),

@@ -99,13 +99,24 @@ class ServiceCall(Aggregate):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
+    def is_due(self, attempt: int, now: datetime) -> bool:
+        """Is ``attempt`` the scheduled one, and due?"""
+        return self.status == Status.SCHEDULED and attempt == self.attempt and now >= self.due_at
+
     def start(self, attempt: int, now: datetime) -> UUID | None:
         """Start a due attempt; returns its execution id, or None if this is stale."""
-        if self.status != Status.SCHEDULED or attempt != self.attempt or now < self.due_at:
+        if not self.is_due(attempt, now):
             return None
         execution_id = execution_id_for(self.id, attempt)
         self._start(attempt=attempt, execution_id=execution_id, started_at=now)
         return execution_id
+
+    def hold(self, attempt: int, until: datetime) -> bool:
+        """Hold a due attempt without spending it (its host's circuit is open)."""
+        if self.status != Status.SCHEDULED or attempt != self.attempt:
+            return False
+        self._schedule(attempt=attempt, due_at=until, reason=ScheduleReason.CIRCUIT_OPEN)
+        return True
 
     def record_outcome(
         self, outcome: AttemptOutcome, now: datetime, random_fraction: float = 1.0
@@ -270,6 +281,9 @@ class ServiceCall(Aggregate):
         self.last_status_code = status_code
         self.last_error_kind = error_kind
         self.finished_at = finished_at
+
+    def log_context(self) -> dict[str, str]:
+        return {"tenant_id": self.tenant_id, "service_call_id": str(self.id)}
 
     def describe(self) -> dict[str, Any]:
         """The call's state as plain values, for the API and the CLI."""

@@ -5,9 +5,11 @@ Built from FastAPI's lifespan and from the CLI alike; nothing connects at import
 
 from dataclasses import dataclass, field
 
+from application.circuits import CircuitOptions
 from application.executions import Executions
 from application.service_calls import ServiceCalls
 from application.workers import WorkerOptions, Workers
+from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import eventsourcing_env, migrate, resolve_database_url
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
@@ -22,6 +24,7 @@ class Container:
     service_calls: ServiceCalls
     executions: Executions
     outbox: PostgresOutbox
+    circuit_registry: PostgresCircuitRegistry
     workers: Workers | None = field(default=None)
 
     @classmethod
@@ -37,9 +40,15 @@ class Container:
                 env,
                 idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
                 execution_grace_seconds=settings.execution_grace_seconds,
+                circuit_options=CircuitOptions(
+                    failure_threshold=settings.circuit_failure_threshold,
+                    open_seconds=settings.circuit_open_seconds,
+                    probe_wait_seconds=settings.circuit_probe_wait_seconds,
+                ),
             ),
             executions=Executions(env, max_deliveries=settings.max_deliveries),
             outbox=outbox,
+            circuit_registry=PostgresCircuitRegistry(outbox.pool),
         )
 
     def start_workers(self) -> Workers:

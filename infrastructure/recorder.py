@@ -9,6 +9,7 @@ only if its events are recorded.
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -18,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from application.idempotency import IdempotencyRecord
 from application.outbox import OutboxChanges
-from infrastructure.schema import IDEMPOTENCY_TABLE, OUTBOX_CHANNEL, OUTBOX_TABLE
+from infrastructure.schema import CIRCUITS_TABLE, IDEMPOTENCY_TABLE, OUTBOX_CHANNEL, OUTBOX_TABLE
 
 DEFAULT_LEASE_SECONDS = 30.0
 
@@ -26,6 +27,10 @@ _DELETE = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%s)"
 _INSERT = (
     f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
     "available_at, lease_seconds, host, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_REGISTER_CIRCUIT = (
+    f"INSERT INTO {CIRCUITS_TABLE} (tenant_id, host, circuit_id) VALUES (%s, %s, %s) "
+    "ON CONFLICT DO NOTHING"
 )
 _INSERT_KEY = (
     f"INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash) "
@@ -51,6 +56,9 @@ class OutboxRecorder(PostgresApplicationRecorder):
                     idempotency.request_hash,
                 ),
             )
+        circuits: Sequence[tuple[str, str, UUID]] = kwargs.get("circuits", ())
+        if circuits:
+            curs.executemany(_REGISTER_CIRCUIT, circuits)
         changes: OutboxChanges | None = kwargs.get("outbox")
         if changes is not None:
             write_outbox_changes(curs, changes)

@@ -6,6 +6,7 @@ OUTBOX_TABLE = "duecall_outbox"
 OUTBOX_CHANNEL = "duecall_outbox"
 
 IDEMPOTENCY_TABLE = "duecall_idempotency_keys"
+CIRCUITS_TABLE = "duecall_circuits"
 
 CORE_MIGRATIONS = [
     Migration(
@@ -46,5 +47,17 @@ CORE_MIGRATIONS = [
         3,
         "outbox host column for concurrency limits",
         f"ALTER TABLE {OUTBOX_TABLE} ADD COLUMN IF NOT EXISTS host text NOT NULL DEFAULT ''",
+    ),
+    Migration(
+        4,
+        "circuit registry",
+        f"""
+        CREATE TABLE IF NOT EXISTS {CIRCUITS_TABLE} (
+            tenant_id text NOT NULL,
+            host text NOT NULL,
+            circuit_id uuid NOT NULL,
+            PRIMARY KEY (tenant_id, host)
+        );
+        """,
     ),
 ]

@@ -34,5 +34,12 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(
         default=3, ge=1, le=20, description="Deliveries of one attempt before it is failed as lost."
     )
+    circuit_failure_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failures (timeout, network, 5xx) that open it."
+    )
+    circuit_open_seconds: float = Field(default=30.0, gt=0, description="How long it stays open.")
+    circuit_probe_wait_seconds: float = Field(
+        default=5.0, gt=0, description="How long other calls wait while the probe is out."
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
     response_snippet_bytes: int = 64 * 1024

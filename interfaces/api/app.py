@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from interfaces.api.problems import install_problem_handlers
-from interfaces.api.routes import health, service_calls
+from interfaces.api.routes import circuits, health, service_calls
 
 
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
@@ -35,4 +35,5 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(service_calls.router)
+    app.include_router(circuits.router)
     return app

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from psycopg import OperationalError as PgOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from application.circuit_admin import CircuitNotFoundError
 from application.idempotency import IdempotencyKeyReusedError
 from domain.errors import InvalidRequestError, InvalidTransitionError, ServiceCallNotFoundError
 
@@ -69,6 +70,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidRequestError, _invalid)
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
+    app.add_exception_handler(CircuitNotFoundError, _not_found)
     app.add_exception_handler(InvalidTransitionError, _conflict)
     app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
     app.add_exception_handler(StoreOperationalError, _database_unavailable)

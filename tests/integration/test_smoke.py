@@ -9,7 +9,7 @@ from tests.support.waiting import wait_until
 
 def test_a_call_due_now_is_made_and_succeeds(container: Container) -> None:
     with TargetServer() as target:
-        call = container.service_calls.submit(
+        call, _ = container.service_calls.submit(
             SubmitServiceCall("t1", "smoke", RequestSpec("GET", f"{target.url}/ok"), utcnow())
         )
         container.start_workers()

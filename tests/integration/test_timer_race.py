@@ -149,13 +149,17 @@ def test_the_same_claimed_messages_handled_twice_at_once_start_each_attempt_once
 
         return handle
 
-    with psycopg.connect(url) as blocker, ThreadPoolExecutor(2) as pool:
+    with (
+        psycopg.connect(url) as blocker,
+        psycopg.connect(url, autocommit=True) as probe,  # activity is cached per transaction
+        ThreadPoolExecutor(2) as pool,
+    ):
         blocker.execute("LOCK TABLE duecall_events IN EXCLUSIVE MODE")
         futures = [
             pool.submit(in_batch_or_one_by_one, counting_conflicts(c.service_calls), messages)
             for c in (container, second_container)
         ]
-        wait_until(lambda: _backends_waiting_for_locks(blocker) >= 2, timeout=15)
+        wait_until(lambda: _backends_waiting_for_locks(probe) >= 2, timeout=15)
         blocker.rollback()
         for future in futures:
             future.result(timeout=60)
@@ -175,6 +179,6 @@ def _backends_waiting_for_locks(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-        "AND pid <> pg_backend_pid()"
+        "AND pid <> pg_backend_pid()",
     ).fetchone()
     return int(row[0]) if row else 0

@@ -250,3 +250,49 @@ def test_execution_event_topics_all_start_with_duecall(execution: Execution) -> 
         "duecall:Execution.Succeeded",
         "duecall:Execution.Failed",
     }
+
+
+# --- Retry-After -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "2"}, 2.0),
+        ({"retry-after": "120"}, 120.0),
+        ({"RETRY-AFTER": " 7 "}, 7.0),
+        ({"Retry-After": "Fri, 14 Mar 2025 09:27:23 GMT"}, 30.0 - 0.25),  # relative to LATER
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": ""}, None),
+        ({"Content-Type": "text/plain"}, None),
+        (None, None),
+    ],
+)
+def test_the_outcome_carries_the_retry_after_header_in_seconds(
+    execution: Execution, headers: dict[str, str] | None, expected: float | None
+) -> None:
+    result = AttemptResult(duration_ms=3.0, status_code=503, headers=headers)
+    outcome = execution.finish(result, LATER)
+    assert outcome is not None
+    assert outcome.retry_after_seconds == expected
+    assert execution.outcome_message().retry_after_seconds == expected
+
+
+def test_retry_after_is_read_from_the_recorded_headers_after_a_rebuild() -> None:
+    execution, _ = _begin()
+    execution.finish(
+        AttemptResult(duration_ms=3.0, status_code=429, headers={"Retry-After": "9"}), LATER
+    )
+    events = execution.collect_events()
+    failed = cast(Any, events[-1])
+    assert failed.headers == {"Retry-After": "9"}
+    rebuilt = _rebuild(events)
+    assert rebuilt.outcome_message().retry_after_seconds == 9.0
+    assert rebuilt.outcome_message() == execution.outcome_message()
+
+
+def test_a_failure_without_response_headers_has_no_retry_after(execution: Execution) -> None:
+    outcome = execution.finish(AttemptResult(duration_ms=1.0, error_kind=ErrorKind.TIMEOUT), LATER)
+    assert outcome is not None
+    assert outcome.retry_after_seconds is None

@@ -1,0 +1,123 @@
+"""The Circuit aggregate: a breaker per (tenant, target host).
+
+closed ──(N consecutive failures)──► open ──(open period over)──► half-open: one probe
+  ▲                                   ▲                                 │
+  └────────────── probe succeeded ────┼─────────── probe failed ────────┘ (reopened)
+
+While open, due attempts for the host are held (rescheduled to the half-open time without
+spending an attempt). Only failures that say "the host is unwell" count: timeouts, network
+errors and 5xx answers. State changes are events, so a call's history can say why it waited.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+_NAMESPACE = UUID("0b5e7c3a-2f4d-4a8e-9b1c-7d6e5f4a3b2c")
+
+
+def circuit_id_for(tenant_id: str, host: str) -> UUID:
+    return uuid5(_NAMESPACE, f"{tenant_id}|{host.lower()}")
+
+
+def counts_against_host(error_kind: str | None, status_code: int | None) -> bool:
+    if error_kind in ("timeout", "network"):
+        return True
+    return status_code is not None and status_code >= 500
+
+
+class Circuit(Aggregate):
+    TOPIC = "duecall:Circuit"
+
+    class Event(Aggregate.Event):
+        TOPIC = "duecall:Circuit.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "duecall:Circuit.Created"
+
+    @event("Registered", topic="duecall:Circuit.Registered")
+    def __init__(self, id: UUID, tenant_id: str, host: str) -> None:
+        self.tenant_id = tenant_id
+        self.host = host
+        self.state = "closed"
+        self.failures = 0
+        self.open_until: datetime | None = None
+        self.probe: str | None = None
+
+    @classmethod
+    def register(cls, tenant_id: str, host: str) -> "Circuit":
+        return cls(id=circuit_id_for(tenant_id, host), tenant_id=tenant_id, host=host)
+
+    def hold_until(self, now: datetime, probe_wait: float) -> datetime | None:
+        """When a held attempt should try again; None if it may go (or be the probe)."""
+        if self.state == "closed":
+            return None
+        assert self.open_until is not None
+        if now < self.open_until:
+            return self.open_until
+        if self.probe is None:
+            return None
+        return now + timedelta(seconds=probe_wait)
+
+    def start_probe(self, probe: str, now: datetime) -> None:
+        if self.state != "closed" and self.probe is None:
+            self._probe_started(probe=probe, started_at=now)
+
+    def record(
+        self, probe: str, failed: bool, threshold: int, open_seconds: float, now: datetime
+    ) -> None:
+        """Count an attempt's outcome (``probe`` is its "call:attempt" key)."""
+        if not failed:
+            if self.state != "closed" or self.failures:
+                self._close(closed_at=now)
+            return
+        if self.probe == probe or (self.state == "closed" and self.failures + 1 >= threshold):
+            self._open(
+                failures=self.failures + 1,
+                open_until=now + timedelta(seconds=open_seconds),
+                opened_at=now,
+            )
+        elif self.state == "closed":
+            self._count_failure(failures=self.failures + 1)
+
+    def reset(self, now: datetime) -> None:
+        if self.state != "closed" or self.failures:
+            self._close(closed_at=now)
+
+    @event("FailureCounted", topic="duecall:Circuit.FailureCounted")
+    def _count_failure(self, failures: int) -> None:
+        self.failures = failures
+
+    @event("Opened", topic="duecall:Circuit.Opened")
+    def _open(self, failures: int, open_until: datetime, opened_at: datetime) -> None:
+        self.state = "open"
+        self.failures = failures
+        self.open_until = open_until
+        self.probe = None
+
+    @event("ProbeStarted", topic="duecall:Circuit.ProbeStarted")
+    def _probe_started(self, probe: str, started_at: datetime) -> None:
+        self.state = "half_open"
+        self.probe = probe
+
+    @event("Closed", topic="duecall:Circuit.Closed")
+    def _close(self, closed_at: datetime) -> None:
+        self.state = "closed"
+        self.failures = 0
+        self.open_until = None
+        self.probe = None
+
+    def log_context(self) -> dict[str, str]:
+        return {"tenant_id": self.tenant_id, "host": self.host}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "state": self.state,
+            "consecutive_failures": self.failures,
+            "open_until": self.open_until,
+            "probe": self.probe,
+            "updated_at": self.modified_on,
+        }

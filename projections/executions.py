@@ -1,0 +1,170 @@
+"""The `executions` read model: one row per attempt, newest first; and the latest per name."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from infrastructure.migrations import Migration
+from projections.folding import RowChanges, host_of
+from projections.query import MAX_LIMIT, Page, Sort, Where, check_choices, fetch_page
+from projections.runner import Recorded
+
+TABLE = "duecall_rm_executions"
+NAMES = "duecall_rm_execution_call_names"  # this projection's own call id → name
+SUBMITTED = "duecall:ServiceCall.Submitted"
+PREFIX = "duecall:Execution."
+OUTCOMES = frozenset({"running", "succeeded", "failed"})
+NEWEST_FIRST = Sort("-started", "started_at", descending=True)
+
+MIGRATIONS = [
+    Migration(
+        1,
+        "create executions read model",
+        f"""
+        CREATE TABLE IF NOT EXISTS {NAMES} (id uuid PRIMARY KEY, name text NOT NULL);
+        CREATE TABLE IF NOT EXISTS {TABLE} (
+            id uuid PRIMARY KEY,
+            tenant_id text NOT NULL,
+            service_call_id uuid NOT NULL,
+            name text NOT NULL DEFAULT '',
+            attempt integer NOT NULL,
+            method text NOT NULL DEFAULT '',
+            host text NOT NULL DEFAULT '',
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            duration_ms double precision,
+            status_code integer,
+            error_kind text,
+            outcome text NOT NULL DEFAULT 'running'
+        );
+        CREATE INDEX IF NOT EXISTS {TABLE}_started ON {TABLE} (tenant_id, started_at DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS {TABLE}_name
+            ON {TABLE} (tenant_id, name, started_at DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS {TABLE}_call ON {TABLE} (service_call_id);
+        """,
+    )
+]
+
+_FILL_NAMES = f"""
+UPDATE {TABLE} AS e SET name = n.name FROM {NAMES} AS n
+WHERE e.id = ANY(%s) AND n.id = e.service_call_id
+"""
+
+
+def _started(e: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": e.tenant_id,
+        "service_call_id": e.service_call_id,
+        "attempt": e.attempt,
+        "method": getattr(e, "method", ""),
+        "host": host_of(getattr(e, "url", None)),
+        "started_at": e.started_at,
+    }
+
+
+def _finished(e: Any, outcome: str) -> dict[str, Any]:
+    return {
+        "outcome": outcome,
+        "finished_at": getattr(e, "finished_at", None),
+        "duration_ms": getattr(e, "duration_ms", None),
+        "status_code": getattr(e, "status_code", None),
+        "error_kind": getattr(e, "error_kind", None),
+    }
+
+
+class ExecutionsProjection:
+    name = "executions"
+    topics = frozenset({SUBMITTED, PREFIX + "Started", PREFIX + "Succeeded", PREFIX + "Failed"})
+    tables = (TABLE, NAMES)
+    migrations = MIGRATIONS
+
+    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+        names, rows = RowChanges(NAMES), RowChanges(TABLE)
+        for recorded in events:
+            e, kind = recorded.event, recorded.topic.removeprefix(PREFIX)
+            if recorded.topic == SUBMITTED:
+                names.insert(e.originator_id, {"name": e.name})
+            elif kind == "Started":
+                rows.insert(e.originator_id, _started(e))
+            else:
+                rows.update(e.originator_id, _finished(e, kind.lower()))
+        started = list(rows.inserts)
+        names.flush(curs)
+        rows.flush(curs)
+        if started:
+            curs.execute(_FILL_NAMES, (started,))
+
+
+@dataclass(frozen=True)
+class ExecutionFilters:
+    outcome: list[str] | None = None
+    name: str | None = None
+    host: str | None = None
+    service_call_id: UUID | None = None
+    error_kind: str | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+
+    def where(self, tenant_id: str) -> Where:
+        check_choices("outcome", self.outcome, OUTCOMES)
+        where = Where().add("tenant_id = %s", tenant_id).any_of("outcome", self.outcome)
+        where.equals("name", self.name).equals("host", self.host)
+        where.equals("service_call_id", self.service_call_id).equals("error_kind", self.error_kind)
+        return where.between("started", "started_at", self.started_from, self.started_to)
+
+
+def list_executions(
+    curs: Cursor[DictRow],
+    tenant_id: str,
+    filters: ExecutionFilters,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    include_total: bool = False,
+) -> Page:
+    where = filters.where(tenant_id)
+    return fetch_page(curs, TABLE, where, NEWEST_FIRST, limit, cursor, include_total)
+
+
+def get_execution(curs: Cursor[DictRow], tenant_id: str, execution_id: UUID) -> dict[str, Any] | None:
+    curs.execute(f"SELECT * FROM {TABLE} WHERE tenant_id = %s AND id = %s", (tenant_id, execution_id))
+    row = curs.fetchone()
+    return dict(row) if row else None
+
+
+# A loose index scan: hop from name to name on the (tenant, name, started) index, then take
+# each name's newest row, so the cost grows with the number of names, not of executions.
+_LATEST = f"""
+WITH RECURSIVE names AS (
+    (SELECT name FROM {TABLE} WHERE tenant_id = %(t)s ORDER BY name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT name FROM {TABLE} WHERE tenant_id = %(t)s AND name > names.name
+            ORDER BY name LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL
+)
+SELECT e.* FROM names CROSS JOIN LATERAL (
+    SELECT * FROM {TABLE} WHERE tenant_id = %(t)s AND name = names.name
+    ORDER BY started_at DESC, id DESC LIMIT 1
+) AS e
+ORDER BY e.started_at DESC, e.id DESC LIMIT {MAX_LIMIT}
+"""
+
+
+def latest_executions(
+    curs: Cursor[DictRow], tenant_id: str, name: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest execution of each call name (or of the one ``name``)."""
+    if name is None:
+        curs.execute(_LATEST, {"t": tenant_id})
+    else:
+        curs.execute(
+            f"SELECT * FROM {TABLE} WHERE tenant_id = %s AND name = %s "
+            "ORDER BY started_at DESC, id DESC LIMIT 1",
+            (tenant_id, name),
+        )
+    return [dict(row) for row in curs.fetchall()]

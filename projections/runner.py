@@ -1,0 +1,167 @@
+"""Following the notification log: batches folded exactly once, resumable, supervised.
+
+Exactly once: each batch's row changes and the projection's new position are written in ONE
+transaction (the position through eventsourcing's ``PostgresTrackingRecorder``), so after a
+crash the table and the position agree, and the next batch starts right after the position.
+
+Several processes: each batch transaction first takes ``pg_try_advisory_xact_lock`` for its
+projection and then reads the position ``FOR UPDATE``; a runner that does not get the lock skips
+the round and waits. The lock lives exactly as long as the transaction (nothing to lose when a
+connection drops), and the position is always read under it, so two processes never apply the
+same events. The tracking upsert rejects any position that does not move forward (backstop).
+A rebuild holds the same key as a session lock: live runners pause until it is done.
+"""
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from eventsourcing.persistence import Mapper, Notification, Tracking
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresTrackingRecorder,
+)
+from eventsourcing.utils import TopicError
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from infrastructure.migrations import Migration
+
+log = structlog.get_logger(__name__)
+
+TRACKING_TABLE = "duecall_projection_tracking"
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One decoded event with its topic and its position in the notification log."""
+
+    topic: str
+    event: Any
+    position: int
+
+
+class Projection(Protocol):
+    name: str
+    topics: frozenset[str]
+    tables: tuple[str, ...]  # emptied by a rebuild
+    migrations: Sequence[Migration]
+
+    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None: ...
+
+
+def lock_key(projection_name: str) -> str:
+    return f"duecall_projection:{projection_name}"
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projection: Projection,
+        datastore: PostgresDatastore,
+        events: PostgresApplicationRecorder,
+        mapper: Mapper[Any],
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.projection = projection
+        self._datastore = datastore
+        self._events = events
+        self._mapper = mapper
+        self._batch_size = batch_size
+        self._tracking = PostgresTrackingRecorder(datastore, tracking_table_name=TRACKING_TABLE)
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    def run_batch(self, *, locked: bool = False) -> int | None:
+        """Fold the next batch; the number of events read, or None if another runner has it."""
+        with self._datastore.transaction(commit=True) as curs:
+            if not locked and not _try_lock(curs, self.name):
+                return None
+            position = read_position(curs, self.name, for_update=True)
+            notifications = self._events.select_notifications(
+                start=position + 1, limit=self._batch_size
+            )
+            if not notifications:
+                return 0
+            self.projection.fold(curs, self._decode(notifications))
+            last = notifications[-1].id
+            self._tracking._insert_tracking(curs, Tracking(self.name, last))
+        return len(notifications)
+
+    def run(self, stopped: threading.Event, wakeup: threading.Event, poll: float) -> None:
+        """Follow the log until stopped; errors (a database restart) are logged, backed off."""
+        backoff = 0.1
+        while not stopped.is_set():
+            try:
+                wakeup.clear()
+                processed = self.run_batch()
+                backoff = 0.1
+                if not processed:
+                    wakeup.wait(poll)
+            except Exception:
+                log.exception("projection_failed", projection=self.name, backoff=backoff)
+                stopped.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def catch_up(self, progress: Callable[[int], None], *, locked: bool = False) -> None:
+        """Run batches until the log has no more events for this projection."""
+        while processed := self.run_batch(locked=locked):
+            progress(processed)
+
+    def _decode(self, notifications: Sequence[Notification]) -> list[Recorded]:
+        wanted = self.projection.topics
+        recorded = []
+        for n in notifications:
+            if n.topic not in wanted:
+                continue
+            try:
+                recorded.append(Recorded(n.topic, self._mapper.to_domain_event(n), n.id))
+            except TopicError:
+                log.warning("unknown_event_topic", projection=self.name, topic=n.topic)
+        return recorded
+
+
+TRACKING_MIGRATIONS = [
+    Migration(
+        1,
+        "create projection tracking",  # the shape of eventsourcing's single-row tracking table
+        f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
+        "application_name text PRIMARY KEY, notification_id bigint)",
+    )
+]
+
+
+def ensure_tracking(curs: Cursor[DictRow], names: Sequence[str]) -> None:
+    """A position row (0) for each projection, so batches can lock it ``FOR UPDATE``."""
+    for name in names:
+        curs.execute(
+            f"INSERT INTO {TRACKING_TABLE} VALUES (%s, 0) ON CONFLICT DO NOTHING", (name,)
+        )
+
+
+def reset_position(curs: Cursor[DictRow], name: str) -> None:
+    curs.execute(
+        f"UPDATE {TRACKING_TABLE} SET notification_id = 0 WHERE application_name = %s", (name,)
+    )
+
+
+def read_position(curs: Cursor[DictRow], name: str, *, for_update: bool = False) -> int:
+    lock = " FOR UPDATE" if for_update else ""
+    curs.execute(
+        f"SELECT notification_id FROM {TRACKING_TABLE} WHERE application_name = %s{lock}",
+        (name,),
+    )
+    row = curs.fetchone()
+    return int(row["notification_id"] or 0) if row else 0
+
+
+def _try_lock(curs: Cursor[DictRow], name: str) -> bool:
+    curs.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s)) AS ok", (lock_key(name),))
+    row = curs.fetchone()
+    return bool(row and row["ok"])

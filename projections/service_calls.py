@@ -1,0 +1,162 @@
+"""The `service_calls` read model: one row per call, its current status and last outcome."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from domain.status import Status
+from infrastructure.migrations import Migration
+from projections.folding import RowChanges, host_of
+from projections.query import Page, Sort, Where, check_choices, fetch_page
+from projections.runner import Recorded
+
+TABLE = "duecall_rm_service_calls"
+PREFIX = "duecall:ServiceCall."
+SORTS = {
+    "-created": Sort("-created", "created_at", descending=True),
+    "due": Sort("due", "due_at", descending=False),
+}
+STATUSES = frozenset(s.value for s in Status)
+
+MIGRATIONS = [
+    Migration(
+        1,
+        "create service calls read model",
+        f"""
+        CREATE TABLE IF NOT EXISTS {TABLE} (
+            id uuid PRIMARY KEY,
+            tenant_id text NOT NULL,
+            name text NOT NULL,
+            status text NOT NULL,
+            attempt integer NOT NULL DEFAULT 0,
+            due_at timestamptz NOT NULL,
+            host text NOT NULL DEFAULT '',
+            method text NOT NULL DEFAULT '',
+            last_status_code integer,
+            last_error_kind text,
+            failure_reason text,
+            tags text[] NOT NULL DEFAULT '{{}}',
+            correlation_id text,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            total_duration_ms double precision GENERATED ALWAYS AS
+                (extract(epoch FROM finished_at - created_at) * 1000) STORED,
+            version integer NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (tenant_id, created_at DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS {TABLE}_status
+            ON {TABLE} (tenant_id, status, created_at DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (tenant_id, due_at, id);
+        CREATE INDEX IF NOT EXISTS {TABLE}_name ON {TABLE} (tenant_id, name, created_at DESC);
+        CREATE INDEX IF NOT EXISTS {TABLE}_tags ON {TABLE} USING gin (tags);
+        CREATE INDEX IF NOT EXISTS {TABLE}_correlation
+            ON {TABLE} (tenant_id, correlation_id) WHERE correlation_id IS NOT NULL;
+        """,
+    )
+]
+
+
+def _pick(event: Any, *names: str, **renamed: str) -> dict[str, Any]:
+    """The event's fields that exist (events gain fields over time; old ones lack them)."""
+    wanted = {**{n: n for n in names}, **renamed}
+    return {col: getattr(event, attr) for col, attr in wanted.items() if hasattr(event, attr)}
+
+
+def _submitted(e: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": e.tenant_id,
+        "name": e.name,
+        "status": Status.SUBMITTED.value,
+        "due_at": e.due_at,
+        "host": host_of(getattr(e, "url", None)),
+        "method": getattr(e, "method", ""),
+        "tags": list(getattr(e, "tags", None) or []),
+        "correlation_id": getattr(e, "correlation_id", None),
+        "created_at": e.timestamp,
+    }
+
+
+_CHANGES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "Scheduled": lambda e: {"status": "scheduled", **_pick(e, "attempt", "due_at")},
+    "Started": lambda e: {"status": "running", **_pick(e, "attempt")},
+    "AttemptFailed": lambda e: _pick(
+        e, last_status_code="status_code", last_error_kind="error_kind"
+    ),
+    "Succeeded": lambda e: {
+        "status": "succeeded",
+        "last_error_kind": None,
+        **_pick(e, "finished_at", last_status_code="status_code"),
+    },
+    "Failed": lambda e: {
+        "status": "failed",
+        **_pick(e, "finished_at", last_status_code="status_code",
+                last_error_kind="error_kind", failure_reason="reason"),
+    },
+    "Cancelled": lambda e: {"status": "cancelled", **_pick(e, finished_at="cancelled_at")},
+    "Paused": lambda e: {"status": "paused"},
+    "Resumed": lambda e: {"status": "scheduled"},
+    "RetryRequested": lambda e: {
+        "status": "scheduled", "finished_at": None, "failure_reason": None,
+        **_pick(e, "attempt", "due_at"),
+    },
+}
+
+
+class ServiceCallsProjection:
+    name = "service_calls"
+    topics = frozenset({PREFIX + "Submitted", *(PREFIX + n for n in _CHANGES)})
+    tables = (TABLE,)
+    migrations = MIGRATIONS
+
+    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+        rows = RowChanges(TABLE)
+        for recorded in events:
+            e, kind = recorded.event, recorded.topic.removeprefix(PREFIX)
+            stamp = {"updated_at": e.timestamp, "version": e.originator_version}
+            if kind == "Submitted":
+                rows.insert(e.originator_id, {**_submitted(e), **stamp})
+            else:
+                rows.update(e.originator_id, {**_CHANGES[kind](e), **stamp})
+        rows.flush(curs)
+
+
+@dataclass(frozen=True)
+class ServiceCallFilters:
+    status: list[str] | None = None
+    name: str | None = None
+    tag: str | None = None
+    host: str | None = None
+    correlation_id: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    finished_from: datetime | None = None
+    finished_to: datetime | None = None
+
+    def where(self, tenant_id: str) -> Where:
+        check_choices("status", self.status, STATUSES)
+        where = Where().add("tenant_id = %s", tenant_id).any_of("status", self.status)
+        where.equals("name", self.name).equals("host", self.host)
+        where.equals("correlation_id", self.correlation_id)
+        if self.tag is not None:
+            where.add("tags @> ARRAY[%s]::text[]", self.tag)
+        where.between("created", "created_at", self.created_from, self.created_to)
+        return where.between("finished", "finished_at", self.finished_from, self.finished_to)
+
+
+def list_service_calls(
+    curs: Cursor[DictRow],
+    tenant_id: str,
+    filters: ServiceCallFilters,
+    *,
+    sort: str = "-created",
+    limit: int = 50,
+    cursor: str | None = None,
+    include_total: bool = False,
+) -> Page:
+    where = filters.where(tenant_id)
+    return fetch_page(curs, TABLE, where, SORTS[sort], limit, cursor, include_total)

@@ -1,0 +1,28 @@
+"""End-to-end fixtures: one real `duecall serve` process and one real HTTP target per module."""
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.duecall_process import DuecallProcess
+from tests.support.target_server import TargetServer
+
+
+@pytest.fixture(scope="module")
+def duecall_server(database_url: str) -> Iterator[DuecallProcess]:
+    """`duecall serve` (API + workers) against the session database, polling every 0.2 s."""
+    with DuecallProcess(database_url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(duecall_server: DuecallProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=duecall_server.url, timeout=10.0) as client:
+        yield client

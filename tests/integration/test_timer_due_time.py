@@ -1,0 +1,74 @@
+"""The timer never starts an attempt before its due time (and does not dawdle after it)."""
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from application.clock import utcnow
+from application.commands import SubmitServiceCall
+from domain.request import RequestSpec
+from domain.service_call import ServiceCall, Status
+from infrastructure.container import Container
+from tests.support.target_server import TargetServer
+from tests.support.waiting import wait_until
+
+TENANT = "t-due"
+
+
+def _submit(container: Container, url: str, due_at: datetime) -> ServiceCall:
+    call, _ = container.service_calls.submit(
+        SubmitServiceCall(TENANT, "due", RequestSpec("GET", url), due_at)
+    )
+    return call
+
+
+def _finished(container: Container, call_id: UUID) -> ServiceCall | None:
+    state = container.service_calls.get_call(TENANT, call_id)
+    return state if state.is_terminal else None
+
+
+def _started_events(container: Container, call_id: UUID) -> list[Any]:
+    return [
+        e
+        for e in container.service_calls.events.get(call_id)
+        if type(e).__qualname__.endswith("Started")
+    ]
+
+
+def test_a_call_due_in_one_second_is_never_started_before_its_due_time(
+    container: Container,
+) -> None:
+    with TargetServer() as target:
+        due_at = utcnow() + timedelta(seconds=1)
+        call = _submit(container, f"{target.url}/ok", due_at)
+        container.start_workers()
+
+        (request,) = target.wait_for(1, path="/ok", timeout=10)
+        final = wait_until(lambda: _finished(container, call.id), timeout=10)
+
+    assert final.status == Status.SUCCEEDED
+    (started,) = _started_events(container, call.id)
+    assert started.started_at >= due_at
+    assert started.timestamp >= due_at
+    assert request.received_at >= due_at.timestamp()
+    assert request.received_at - due_at.timestamp() < 3.0  # on time, give or take a poll
+
+
+def test_calls_due_a_moment_apart_each_start_at_or_after_their_own_due_time(
+    container: Container,
+) -> None:
+    with TargetServer() as target:
+        now = utcnow()
+        due_at = {f"/due/{i}": now + timedelta(seconds=0.3 + i * 0.1) for i in range(8)}
+        calls = {path: _submit(container, target.url + path, at) for path, at in due_at.items()}
+        container.start_workers()
+
+        for call in calls.values():
+            wait_until(lambda call=call: _finished(container, call.id), timeout=10)
+        received = {path: target.requests_for(path) for path in calls}
+
+    for path, call in calls.items():
+        (request,) = received[path]
+        (started,) = _started_events(container, call.id)
+        assert started.started_at >= due_at[path], path
+        assert request.received_at >= due_at[path].timestamp(), path
