@@ -28,6 +28,7 @@ class Stage:
         self._handle = handle
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._looked_again = False
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -46,6 +47,7 @@ class Stage:
     def run_once(self) -> int:
         messages = self._outbox.claim(self.kind, self._batch_size)
         if messages:
+            self._looked_again = False
             in_batch_or_one_by_one(self._handle, messages)
         return len(messages)
 
@@ -54,9 +56,16 @@ class Stage:
 
     def _idle(self) -> None:
         seconds = self._outbox.seconds_until_next(self.kind)
+        if seconds is not None and seconds <= 0:
+            # Something is due but was not claimed: it became due just now (look again at
+            # once), or it is held back (a concurrency limit): wait for a wake-up.
+            if not self._looked_again:
+                self._looked_again = True
+                return
+            seconds = None
+        self._looked_again = False
         timeout = self._poll_interval if seconds is None else min(seconds, self._poll_interval)
-        if timeout > 0:
-            self._outbox.wait(self.kind, timeout)
+        self._outbox.wait(self.kind, timeout)
 
 
 def not_before_due(handle: Callable[[Sequence[OutboxMessage]], None]) -> Callable[

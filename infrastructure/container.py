@@ -13,8 +13,9 @@ from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import eventsourcing_env, migrate, resolve_database_url
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
-from infrastructure.outbox import PostgresOutbox
+from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
 from infrastructure.settings import Settings
+from projections.read_models import ReadModels
 
 
 @dataclass
@@ -26,13 +27,23 @@ class Container:
     outbox: PostgresOutbox
     circuit_registry: PostgresCircuitRegistry
     workers: Workers | None = field(default=None)
+    read_models: ReadModels = field(init=False)
+
+    def __post_init__(self) -> None:
+        poll = self.settings.poll_interval_seconds
+        self.read_models = ReadModels.of(self.database_url, self.service_calls, poll)
 
     @classmethod
     def build(cls, settings: Settings) -> "Container":
         url = resolve_database_url(settings)
         migrate(url)
         env = eventsourcing_env(url, settings)
-        outbox = PostgresOutbox(url)
+        outbox = PostgresOutbox(
+            url,
+            ConcurrencyLimits(
+                per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
+            ),
+        )
         return cls(
             settings=settings,
             database_url=url,
@@ -70,9 +81,14 @@ class Container:
         self.workers.start()
         return self.workers
 
+    def start_projections(self) -> ReadModels:
+        self.read_models.start()
+        return self.read_models
+
     def close(self) -> None:
         if self.workers:
             self.workers.stop()
+        self.read_models.close()
         self.outbox.close()
         self.service_calls.close()
         self.executions.close()

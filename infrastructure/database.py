@@ -7,6 +7,7 @@ from infrastructure.embedded_postgres import embedded_database_url
 from infrastructure.migrations import apply_migrations
 from infrastructure.schema import CORE_MIGRATIONS
 from infrastructure.settings import Settings
+from projections.read_models import migrate_read_models
 
 EVENTS_NAME = "duecall"  # every duecall application records into duecall_events
 
@@ -39,6 +40,7 @@ def migrate(url: str) -> None:
     """Apply duecall's own schema migrations (idempotent; safe from several processes)."""
     with psycopg.connect(url, autocommit=True) as conn:
         apply_migrations(conn, "core", CORE_MIGRATIONS)
+        migrate_read_models(conn)
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:

@@ -1,6 +1,7 @@
 """Postgres implementation of the outbox port: leased claims and LISTEN/NOTIFY wake-ups."""
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -8,10 +9,15 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from application.outbox import KINDS, OutboxMessage
+from application.outbox import KINDS, OUTCOME, START, OutboxMessage
 from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE
 
 log = structlog.get_logger(__name__)
+
+# Who wakes up when a kind is published: an outcome also frees an execution slot, so a timer
+# held back by a concurrency limit looks again.
+_WAKES: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KINDS}
+_WAKES[OUTCOME] = (OUTCOME, START)
 
 # A claimed message becomes available again when its lease ends: if the worker dies, another
 # worker claims it then. The transaction that records its effects deletes it.
@@ -29,15 +35,64 @@ FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
 """
+# The timer's claim honours concurrency limits: an attempt is in flight from the claim of its
+# `start` message until its outcome is recorded (its `execute` message exists meanwhile).
+# Timers take turns (an advisory lock held for the claim's transaction), so two timers never
+# both fill the same free slots; the claim statement then runs on a fresh snapshot.
+_START_TURN = "SELECT pg_advisory_xact_lock(hashtext('duecall_outbox_start_claim'))"
+_CLAIM_START_WITHIN_LIMITS = f"""
+WITH busy AS (
+    SELECT tenant_id, host, count(*) AS n FROM {OUTBOX_TABLE}
+    WHERE kind = 'execute' OR (kind = 'start' AND claims > 0 AND available_at > now())
+    GROUP BY tenant_id, host
+),
+busy_tenant AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
+due AS (
+    SELECT id, tenant_id, host, available_at FROM {OUTBOX_TABLE}
+    WHERE kind = 'start' AND available_at <= now()
+    ORDER BY available_at, id
+    LIMIT %(window)s
+),
+ranked AS (
+    SELECT id, tenant_id, host, available_at,
+        row_number() OVER (PARTITION BY tenant_id ORDER BY available_at, id) AS tenant_rank,
+        row_number() OVER (PARTITION BY tenant_id, host ORDER BY available_at, id) AS host_rank
+    FROM due
+),
+allowed AS (
+    SELECT r.id FROM ranked r
+    LEFT JOIN busy_tenant t ON t.tenant_id = r.tenant_id
+    LEFT JOIN busy b ON b.tenant_id = r.tenant_id AND b.host = r.host
+    WHERE coalesce(t.n, 0) + r.tenant_rank <= %(tenant_limit)s
+      AND coalesce(b.n, 0) + r.host_rank <= %(host_limit)s
+    ORDER BY r.available_at, r.id
+    LIMIT %(limit)s
+)
+UPDATE {OUTBOX_TABLE} AS o
+SET available_at = now() + make_interval(secs => o.lease_seconds), claims = o.claims + 1
+FROM allowed WHERE o.id = allowed.id
+RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
+          o.available_at, o.lease_seconds, o.claims, o.host, o.payload
+"""
 _NEXT = f"""
 SELECT extract(epoch FROM min(available_at) - now()) AS seconds
 FROM {OUTBOX_TABLE} WHERE kind = %s
 """
 
 
+@dataclass(frozen=True)
+class ConcurrencyLimits:
+    per_tenant: int = 100
+    per_host: int = 20
+    window: int = 5000  # due messages considered per claim
+
+
 class PostgresOutbox:
-    def __init__(self, conninfo: str, pool_size: int = 2) -> None:
+    def __init__(
+        self, conninfo: str, limits: ConcurrencyLimits | None = None, pool_size: int = 3
+    ) -> None:
         self._conninfo = conninfo
+        self._limits = limits or ConcurrencyLimits()
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo,
             min_size=1,
@@ -57,7 +112,17 @@ class PostgresOutbox:
 
     def claim(self, kind: str, limit: int) -> list[OutboxMessage]:
         with self._pool.connection() as conn, conn.transaction():
-            rows = conn.execute(_CLAIM, {"kind": kind, "limit": limit}).fetchall()
+            if kind == START:
+                conn.execute(_START_TURN)
+                params = {
+                    "limit": limit,
+                    "window": self._limits.window,
+                    "tenant_limit": self._limits.per_tenant,
+                    "host_limit": self._limits.per_host,
+                }
+                rows = conn.execute(_CLAIM_START_WITHIN_LIMITS, params).fetchall()
+            else:
+                rows = conn.execute(_CLAIM, {"kind": kind, "limit": limit}).fetchall()
         return [_message(row) for row in sorted(rows, key=lambda r: r["due_at"])]
 
     def seconds_until_next(self, kind: str) -> float | None:
@@ -95,8 +160,8 @@ class PostgresOutbox:
                     self._wake_all()  # anything published while we were away
                     while not self._stopped.is_set():
                         for notify in conn.notifies(timeout=0.5):
-                            if notify.payload in self._wakeups:
-                                self._wakeups[notify.payload].set()
+                            for kind in _WAKES.get(notify.payload, ()):
+                                self._wakeups[kind].set()
             except psycopg.Error as error:
                 log.warning("outbox_listener_reconnect", error=str(error), backoff=backoff)
                 self._stopped.wait(backoff)

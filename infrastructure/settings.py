@@ -26,7 +26,15 @@ class Settings(BaseSettings):
     db_pool_size: int = 4
     db_lock_timeout_seconds: int = 5
     batch_size: int = Field(default=500, ge=1, le=1000, description="Messages per transaction.")
-    max_in_flight: int = Field(default=256, ge=1, description="Concurrent HTTP attempts.")
+    max_in_flight: int = Field(
+        default=256, ge=1, description="Concurrent HTTP attempts per worker process."
+    )
+    tenant_max_in_flight: int = Field(
+        default=100, ge=1, description="Attempts in flight at once per tenant (all workers)."
+    )
+    host_max_in_flight: int = Field(
+        default=20, ge=1, description="Attempts in flight at once per tenant and target host."
+    )
     lease_seconds: float = Field(default=30.0, gt=0, description="Lease of a claimed message.")
     execution_grace_seconds: float = Field(
         default=30.0, ge=0, description="Grace after a call's timeout before it is re-claimed."

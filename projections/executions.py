@@ -78,10 +78,12 @@ def _finished(e: Any, outcome: str) -> dict[str, Any]:
 
 
 class ExecutionsProjection:
-    name = "executions"
-    topics = frozenset({SUBMITTED, PREFIX + "Started", PREFIX + "Succeeded", PREFIX + "Failed"})
-    tables = (TABLE, NAMES)
-    migrations = MIGRATIONS
+    name: str = "executions"
+    topics: frozenset[str] = frozenset(
+        {SUBMITTED, PREFIX + "Started", PREFIX + "Succeeded", PREFIX + "Failed"}
+    )
+    tables: tuple[str, ...] = (TABLE, NAMES)
+    migrations: Sequence[Migration] = MIGRATIONS
 
     def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
         names, rows = RowChanges(NAMES), RowChanges(TABLE)
@@ -131,8 +133,11 @@ def list_executions(
     return fetch_page(curs, TABLE, where, NEWEST_FIRST, limit, cursor, include_total)
 
 
-def get_execution(curs: Cursor[DictRow], tenant_id: str, execution_id: UUID) -> dict[str, Any] | None:
-    curs.execute(f"SELECT * FROM {TABLE} WHERE tenant_id = %s AND id = %s", (tenant_id, execution_id))
+def get_execution(
+    curs: Cursor[DictRow], tenant_id: str, execution_id: UUID
+) -> dict[str, Any] | None:
+    where = "tenant_id = %s AND id = %s"
+    curs.execute(f"SELECT * FROM {TABLE} WHERE {where}", (tenant_id, execution_id))
     row = curs.fetchone()
     return dict(row) if row else None
 

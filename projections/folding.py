@@ -62,7 +62,9 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> SQL:
 
 
 def _update_sql(table: str, key: str, columns: tuple[str, ...]) -> SQL:
-    assignments = [SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in columns if c != key]
+    assignments = [
+        SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in columns if c != key
+    ]
     return SQL("UPDATE {} SET {} WHERE {} = {}").format(  # type: ignore[return-value]
         Identifier(table), SQL(", ").join(assignments), Identifier(key), Placeholder(key)
     )

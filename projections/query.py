@@ -70,7 +70,8 @@ class Page:
 def check_choices(field_name: str, values: list[str] | None, allowed: frozenset[str]) -> None:
     unknown = sorted(set(values or ()) - allowed)
     if unknown:
-        raise InvalidRequestError(field_name, f"unknown value {unknown[0]!r}; one of {sorted(allowed)}")
+        choices = ", ".join(sorted(allowed))
+        raise InvalidRequestError(field_name, f"unknown value {unknown[0]!r} (one of: {choices})")
 
 
 def fetch_page(

@@ -108,10 +108,10 @@ _CHANGES: dict[str, Callable[[Any], dict[str, Any]]] = {
 
 
 class ServiceCallsProjection:
-    name = "service_calls"
-    topics = frozenset({PREFIX + "Submitted", *(PREFIX + n for n in _CHANGES)})
-    tables = (TABLE,)
-    migrations = MIGRATIONS
+    name: str = "service_calls"
+    topics: frozenset[str] = frozenset({PREFIX + "Submitted", *(PREFIX + n for n in _CHANGES)})
+    tables: tuple[str, ...] = (TABLE,)
+    migrations: Sequence[Migration] = MIGRATIONS
 
     def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
         rows = RowChanges(TABLE)

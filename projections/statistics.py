@@ -1,4 +1,4 @@
-"""The statistics read model: per tenant × host × call name × minute/hour/day bucket.
+"""The statistics read model: per tenant, host, call name and minute/hour/day bucket.
 
 Each finished execution adds to one row per granularity, keyed also by outcome and error kind:
 a count, the retries among them (attempt > 1), the summed duration in whole microseconds
@@ -93,10 +93,10 @@ def truncate(moment: datetime, granularity: str) -> datetime:
 
 
 class StatisticsProjection:
-    name = "statistics"
-    topics = frozenset({SUBMITTED, STARTED, *FINISHED})
-    tables = (NAMES, PENDING, *(table(g) for g in GRANULARITIES))
-    migrations = MIGRATIONS
+    name: str = "statistics"
+    topics: frozenset[str] = frozenset({SUBMITTED, STARTED, *FINISHED})
+    tables: tuple[str, ...] = (NAMES, PENDING, *(table(g) for g in GRANULARITIES))
+    migrations: Sequence[Migration] = MIGRATIONS
 
     def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
         names, pending = RowChanges(NAMES), RowChanges(PENDING)

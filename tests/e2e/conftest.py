@@ -1,9 +1,12 @@
 """End-to-end fixtures: one real `duecall serve` process and one real HTTP target per module."""
 
+import uuid
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.support.duecall_process import DuecallProcess
 from tests.support.target_server import TargetServer
@@ -26,3 +29,18 @@ def target() -> Iterator[TargetServer]:
 def api(duecall_server: DuecallProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=duecall_server.url, timeout=10.0) as client:
         yield client
+
+
+@pytest.fixture
+def isolated_database_url(server_url: str) -> Iterator[str]:
+    """A database of its own, for a test whose leftovers would disturb the session database."""
+    name = f"duecall_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = name
+    try:
+        yield make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

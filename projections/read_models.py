@@ -1,0 +1,176 @@
+"""The read models as one component: their migrations, runners, queries, status and rebuilds."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import structlog
+from eventsourcing.application import Application
+from eventsourcing.persistence import Mapper
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Connection, Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+
+from infrastructure.migrations import apply_migrations
+from projections.executions import ExecutionsProjection
+from projections.runner import (
+    BATCH_SIZE,
+    TRACKING_MIGRATIONS,
+    Projection,
+    ProjectionRunner,
+    ensure_tracking,
+    lock_key,
+    read_position,
+    reset_position,
+)
+from projections.service_calls import ServiceCallsProjection
+from projections.statistics import StatisticsProjection
+from projections.wakeups import Wakeups
+
+log = structlog.get_logger(__name__)
+
+PROJECTIONS: tuple[Projection, ...] = (
+    ServiceCallsProjection(),
+    ExecutionsProjection(),
+    StatisticsProjection(),
+)
+
+
+def migrate_read_models(conn: Connection[Any]) -> None:
+    """Apply the read models' versioned migrations (called at start-up)."""
+    apply_migrations(conn, "projection_tracking", TRACKING_MIGRATIONS)
+    for projection in PROJECTIONS:
+        apply_migrations(conn, f"read_model:{projection.name}", projection.migrations)
+    with conn.transaction(), conn.cursor(row_factory=psycopg.rows.dict_row) as curs:
+        ensure_tracking(curs, [p.name for p in PROJECTIONS])
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How far a read model has got: its position in the log, and the log's head."""
+
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+class ReadModels:
+    def __init__(
+        self, url: str, events: PostgresApplicationRecorder, mapper: Mapper[Any], poll: float = 1.0
+    ) -> None:
+        self._url = url
+        self._events = events
+        self._mapper = mapper
+        self._poll = poll
+        self._datastore = _datastore(url, pool_size=len(PROJECTIONS) + 1)
+        self._queries = _datastore(url, pool_size=4)
+        self.runners = {p.name: self.runner_for(p) for p in PROJECTIONS}
+        self._stopped = threading.Event()
+        self._wakeups = Wakeups(url, events.channel_name, self._stopped)
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def of(cls, url: str, app: Application[Any], poll: float = 1.0) -> "ReadModels":
+        """The read models of the application's events (its recorder and mapper)."""
+        if not isinstance(app.recorder, PostgresApplicationRecorder):
+            raise TypeError("the read models need the PostgreSQL application recorder")
+        return cls(url, app.recorder, app.mapper, poll)
+
+    def runner_for(self, projection: Projection, batch_size: int = BATCH_SIZE) -> ProjectionRunner:
+        return ProjectionRunner(projection, self._datastore, self._events, self._mapper, batch_size)
+
+    def start(self) -> None:
+        """Follow the log on one thread per projection, woken by LISTEN/NOTIFY (or polling)."""
+        self._threads.append(self._wakeups.start())
+        for name, runner in self.runners.items():
+            wakeup = self._wakeups.register()
+            thread = threading.Thread(
+                target=runner.run, args=(self._stopped, wakeup, self._poll),
+                name=f"projection-{name}", daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        log.info("projections_started", projections=list(self.runners))
+
+    def close(self) -> None:
+        self._stopped.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._datastore.close()
+        self._queries.close()
+
+    @contextmanager
+    def reading(self, name: str) -> Iterator[tuple[Cursor[DictRow], Freshness]]:
+        """A cursor on the read model, and how fresh it is (position read before the query)."""
+        with self._queries.transaction(commit=False) as curs:
+            position = read_position(curs, name)
+            yield curs, Freshness(position, self._head(curs))
+
+    def status(self) -> list[ProjectionStatus]:
+        with self._queries.transaction() as curs:
+            head = self._head(curs)
+            positions = {name: read_position(curs, name) for name in self.runners}
+        return [
+            ProjectionStatus(name, p, head, max(0, head - p), self._lag_seconds(p, head))
+            for name, p in positions.items()
+        ]
+
+    def rebuild(self, name: str, progress: Callable[[int], None]) -> None:
+        """Empty a read model and catch up from position 0, holding its lock throughout."""
+        runner = self.runners[name]
+        with psycopg.connect(self._url, autocommit=True) as lock:
+            lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_key(name),))
+            with self._datastore.transaction(commit=True) as curs:
+                curs.execute(f"TRUNCATE {', '.join(runner.projection.tables)}")
+                reset_position(curs, name)
+            runner.catch_up(progress, locked=True)
+            lock.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_key(name),))
+
+    def head(self) -> int:
+        with self._queries.transaction() as curs:
+            return self._head(curs)
+
+    def _head(self, curs: Cursor[DictRow]) -> int:
+        curs.execute(f"SELECT max(notification_id) AS head FROM {self._events.events_table_name}")
+        row = curs.fetchone()
+        return int(row["head"] or 0) if row else 0
+
+    def _lag_seconds(self, position: int, head: int) -> float:
+        """Age of the oldest event the projection has not folded yet (0 when caught up)."""
+        if position >= head:
+            return 0.0
+        oldest = self._events.select_notifications(start=position + 1, limit=1)
+        if not oldest:
+            return 0.0
+        event: Any = self._mapper.to_domain_event(oldest[0])
+        return max(0.0, time.time() - float(event.timestamp.timestamp()))
+
+
+def _datastore(url: str, pool_size: int) -> PostgresDatastore:
+    info = conninfo_to_dict(url)
+    return PostgresDatastore(
+        dbname=str(info.get("dbname", "postgres")),
+        host=str(info.get("host", "localhost")),
+        port=str(info.get("port", "5432")),
+        user=str(info.get("user", "postgres")),
+        password=str(info.get("password", "")),
+        pool_size=pool_size,
+        pre_ping=True,
+    )
