@@ -103,17 +103,24 @@ class ExecutionWorker:
             self._slots_freed.set()
 
     async def _record(self, batch: Sequence[Finished]) -> None:
+        """Record until it works: a failed save leaves the in-memory executions changed, so
+        every retry starts again from the executions as recorded."""
         backoff = 0.1
+        retrying = False
         while True:
             try:
-                await asyncio.to_thread(
-                    in_batch_or_one_by_one, self._executions.finish, batch, self._fresh
-                )
+                await asyncio.to_thread(self._record_now, batch, retrying)
                 return
             except Exception:
+                retrying = True
                 log.exception("recording_outcomes_failed", size=len(batch), backoff=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _record_now(self, batch: Sequence[Finished], from_fresh_state: bool) -> None:
+        if from_fresh_state:
+            batch = [self._fresh(finished) for finished in batch]
+        in_batch_or_one_by_one(self._executions.finish, batch, self._fresh)
 
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished

@@ -132,16 +132,30 @@ class ReadModels:
             for name, p in positions.items()
         ]
 
-    def rebuild(self, name: str, progress: Callable[[int], None]) -> None:
-        """Empty a read model and catch up from position 0, holding its lock throughout."""
+    def rebuild(self, name: str, progress: Callable[[int], None] | None = None) -> None:
+        """Empty a read model and catch up from position 0, holding its lock throughout:
+        live runners (in any process) pause, and resume from the rebuilt position."""
         runner = self.runners[name]
+        with self._locked(name):
+            self._empty(runner.projection)
+            runner.catch_up(progress or (lambda _: None), locked=True)
+
+    def reset(self, name: str) -> None:
+        """Empty a read model and set its position back to 0 (it catches up when run)."""
+        with self._locked(name):
+            self._empty(self.runners[name].projection)
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
         with psycopg.connect(self._url, autocommit=True) as lock:
             lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_key(name),))
-            with self._datastore.transaction(commit=True) as curs:
-                curs.execute(f"TRUNCATE {', '.join(runner.projection.tables)}")
-                reset_position(curs, name)
-            runner.catch_up(progress, locked=True)
+            yield
             lock.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_key(name),))
+
+    def _empty(self, projection: Projection) -> None:
+        with self._datastore.transaction(commit=True) as curs:
+            curs.execute(f"TRUNCATE {', '.join(projection.tables)}")
+            reset_position(curs, projection.name)
 
     def head(self) -> int:
         with self._queries.transaction() as curs:

@@ -62,6 +62,8 @@ def settings(database_url: str) -> Settings:
         poll_interval_seconds=0.2,
         execution_grace_seconds=2.0,
         log_format="console",
+        tenant_max_in_flight=10_000,  # limits have their own tests
+        host_max_in_flight=10_000,
     )
 
 

@@ -1,15 +1,16 @@
 """Request and response models of the HTTP API, named by role."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue, field_validator, model_validator
 
 from domain.request import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 from domain.retry_policy import DEFAULT_RETRY_ON
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
+EARLIEST_DUE = datetime(2000, 1, 1, tzinfo=UTC)  # a past due time means "now"
 
 
 class RequestCreate(BaseModel):
@@ -51,6 +52,18 @@ class ServiceCallCreate(BaseModel):
         if self.due_at is not None and self.delay_seconds is not None:
             raise ValueError("give due_at or delay_seconds, not both")
         return self
+
+    @field_validator("due_at")
+    @classmethod
+    def _due_in_range(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        now = datetime.now(UTC)
+        if not EARLIEST_DUE <= value <= now + timedelta(seconds=MAX_DELAY_SECONDS):
+            raise ValueError(
+                f"must be after {EARLIEST_DUE:%Y-%m-%d} and at most 366 days from now"
+            )
+        return value
 
 
 class RequestPublic(BaseModel):

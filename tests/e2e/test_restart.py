@@ -1,4 +1,9 @@
-"""End to end: SIGTERM stops `duecall serve` cleanly, and a scheduled call survives a restart."""
+"""End to end: a call outlives the process that accepted it, and SIGTERM stops a server cleanly.
+
+`duecall api` (no workers) accepts the call and is stopped; a later `duecall serve` makes it.
+"""
+
+from typing import Any
 
 import httpx
 import pytest
@@ -10,36 +15,42 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_a_call_scheduled_before_a_restart_is_made_after_it(database_url: str) -> None:
+def assert_stopped_cleanly(process: DuecallProcess) -> None:
+    process.stop()
+    assert not process.killed, f"needed SIGKILL:\n{process.log_tail()}"
+    # uvicorn re-raises the SIGTERM it handled once its shutdown is complete
+    assert process.returncode in (0, -15), process.log_tail()
+    assert "Application shutdown complete" in process.log_text()
+
+
+def test_a_call_accepted_by_one_process_is_made_by_the_next(database_url: str) -> None:
     with TargetServer() as target:
-        with DuecallProcess(database_url) as first:
+        with DuecallProcess(database_url, command="api") as api_only:
             response = httpx.post(
-                f"{first.url}/v1/service-calls",
+                f"{api_only.url}/v1/service-calls",
                 json={
                     "name": "e2e-restart",
                     "request": {"method": "POST", "url": f"{target.url}/durable"},
-                    "delay_seconds": 1.5,
                 },
                 timeout=10,
             )
             assert response.status_code == 201, response.text
             call_id = response.json()["id"]
-            first.stop()
+            assert_stopped_cleanly(api_only)
+            assert '"workers_started"' not in api_only.log_text()
+        assert target.requests_for("/durable") == []  # `duecall api` runs no workers
 
-            assert not first.killed, first.log_tail()
-            assert first.returncode in (0, -15), first.log_tail()  # uvicorn re-raises SIGTERM
-            assert '"workers_stopped"' in first.log_text()
-        assert target.requests_for("/durable") == []
+        with DuecallProcess(database_url) as server:
 
-        with DuecallProcess(database_url) as second:
-
-            def finished() -> dict[str, object] | None:
-                call: dict[str, object] = httpx.get(
-                    f"{second.url}/v1/service-calls/{call_id}", timeout=10
+            def finished() -> dict[str, Any] | None:
+                call: dict[str, Any] = httpx.get(
+                    f"{server.url}/v1/service-calls/{call_id}", timeout=10
                 ).json()
-                return call if call["status"] in ("succeeded", "failed") else None
+                return call if call["status"] in ("succeeded", "failed", "cancelled") else None
 
             final = wait_until(finished, timeout=10, interval=0.1)
+            assert_stopped_cleanly(server)
+            assert '"workers_stopped"' in server.log_text()
 
         assert final["status"] == "succeeded"
         [request] = target.requests_for("/durable")

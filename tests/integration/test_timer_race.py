@@ -31,6 +31,19 @@ STARTED = "duecall:ServiceCall.Started"
 
 
 @pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Concurrency limits out of the way: this is about timers racing, not about limits."""
+    return Settings(
+        database_url=database_url,
+        poll_interval_seconds=0.2,
+        execution_grace_seconds=2.0,
+        log_format="console",
+        tenant_max_in_flight=100_000,
+        host_max_in_flight=100_000,
+    )
+
+
+@pytest.fixture
 def second_container(settings: Settings, container: Container) -> Iterator[Container]:
     """Another worker: same database, its own pools and listener (built after the cleanup)."""
     other = Container.build(settings)

@@ -9,7 +9,7 @@ from projections.read_models import PROJECTIONS
 def reset_read_models(container: Container) -> None:
     """Empty every read model and set its position back to 0 (the events were truncated)."""
     for projection in PROJECTIONS:
-        container.read_models.rebuild(projection.name, lambda _: None)
+        container.read_models.reset(projection.name)
 
 
 def catch_up(container: Container) -> None:

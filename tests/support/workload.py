@@ -93,6 +93,8 @@ def _answer(attempt: Attempt, rng: random.Random) -> AttemptResult:
     duration = rng.lognormvariate(3.5, 1.0)  # ms: median ~33, long tail
     if behaviour == "timeout":
         return AttemptResult(duration_ms=5000.0, error_kind=ErrorKind.TIMEOUT, message="timeout")
-    if behaviour == "missing" or (behaviour == "flaky" and attempt.message.attempt == 1):
-        return AttemptResult(duration_ms=duration, status_code=404 if behaviour == "missing" else 500)
+    if behaviour == "missing":
+        return AttemptResult(duration_ms=duration, status_code=404)
+    if behaviour == "flaky" and attempt.message.attempt == 1:
+        return AttemptResult(duration_ms=duration, status_code=500)
     return AttemptResult(duration_ms=duration, status_code=200)

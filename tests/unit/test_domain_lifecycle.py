@@ -387,8 +387,14 @@ def test_a_manual_retry_restarts_the_retry_duration_window() -> None:
 
 @pytest.mark.parametrize(
     "status",
-    [Status.SUBMITTED, Status.SCHEDULED, Status.PAUSED, Status.RUNNING, Status.SUCCEEDED,
-     Status.CANCELLED],
+    [
+        Status.SUBMITTED,
+        Status.SCHEDULED,
+        Status.PAUSED,
+        Status.RUNNING,
+        Status.SUCCEEDED,
+        Status.CANCELLED,
+    ],
 )
 def test_retry_of_a_call_that_has_not_failed_is_refused(status: Status) -> None:
     call = _in(status)

@@ -35,7 +35,11 @@ def test_an_http_date_with_a_numeric_offset_is_read_in_that_zone() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["Fri, 14 Mar 2025 09:26:52 GMT", "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 14 Mar 2025 09:26:53 GMT"],
+    [
+        "Fri, 14 Mar 2025 09:26:52 GMT",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "Fri, 14 Mar 2025 09:26:53 GMT",
+    ],
 )
 def test_an_http_date_now_or_in_the_past_means_no_wait(value: str) -> None:
     assert parse_retry_after(value, NOW) == 0.0
@@ -80,7 +84,7 @@ def test_any_non_negative_integer_is_that_many_seconds(seconds: int) -> None:
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(st.integers(min_value=-10**8, max_value=10**8))
+@given(st.integers(min_value=-(10**8), max_value=10**8))
 def test_an_http_date_is_the_whole_seconds_until_then(offset: int) -> None:
     header = format_datetime(NOW + timedelta(seconds=offset), usegmt=True)
     assert parse_retry_after(header, NOW) == max(float(offset), 0.0)

@@ -327,9 +327,7 @@ def test_decide_retry_honours_retry_after_capped_by_max_backoff() -> None:
 
 statuses = st.one_of(st.none(), st.integers(min_value=100, max_value=599))
 kinds = st.sampled_from([None, "http_error", "timeout", "network", "lost", "rejected"])
-retry_afters = st.one_of(
-    st.none(), st.floats(min_value=-10, max_value=1e7), st.just(math.inf)
-)
+retry_afters = st.one_of(st.none(), st.floats(min_value=-10, max_value=1e7), st.just(math.inf))
 
 
 @settings(max_examples=400, deadline=None, database=None)

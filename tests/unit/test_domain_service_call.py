@@ -481,7 +481,9 @@ def test_other_status_codes_fail_at_once_as_not_retryable(
 
 
 @pytest.mark.parametrize("kind", ["timeout", "network", "lost"])
-def test_timeouts_network_errors_and_lost_executions_retry_by_default(running: ServiceCall, kind: str) -> None:
+def test_timeouts_network_errors_and_lost_executions_retry_by_default(
+    running: ServiceCall, kind: str
+) -> None:
     assert running.record_outcome(_error(execution_id_for(running.id, 1), kind), DUE) is True
     assert _names(running.collect_events()) == ["AttemptFailed", "Scheduled"]
     assert running.last_error_kind == kind
@@ -520,7 +522,7 @@ def test_backoff_grows_by_the_multiplier_until_attempts_are_exhausted() -> None:
         eid = _start(call, now)
         now += timedelta(seconds=1)
         assert call.record_outcome(_failure(eid, attempt=attempt), now) is True
-        attempt_failed, scheduled = cast(list[Any], call.collect_events())
+        _, scheduled = cast(list[Any], call.collect_events())
         assert type(scheduled).__name__ == "Scheduled"
         assert scheduled.attempt == attempt + 1
         assert scheduled.reason == "backoff"

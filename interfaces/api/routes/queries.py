@@ -1,0 +1,142 @@
+"""Read-model queries: lists of calls and executions, the latest executions, statistics.
+
+Answered from the projections' tables (never by replaying aggregates); every answer says how
+fresh it is, in ``meta`` and in the ``X-Duecall-Position`` / ``X-Duecall-Head`` headers.
+"""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from starlette.exceptions import HTTPException
+
+from interfaces.api.dependencies import ContainerDep, TenantDep
+from interfaces.api.query_schemas import (
+    ExecutionDetail,
+    ExecutionPage,
+    ExecutionSummary,
+    ReadModelMeta,
+    ServiceCallPage,
+    StatsReport,
+)
+from projections.executions import (
+    ExecutionFilters,
+    get_execution,
+    latest_executions,
+    list_executions,
+)
+from projections.query import MAX_LIMIT
+from projections.read_models import Freshness
+from projections.service_calls import ServiceCallFilters, list_service_calls
+from projections.statistics_query import StatsQuery, statistics
+
+router = APIRouter(prefix="/v1", tags=["queries"])
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Many = Annotated[list[str] | None, Query()]
+
+
+def _meta(name: str, freshness: Freshness, response: Response) -> ReadModelMeta:
+    response.headers["X-Duecall-Position"] = str(freshness.position)
+    response.headers["X-Duecall-Head"] = str(freshness.head)
+    return ReadModelMeta(
+        projection=name, position=freshness.position, head=freshness.head, lag=freshness.lag
+    )
+
+
+@router.get("/service-calls", response_model=ServiceCallPage)
+def search_service_calls(
+    container: ContainerDep,
+    tenant: TenantDep,
+    response: Response,
+    status: Many = None,
+    name: str | None = None,
+    tag: str | None = None,
+    host: str | None = None,
+    correlation_id: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    finished_from: datetime | None = None,
+    finished_to: datetime | None = None,
+    sort: Literal["-created", "due"] = "-created",
+    limit: Limit = 50,
+    cursor: str | None = None,
+    include_total: bool = False,
+) -> ServiceCallPage:
+    """Calls, newest first (or by due time), filtered; keyset-paginated with `cursor`."""
+    filters = ServiceCallFilters(status, name, tag, host, correlation_id, created_from,
+                                 created_to, finished_from, finished_to)
+    with container.read_models.reading("service_calls") as (curs, freshness):
+        page = list_service_calls(curs, tenant, filters, sort=sort, limit=limit, cursor=cursor,
+                                  include_total=include_total)
+    meta = _meta("service_calls", freshness, response)
+    return ServiceCallPage.model_validate({**page.__dict__, "meta": meta})
+
+
+@router.get("/executions", response_model=ExecutionPage)
+def search_executions(
+    container: ContainerDep,
+    tenant: TenantDep,
+    response: Response,
+    outcome: Many = None,
+    name: str | None = None,
+    host: str | None = None,
+    service_call_id: UUID | None = None,
+    error_kind: str | None = None,
+    started_from: datetime | None = None,
+    started_to: datetime | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    include_total: bool = False,
+) -> ExecutionPage:
+    """Attempts, newest first, filtered; keyset-paginated with `cursor`."""
+    filters = ExecutionFilters(outcome, name, host, service_call_id, error_kind, started_from,
+                               started_to)
+    with container.read_models.reading("executions") as (curs, freshness):
+        page = list_executions(curs, tenant, filters, limit=limit, cursor=cursor,
+                               include_total=include_total)
+    meta = _meta("executions", freshness, response)
+    return ExecutionPage.model_validate({**page.__dict__, "meta": meta})
+
+
+@router.get("/executions/latest", response_model=ExecutionPage)
+def latest(
+    container: ContainerDep, tenant: TenantDep, response: Response, name: str | None = None
+) -> ExecutionPage:
+    """The newest execution of each call name (or only of `name`)."""
+    with container.read_models.reading("executions") as (curs, freshness):
+        items = latest_executions(curs, tenant, name)
+    meta = _meta("executions", freshness, response)
+    summaries = [ExecutionSummary.model_validate(item) for item in items]
+    return ExecutionPage(items=summaries, meta=meta)
+
+
+@router.get("/executions/{execution_id}", response_model=ExecutionDetail)
+def execution(
+    execution_id: UUID, container: ContainerDep, tenant: TenantDep, response: Response
+) -> ExecutionDetail:
+    with container.read_models.reading("executions") as (curs, freshness):
+        found = get_execution(curs, tenant, execution_id)
+    meta = _meta("executions", freshness, response)
+    if found is None:
+        raise HTTPException(404, f"execution {execution_id} not found")
+    return ExecutionDetail.model_validate({**found, "meta": meta})
+
+
+@router.get("/stats", response_model=StatsReport)
+def stats(
+    container: ContainerDep,
+    tenant: TenantDep,
+    response: Response,
+    start: Annotated[datetime, Query(alias="from")],
+    end: Annotated[datetime, Query(alias="to")],
+    bucket: Literal["minute", "hour", "day"] = "hour",
+    group_by: Many = None,
+) -> StatsReport:
+    """Counts, success rate, retries and p50/p95/p99 latency per bucket (and group)."""
+    query = StatsQuery(start, end, bucket, tuple(group_by or ()))
+    with container.read_models.reading("statistics") as (curs, freshness):
+        items = statistics(curs, tenant, query)
+    meta = _meta("statistics", freshness, response)
+    return StatsReport.model_validate({"bucket": bucket, "items": items, "meta": meta})
