@@ -14,6 +14,7 @@ from rich.table import Table
 from infrastructure.container import Container
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
+from interfaces import cli_projections, cli_queries
 from interfaces.api.app import create_app
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(cli_projections.app, name="projections")
+app.command("list")(cli_queries.list_calls)
 console = Console()
 
 ApiOption = Annotated[
@@ -75,6 +78,7 @@ def worker() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     container.start_workers()
+    container.start_projections()
     stop.wait()
     container.close()
 

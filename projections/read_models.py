@@ -161,6 +161,13 @@ class ReadModels:
         with self._queries.transaction() as curs:
             return self._head(curs)
 
+    def event_count(self) -> int:
+        """How many events a rebuild folds (the log's length)."""
+        with self._queries.transaction() as curs:
+            curs.execute(f"SELECT count(*) AS n FROM {self._events.events_table_name}")
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
+
     def _head(self, curs: Cursor[DictRow]) -> int:
         curs.execute(f"SELECT max(notification_id) AS head FROM {self._events.events_table_name}")
         row = curs.fetchone()

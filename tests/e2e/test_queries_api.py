@@ -95,11 +95,13 @@ def test_walking_all_pages_returns_every_call_once_while_calls_are_added(
 def test_executions_latest_one_and_statistics(client: TestClient) -> None:
     _workload(client, 8)
     failed = _get(client, "/v1/executions", outcome=["failed"], name="beta")
-    assert failed["items"] and {e["outcome"] for e in failed["items"]} == {"failed"}
+    assert failed["items"]
+    assert {e["outcome"] for e in failed["items"]} == {"failed"}
     latest = _get(client, "/v1/executions/latest")["items"]
     assert sorted(e["name"] for e in latest) == ["alpha", "beta", "gamma"]
     one = _get(client, f"/v1/executions/{latest[0]['id']}")
-    assert one["id"] == latest[0]["id"] and one["meta"]["projection"] == "executions"
+    assert one["id"] == latest[0]["id"]
+    assert one["meta"]["projection"] == "executions"
     now = utcnow()
     stats = _get(client, "/v1/stats", **{"from": (now - timedelta(hours=2)).isoformat(),
                                          "to": (now + timedelta(hours=1)).isoformat(),
