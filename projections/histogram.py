@@ -6,7 +6,9 @@ bucket where it falls, so it is within one bucket (≤ 41 %) of the exact value.
 """
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate
 
 BUCKETS = 44
 
@@ -23,15 +25,11 @@ def representative_ms(bucket: int) -> float:
     return float(2 ** ((bucket - 0.5) / 2))
 
 
-def percentile(histogram: Sequence[int], fraction: float) -> float | None:
-    """The value below which ``fraction`` of the observations fall (nearest rank)."""
-    total = sum(histogram)
+def percentiles(histogram: Sequence[int], *fractions: float) -> list[float | None]:
+    """The values below which each ``fraction`` of the observations fall (nearest rank)."""
+    cumulative = list(accumulate(histogram))
+    total = cumulative[-1] if cumulative else 0
     if total == 0:
-        return None
-    rank = max(1, math.ceil(fraction * total))
-    seen = 0
-    for bucket, count in enumerate(histogram):
-        seen += count
-        if seen >= rank:
-            return representative_ms(bucket)
-    return representative_ms(len(histogram) - 1)  # pragma: no cover (unreachable)
+        return [None for _ in fractions]
+    ranks = (max(1, math.ceil(fraction * total)) for fraction in fractions)
+    return [representative_ms(bisect_left(cumulative, rank)) for rank in ranks]

@@ -1,10 +1,12 @@
 """The statistics read model: per tenant, host, call name and minute/hour/day bucket.
 
-Each finished execution adds to one row per granularity, keyed also by outcome and error kind:
-a count, the retries among them (attempt > 1), the summed duration in whole microseconds
-(integers, so a rebuild adds up to the very same values) and a latency histogram
-(``projections.histogram``), summed element-wise on upsert. Queries read the table of the
-requested bucket size, so 30 days by hour touch 720 buckets, whatever the execution count.
+Each finished execution adds, per outcome (succeeded/failed), to a count, the retries among
+them (attempt > 1), the summed duration in whole microseconds (integers, so a rebuild adds up
+to the very same values) and a latency histogram (``projections.histogram``, summed
+element-wise on upsert); failures also count by error kind. Rows are kept for every
+(host, name) and rolled up to (host, '*'), ('*', name) and ('*', '*'), in one table per
+bucket size: a query reads exactly one row per bucket and group (30 days by hour: 720 rows per
+group), whatever the number of executions.
 """
 
 from collections.abc import Sequence
@@ -13,6 +15,7 @@ from typing import Any
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from infrastructure.migrations import Migration
 from projections.folding import RowChanges, host_of
@@ -25,7 +28,9 @@ PENDING = "duecall_rm_stats_running"  # started executions: what their outcome i
 SUBMITTED = "duecall:ServiceCall.Submitted"
 STARTED = "duecall:Execution.Started"
 FINISHED = {"duecall:Execution.Succeeded": "succeeded", "duecall:Execution.Failed": "failed"}
-KEY = ("tenant_id", "bucket", "host", "name", "outcome", "error_kind")
+KEY = ("tenant_id", "bucket", "host", "name")
+ALL = "*"
+OUTCOMES = ("succeeded", "failed")
 
 
 def table(granularity: str) -> str:
@@ -35,10 +40,13 @@ def table(granularity: str) -> str:
 _STATS_TABLE = """
 CREATE TABLE IF NOT EXISTS {t} (
     tenant_id text NOT NULL, bucket timestamptz NOT NULL, host text NOT NULL,
-    name text NOT NULL, outcome text NOT NULL, error_kind text NOT NULL,
-    executions bigint NOT NULL, retries bigint NOT NULL, duration_us_sum bigint NOT NULL,
-    latency_histogram bigint[] NOT NULL,
-    PRIMARY KEY (tenant_id, bucket, host, name, outcome, error_kind)
+    name text NOT NULL,
+    succeeded bigint NOT NULL, failed bigint NOT NULL,
+    succeeded_retries bigint NOT NULL, failed_retries bigint NOT NULL,
+    succeeded_us bigint NOT NULL, failed_us bigint NOT NULL,
+    succeeded_histogram bigint[] NOT NULL, failed_histogram bigint[] NOT NULL,
+    errors jsonb NOT NULL,
+    PRIMARY KEY (tenant_id, bucket, host, name)
 );
 """
 
@@ -53,8 +61,12 @@ MIGRATIONS = [
                 SELECT coalesce(x, 0) + coalesce(y, 0)
                 FROM unnest(a, b) WITH ORDINALITY AS u(x, y, i) ORDER BY i) END
         $$;
-        CREATE OR REPLACE AGGREGATE duecall_histogram_sum(bigint[])
-            (SFUNC = duecall_array_add, STYPE = bigint[]);
+        CREATE OR REPLACE FUNCTION duecall_counts_add(a jsonb, b jsonb) RETURNS jsonb
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT coalesce(jsonb_object_agg(k, coalesce((a->>k)::bigint, 0)
+                                               + coalesce((b->>k)::bigint, 0)), '{{}}')
+            FROM (SELECT jsonb_object_keys(a) UNION SELECT jsonb_object_keys(b)) AS keys(k)
+        $$;
         CREATE TABLE IF NOT EXISTS {NAMES} (id uuid PRIMARY KEY, name text NOT NULL);
         CREATE TABLE IF NOT EXISTS {PENDING} (
             id uuid PRIMARY KEY, tenant_id text NOT NULL, service_call_id uuid NOT NULL,
@@ -71,18 +83,20 @@ WHERE p.id = ANY(%s)
 """
 
 
+_SUMS = [f"{o}{c}" for o in OUTCOMES for c in ("", "_retries", "_us")]
+_ARRAYS = [f"{o}_histogram" for o in OUTCOMES]
+
+
 def _upsert_sql(granularity: str) -> str:
-    t = table(granularity)
-    return f"""
-    INSERT INTO {t} AS s ({", ".join(KEY)}, executions, retries, duration_us_sum,
-                          latency_histogram)
-    VALUES ({", ".join(["%s"] * (len(KEY) + 4))})
-    ON CONFLICT ({", ".join(KEY)}) DO UPDATE SET
-        executions = s.executions + EXCLUDED.executions,
-        retries = s.retries + EXCLUDED.retries,
-        duration_us_sum = s.duration_us_sum + EXCLUDED.duration_us_sum,
-        latency_histogram = duecall_array_add(s.latency_histogram, EXCLUDED.latency_histogram)
-    """
+    columns = [*KEY, *_SUMS, *_ARRAYS, "errors"]
+    updates = [f"{c} = s.{c} + EXCLUDED.{c}" for c in _SUMS]
+    updates += [f"{c} = duecall_array_add(s.{c}, EXCLUDED.{c})" for c in _ARRAYS]
+    updates.append("errors = duecall_counts_add(s.errors, EXCLUDED.errors)")
+    return (
+        f"INSERT INTO {table(granularity)} AS s ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {', '.join(updates)}"
+    )
 
 
 def truncate(moment: datetime, granularity: str) -> datetime:
@@ -120,7 +134,9 @@ class StatisticsProjection:
         contexts = {row["id"]: row for row in curs.fetchall()}
         for granularity in GRANULARITIES:
             rows = _aggregate(finished, contexts, granularity)
-            curs.executemany(_upsert_sql(granularity), [(*k, *v) for k, v in sorted(rows.items())])
+            curs.executemany(
+                _upsert_sql(granularity), [(*k, *v.values()) for k, v in sorted(rows.items())]
+            )
         curs.execute(f"DELETE FROM {PENDING} WHERE id = ANY(%s)", (ids,))
 
 
@@ -133,22 +149,34 @@ def _context(e: Any) -> dict[str, Any]:
     }
 
 
+def _empty_row() -> dict[str, Any]:
+    return {**dict.fromkeys(_SUMS, 0), **{c: [0] * BUCKETS for c in _ARRAYS}, "errors": {}}
+
+
 def _aggregate(
     finished: list[Recorded], contexts: dict[Any, DictRow], granularity: str
-) -> dict[tuple[Any, ...], list[Any]]:
-    rows: dict[tuple[Any, ...], list[Any]] = {}
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for recorded in finished:
         e = recorded.event
         context = contexts.get(e.originator_id)
         if context is None:
             continue  # a second outcome for one execution: counted once already
-        when = getattr(e, "finished_at", None) or e.timestamp
-        key = (context["tenant_id"], truncate(when, granularity), context["host"],
-               context["name"], FINISHED[recorded.topic], getattr(e, "error_kind", None) or "")
-        row = rows.setdefault(key, [0, 0, 0, [0] * BUCKETS])
-        duration = float(getattr(e, "duration_ms", None) or 0.0)
-        row[0] += 1
-        row[1] += 1 if context["attempt"] > 1 else 0
-        row[2] += round(duration * 1000)
-        row[3][bucket_of(duration)] += 1
+        bucket = truncate(getattr(e, "finished_at", None) or e.timestamp, granularity)
+        tenant, host, name = context["tenant_id"], context["host"], context["name"]
+        for key in {(h, n) for h in (host, ALL) for n in (name, ALL)}:
+            row = rows.setdefault((tenant, bucket, *key), _empty_row())
+            _add(row, FINISHED[recorded.topic], e, context["attempt"])
+    for row in rows.values():
+        row["errors"] = Jsonb(row["errors"])
     return rows
+
+
+def _add(row: dict[str, Any], outcome: str, e: Any, attempt: int) -> None:
+    duration = float(getattr(e, "duration_ms", None) or 0.0)
+    row[outcome] += 1
+    row[f"{outcome}_retries"] += 1 if attempt > 1 else 0
+    row[f"{outcome}_us"] += round(duration * 1000)
+    row[f"{outcome}_histogram"][bucket_of(duration)] += 1
+    if kind := getattr(e, "error_kind", None):
+        row["errors"][kind] = row["errors"].get(kind, 0) + 1

@@ -1,18 +1,21 @@
 """Questions answered from the statistics read model: counts, success rate, retries, latency."""
 
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.types.json import set_json_loads
 
 from domain.errors import InvalidRequestError
-from projections.histogram import BUCKETS, percentile
+from projections.histogram import percentiles
 from projections.query import check_choices
-from projections.statistics import GRANULARITIES, table, truncate
+from projections.statistics import ALL, GRANULARITIES, OUTCOMES, table, truncate
 
-GROUPS = {"host": "host", "name": "name", "status": "outcome"}
+GROUPS = frozenset({"host", "name", "status"})
 MAX_BUCKETS = 2000
 _STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 
@@ -26,7 +29,7 @@ class StatsQuery:
 
     def check(self) -> None:
         check_choices("bucket", [self.bucket], frozenset(GRANULARITIES))
-        check_choices("group_by", list(self.group_by), frozenset(GROUPS))
+        check_choices("group_by", list(self.group_by), GROUPS)
         if _utc(self.end) <= _utc(self.start):
             raise InvalidRequestError("to", "must be after from")
         if (_utc(self.end) - _utc(self.start)) / _STEP[self.bucket] > MAX_BUCKETS:
@@ -35,63 +38,48 @@ class StatsQuery:
             )
 
 
-@dataclass
-class _Summary:
-    executions: int = 0
-    succeeded: int = 0
-    retries: int = 0
-    duration_us: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS)
-
-    def add(self, row: DictRow) -> None:
-        self.executions += row["executions"]
-        self.retries += row["retries"]
-        self.duration_us += row["duration_us"]
-        if row["outcome"] == "succeeded":
-            self.succeeded += row["executions"]
-        if kind := row["error_kind"]:
-            self.errors[kind] = self.errors.get(kind, 0) + row["executions"]
-        self.histogram = [a + b for a, b in zip(self.histogram, row["histogram"], strict=False)]
-
-    def as_dict(self) -> dict[str, Any]:
-        n = self.executions
-        return {
-            "executions": n,
-            "succeeded": self.succeeded,
-            "failed": n - self.succeeded,
-            "success_rate": self.succeeded / n if n else None,
-            "retries": self.retries,
-            "errors": dict(sorted(self.errors.items())),
-            "mean_ms": self.duration_us / n / 1000 if n else None,
-            "p50_ms": percentile(self.histogram, 0.50),
-            "p95_ms": percentile(self.histogram, 0.95),
-            "p99_ms": percentile(self.histogram, 0.99),
-        }
-
-
 def statistics(curs: Cursor[DictRow], tenant_id: str, query: StatsQuery) -> list[dict[str, Any]]:
-    """One entry per bucket (and group), oldest first."""
+    """One entry per bucket and group, oldest first: one stored row each (see statistics)."""
     query.check()
-    columns = [GROUPS[g] for g in query.group_by]
-    select = "".join(f"{c}, " for c in columns)
+    set_json_loads(orjson.loads, curs)  # the error counts: thousands of small documents
+    host = "host <> %s" if "host" in query.group_by else "host = %s"
+    name = "name <> %s" if "name" in query.group_by else "name = %s"
     curs.execute(
-        f"SELECT bucket, {select}outcome, error_kind, sum(executions)::bigint AS executions, "
-        "sum(retries)::bigint AS retries, sum(duration_us_sum)::bigint AS duration_us, "
-        "duecall_histogram_sum(latency_histogram) AS histogram "
-        f"FROM {table(query.bucket)} WHERE tenant_id = %s AND bucket >= %s AND bucket < %s "
-        f"GROUP BY bucket, {select}outcome, error_kind ORDER BY bucket",
-        (tenant_id, truncate(_utc(query.start), query.bucket), _utc(query.end)),
+        f"SELECT * FROM {table(query.bucket)} WHERE tenant_id = %s AND bucket >= %s "
+        f"AND bucket < %s AND {host} AND {name} ORDER BY bucket, host, name",
+        (tenant_id, truncate(_utc(query.start), query.bucket), _utc(query.end), ALL, ALL),
     )
-    summaries: dict[tuple[Any, ...], _Summary] = {}
+    entries = []
     for row in curs.fetchall():
-        key = (row["bucket"], *(row[c] for c in columns))
-        summaries.setdefault(key, _Summary()).add(row)
-    return [
-        {"bucket": key[0], "group": dict(zip(query.group_by, key[1:], strict=True)),
-         **summary.as_dict()}
-        for key, summary in sorted(summaries.items(), key=lambda item: item[0])
-    ]
+        group: dict[str, str] = {g: row[g] for g in ("host", "name") if g in query.group_by}
+        if "status" in query.group_by:
+            entries += [_entry(row, {**group, "status": o}, (o,)) for o in OUTCOMES]
+        else:
+            entries.append(_entry(row, group, OUTCOMES))
+    return [e for e in entries if e["executions"]]
+
+
+def _entry(row: DictRow, group: dict[str, str], outcomes: tuple[str, ...]) -> dict[str, Any]:
+    n = sum(row[o] for o in outcomes)
+    succeeded = row["succeeded"] if "succeeded" in outcomes else 0
+    histograms = [row[f"{o}_histogram"] for o in outcomes]
+    histogram = list(map(operator.add, *histograms)) if len(histograms) == 2 else histograms[0]
+    errors = row["errors"] if "failed" in outcomes else {}
+    p50, p95, p99 = percentiles(histogram, 0.50, 0.95, 0.99)
+    return {
+        "bucket": row["bucket"],
+        "group": group,
+        "executions": n,
+        "succeeded": succeeded,
+        "failed": n - succeeded,
+        "success_rate": succeeded / n if n else None,
+        "retries": sum(row[f"{o}_retries"] for o in outcomes),
+        "errors": dict(sorted(errors.items())),
+        "mean_ms": sum(row[f"{o}_us"] for o in outcomes) / n / 1000 if n else None,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+    }
 
 
 def _utc(moment: datetime) -> datetime:

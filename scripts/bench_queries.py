@@ -5,7 +5,8 @@
 
 Seeding uses the domain and ``Application.save`` directly (the events the workers record:
 Submitted, Scheduled, Started, AttemptFailed, Succeeded/Failed and the executions' events),
-~150 calls per transaction, with finish times spread over the last 30 days. Then every
+~150 calls per transaction, due one after the other over the last 30 days (as a live log
+would be). Then every
 projection is rebuilt from position 0 (catch-up rate, events/s) and each query is run
 ``--repeat`` times through the HTTP app (FastAPI TestClient, no network) for p50/p99.
 """
@@ -15,7 +16,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -53,9 +54,8 @@ def _answer(rng: random.Random) -> AttemptResult:
     return AttemptResult(duration_ms=duration, status_code=200)
 
 
-def _call(rng: random.Random, days: int) -> list[Any]:
+def _call(rng: random.Random, now: datetime) -> list[Any]:
     """One call through all its attempts, as the workers would record it."""
-    now = utcnow() - timedelta(seconds=rng.uniform(0, days * 86400))
     call = ServiceCall.submit(
         id=new_service_call_id(), tenant_id=TENANT, name=rng.choice(NAMES),
         request=RequestSpec("POST", f"https://{rng.choice(HOSTS)}/hook"), due_at=now,
@@ -79,13 +79,15 @@ def _call(rng: random.Random, days: int) -> list[Any]:
 
 def seed(container: Container, count: int, days: int) -> None:
     rng = random.Random(42)
+    start, step = utcnow() - timedelta(days=days), days * 86400 / count
     with Progress(console=console) as progress:
         task = progress.add_task("seeding executions", total=count)
         done = 0
         while done < count:
             batch: list[Any] = []
             while len(batch) < 150 * 3 and done < count:
-                aggregates = _call(rng, days)
+                due = start + timedelta(seconds=done * step)  # the log grows in time order
+                aggregates = _call(rng, due)
                 batch += aggregates
                 done += len(aggregates) - 1
             container.service_calls.save(*batch)

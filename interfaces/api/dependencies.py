@@ -17,7 +17,7 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 def get_tenant(
     container: ContainerDep,
-    x_tenant_id: Annotated[str | None, Header(max_length=100)] = None,
+    x_tenant_id: Annotated[str | None, Header(min_length=1, max_length=100)] = None,
 ) -> str:
     """The tenant (for now from X-Tenant-Id, defaulting to the configured tenant)."""
     return x_tenant_id or container.settings.default_tenant

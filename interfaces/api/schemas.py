@@ -2,9 +2,16 @@
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+)
 
 from domain.request import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 from domain.retry_policy import DEFAULT_RETRY_ON
@@ -47,11 +54,12 @@ class ServiceCallCreate(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
     retry_policy: "RetryPolicyCreate | None" = None
 
-    @model_validator(mode="after")
-    def _one_due_time(self) -> Self:
-        if self.due_at is not None and self.delay_seconds is not None:
+    @field_validator("delay_seconds")
+    @classmethod
+    def _one_due_time(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("due_at") is not None:
             raise ValueError("give due_at or delay_seconds, not both")
-        return self
+        return value
 
     @field_validator("due_at")
     @classmethod

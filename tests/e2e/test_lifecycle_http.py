@@ -191,7 +191,9 @@ def test_a_404_fails_at_once(api: httpx.Client, target: TargetServer) -> None:
     assert (execution["outcome"], execution["status_code"]) == ("failed", 404)
 
 
-def test_retry_after_is_honoured(api: httpx.Client, target: TargetServer) -> None:
+def test_retry_after_is_honoured(
+    api: httpx.Client, target: TargetServer, database_url: str
+) -> None:
     """`/retry-after/2` always answers 503 with `Retry-After: 2`: the second attempt is 2 s on."""
     tenant = new_tenant("retry-after")
     path = "/retry-after/2"
@@ -206,7 +208,16 @@ def test_retry_after_is_honoured(api: httpx.Client, target: TargetServer) -> Non
     assert (final["status"], final["attempt"], final["last_status_code"]) == ("failed", 2, 503)
     first, second = target.requests_for(path)[before:]
     gap = second.received_at - first.received_at
-    print(f"Retry-After: 2 -> gap between deliveries {gap:.3f} s")
+    retry = scheduled_events(database_url, call["id"])[-1]
+    assert (retry["attempt"], retry["reason"], retry["delay_seconds"]) == (2, "retry_after", 2.0)
+    due = timestamp(retry["due_at"]["_data_"])
+    recorded = timestamp(executions(api, tenant, call["id"])[0]["finished_at"])
+    print(
+        f"Retry-After: 2 -> gap between deliveries {gap:.3f} s (first delivery -> outcome "
+        f"recorded {recorded - first.received_at:.3f} s, -> retry scheduled "
+        f"{due - 2.0 - recorded:.3f} s; due -> second delivery {second.received_at - due:.3f} s)"
+    )
+    assert second.received_at >= due, "the second attempt was made before its due time"
     assert 1.9 <= gap <= 2.1, f"second attempt {gap:.3f} s after the first"
 
 
@@ -236,6 +247,44 @@ def test_cancel_over_http(api: httpx.Client, target: TargetServer) -> None:
 
 def test_cancel_of_an_unknown_call_is_404(api: httpx.Client) -> None:
     assert_problem(command(api, "nobody", str(uuid.uuid4()), "cancel"), 404)
+
+
+def test_cancel_while_running_lets_the_attempt_finish_without_retrying(
+    api: httpx.Client, target: TargetServer
+) -> None:
+    """The running attempt times out (a retryable failure), but a cancelled call never retries."""
+    tenant = new_tenant("cancel-running")
+    path = "/slow/1.5"
+    before = len(target.requests_for(path))
+    response = api.post(
+        "/v1/service-calls",
+        json={
+            "name": "e2e-cancel-running",
+            "request": {"method": "POST", "url": f"{target.url}{path}", "timeout_seconds": 1},
+            "retry_policy": FAST_RETRIES,
+        },
+        headers=headers_for(tenant),
+    )
+    assert response.status_code == 201, response.text
+    call_id = response.json()["id"]
+    target.wait_for(before + 1, path=path, timeout=5)
+    assert get_call(api, tenant, call_id)["status"] == "running"
+
+    cancelled = command(api, tenant, call_id, "cancel", {"reason": "changed my mind"})
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+
+    def finished() -> list[dict[str, Any]] | None:
+        items = executions(api, tenant, call_id)
+        return items if items and items[0]["outcome"] != "running" else None
+
+    [execution] = wait_until(finished, timeout=5)
+    assert (execution["outcome"], execution["error_kind"]) == ("failed", "timeout")
+    time.sleep(0.5)  # longer than the retry backoff
+    final = get_call(api, tenant, call_id)
+    assert (final["status"], final["attempt"]) == ("cancelled", 1)
+    assert len(target.requests_for(path)) == before + 1
 
 
 # -- pause and resume ------------------------------------------------------------------------------

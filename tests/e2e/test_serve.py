@@ -10,7 +10,7 @@ import os
 import subprocess
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -236,6 +236,7 @@ def test_a_delayed_call_is_made_at_its_due_time(api: httpx.Client, target: Targe
 # -- validation, not found, tenancy ------------------------------------------------------------
 
 GOOD_REQUEST = {"method": "POST", "url": "http://127.0.0.1:9/hook"}
+IN_AN_HOUR = datetime.now(UTC) + timedelta(hours=1)
 
 
 @pytest.mark.parametrize(
@@ -248,12 +249,19 @@ GOOD_REQUEST = {"method": "POST", "url": "http://127.0.0.1:9/hook"}
             id="zero-timeout",
         ),
         pytest.param(
-            {"request": GOOD_REQUEST, "due_at": "2030-01-01T00:00:00Z", "delay_seconds": 5},
+            {"request": GOOD_REQUEST, "due_at": IN_AN_HOUR.isoformat(), "delay_seconds": 5},
             None,
             id="due-at-and-delay",
         ),
         pytest.param(
-            {"request": GOOD_REQUEST, "due_at": "2030-01-01T00:00:00"}, "due_at", id="naive-due-at"
+            {"request": GOOD_REQUEST, "due_at": IN_AN_HOUR.replace(tzinfo=None).isoformat()},
+            "due_at",
+            id="naive-due-at",
+        ),
+        pytest.param(
+            {"request": GOOD_REQUEST, "due_at": (IN_AN_HOUR + timedelta(days=400)).isoformat()},
+            "due_at",
+            id="due-at-too-far",
         ),
         pytest.param({"name": "no-request"}, "request", id="missing-request"),
     ],
