@@ -119,6 +119,7 @@ class Execution(Aggregate):
             error_kind=self.error_kind,
             message=self.message,
             retry_after_seconds=parse_retry_after(headers.get("retry-after"), self.finished_at),
+            finished_at_epoch=self.finished_at.timestamp(),
         )
 
     @event("Succeeded", topic="duecall:Execution.Succeeded")

@@ -1,6 +1,7 @@
 """What one HTTP attempt produced, as the execution module reports it."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -60,3 +61,10 @@ class AttemptOutcome:
     error_kind: str | None = None
     message: str | None = None
     retry_after_seconds: float | None = None
+    finished_at_epoch: float | None = None  # when the answer (or failure) came
+
+    def finished_at(self, default: datetime) -> datetime:
+        """When the attempt ended (so retry delays count from then), never after ``default``."""
+        if self.finished_at_epoch is None:
+            return default
+        return min(default, datetime.fromtimestamp(self.finished_at_epoch, UTC))

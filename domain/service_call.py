@@ -144,7 +144,7 @@ class ServiceCall(Aggregate):
             status_code=outcome.status_code,
             retry_after_seconds=outcome.retry_after_seconds,
             first_attempt_due=self.retry_window_start,
-            now=now,
+            now=outcome.finished_at(now),
             random_fraction=random_fraction,
         )
         self._attempt_failed(

@@ -1,7 +1,10 @@
 """End to end: the whole call lifecycle over HTTP against a real `duecall serve` process.
 
-Retries with backoff, a non-retryable 4xx, Retry-After, cancel, pause/resume, manual retry,
-the circuit breaker and idempotent submits, against a real local target that fails on purpose.
+Retries with backoff, a non-retryable 4xx, Retry-After, cancel (also of a running attempt),
+pause/resume, manual retry (over HTTP and with the CLI), the circuit breaker, idempotent submits
+under real concurrency and retry-policy validation, against a real local target that fails on
+purpose. Where the API cannot show it yet (why a call was rescheduled), the recorded events are
+read from the database.
 
 One server process serves the module, with short timings (polling every 0.1 s, circuits that
 open after 3 failures for 1 s). Circuits are per tenant and host, and every target here is on
@@ -20,7 +23,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from interfaces import cli
 from tests.support.duecall_process import DuecallProcess
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
@@ -351,6 +357,46 @@ def test_manual_retry_over_http(api: httpx.Client, target: TargetServer) -> None
     refused = assert_problem(command(api, tenant, succeeded["id"], "retry"), 409)
     assert "succeeded" in refused["detail"]
     assert command(api, tenant, scheduled["id"], "cancel").status_code == 200
+
+
+# -- the same commands in the CLI ----------------------------------------------------------------
+
+
+def run_cli(server: DuecallProcess, tenant: str, *args: str) -> Result:
+    """`duecall <args> --api <server> --tenant <tenant>`, in process, against the real server."""
+    options = ["--api", server.url, "--tenant", tenant]
+    return CliRunner().invoke(cli.app, [*args, *options], env={"COLUMNS": "200"})
+
+
+def cli_json(result: Result) -> dict[str, Any]:
+    assert result.exit_code == 0, result.output
+    state: dict[str, Any] = json.loads(result.output)
+    return state
+
+
+def test_cli_cancel_pause_resume_and_retry(
+    duecall_server: DuecallProcess, api: httpx.Client, target: TargetServer
+) -> None:
+    tenant = new_tenant("cli")
+    call = submit(api, tenant, f"{target.url}{unique_path('cli')}", delay_seconds=60)
+    call_id = call["id"]
+
+    paused = cli_json(run_cli(duecall_server, tenant, "pause", call_id, "--json"))
+    assert paused["status"] == "paused"
+    resumed = cli_json(run_cli(duecall_server, tenant, "resume", call_id, "--json"))
+    assert (resumed["status"], resumed["due_at"]) == ("scheduled", call["due_at"])
+    shown = run_cli(duecall_server, tenant, "cancel", call_id, "--reason", "via the CLI")
+    assert shown.exit_code == 0, shown.output
+    assert "cancelled" in shown.output
+    refused = run_cli(duecall_server, tenant, "cancel", call_id)
+    assert refused.exit_code == 1
+    assert "cannot cancel a call that is cancelled" in refused.output
+
+    failed = submit(api, tenant, f"{target.url}/status/404")
+    assert wait_terminal(api, tenant, failed["id"])["status"] == "failed"
+    retried = cli_json(run_cli(duecall_server, tenant, "retry", failed["id"], "--json"))
+    assert (retried["status"], retried["attempt"]) == ("scheduled", 2)
+    assert wait_terminal(api, tenant, failed["id"])["attempt"] == 2
 
 
 # -- circuit breaker -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The timer never starts an attempt before its due time (and does not dawdle after it)."""
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -64,7 +65,7 @@ def test_calls_due_a_moment_apart_each_start_at_or_after_their_own_due_time(
         container.start_workers()
 
         for call in calls.values():
-            wait_until(lambda call=call: _finished(container, call.id), timeout=10)
+            wait_until(partial(_finished, container, call.id), timeout=10)
         received = {path: target.requests_for(path) for path in calls}
 
     for path, call in calls.items():

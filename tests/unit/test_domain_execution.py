@@ -93,6 +93,7 @@ def test_finish_with_200_records_succeeded_and_returns_a_successful_outcome(
         succeeded=True,
         duration_ms=12.0,
         status_code=200,
+        finished_at_epoch=LATER.timestamp(),
     )
     events = execution.collect_events()
     assert _names(events) == ["Succeeded"]

@@ -708,3 +708,13 @@ def test_a_call_that_retried_rebuilds_from_its_events() -> None:
     assert rebuilt.describe() == call.describe()
     assert rebuilt.retry_policy == NO_JITTER
     assert rebuilt.version == 10
+
+
+def test_a_retry_delay_counts_from_when_the_attempt_finished(running: ServiceCall) -> None:
+    finished = NOW - timedelta(seconds=0.5)
+    outcome = AttemptOutcome(
+        str(running.execution_id), 1, False, 5.0, status_code=503, error_kind="http_error",
+        retry_after_seconds=2.0, finished_at_epoch=finished.timestamp(),
+    )
+    assert running.record_outcome(outcome, NOW)
+    assert running.due_at == finished + timedelta(seconds=2)
