@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from application.circuits import CircuitOptions
 from application.executions import Executions
 from application.service_calls import ServiceCalls
+from application.tenant_defaults import TenantDefaults
 from application.workers import WorkerOptions, Workers
 from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import eventsourcing_env, migrate, resolve_database_url
@@ -26,6 +27,7 @@ class Container:
     executions: Executions
     outbox: PostgresOutbox
     circuit_registry: PostgresCircuitRegistry
+    tenant_defaults: TenantDefaults
     workers: Workers | None = field(default=None)
     read_models: ReadModels = field(init=False)
 
@@ -44,22 +46,24 @@ class Container:
                 per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
             ),
         )
+        service_calls = ServiceCalls(
+            env,
+            idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
+            execution_grace_seconds=settings.execution_grace_seconds,
+            circuit_options=CircuitOptions(
+                failure_threshold=settings.circuit_failure_threshold,
+                open_seconds=settings.circuit_open_seconds,
+                probe_wait_seconds=settings.circuit_probe_wait_seconds,
+            ),
+        )
         return cls(
             settings=settings,
             database_url=url,
-            service_calls=ServiceCalls(
-                env,
-                idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
-                execution_grace_seconds=settings.execution_grace_seconds,
-                circuit_options=CircuitOptions(
-                    failure_threshold=settings.circuit_failure_threshold,
-                    open_seconds=settings.circuit_open_seconds,
-                    probe_wait_seconds=settings.circuit_probe_wait_seconds,
-                ),
-            ),
+            service_calls=service_calls,
             executions=Executions(env, max_deliveries=settings.max_deliveries),
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
+            tenant_defaults=TenantDefaults(service_calls),
         )
 
     def start_workers(self) -> Workers:

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from interfaces.api.problems import install_problem_handlers
-from interfaces.api.routes import circuits, health, queries, service_calls
+from interfaces.api.routes import circuits, health, queries, retry_policy, service_calls
 
 
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
@@ -37,5 +37,6 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(health.router)
     app.include_router(service_calls.router)
     app.include_router(circuits.router)
+    app.include_router(retry_policy.router)
     app.include_router(queries.router)
     return app

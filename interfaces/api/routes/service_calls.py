@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header, Response
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
+from application.tenant_defaults import TenantDefaults
 from domain.request import RequestSpec
-from domain.retry_policy import RetryPolicy
 from domain.service_call import ServiceCall
 from interfaces.api.dependencies import ContainerDep, TenantDep
 from interfaces.api.schemas import (
@@ -30,12 +30,14 @@ def _public(call: ServiceCall) -> ServiceCallPublic:
     return ServiceCallPublic.model_validate(call.describe())
 
 
-def _command(body: ServiceCallCreate, tenant: str, key: str | None) -> SubmitServiceCall:
+def _command(
+    body: ServiceCallCreate, tenant: str, key: str | None, defaults: TenantDefaults
+) -> SubmitServiceCall:
     headers, payload = body.request.encoded()
     request = RequestSpec(
         body.request.method, body.request.url, headers, payload, body.request.timeout_seconds
     )
-    policy = body.retry_policy
+    overrides = body.retry_policy.model_dump(exclude_unset=True) if body.retry_policy else None
     return SubmitServiceCall(
         tenant_id=tenant,
         name=body.name,
@@ -45,7 +47,7 @@ def _command(body: ServiceCallCreate, tenant: str, key: str | None) -> SubmitSer
         correlation_id=body.correlation_id,
         idempotency_key=key,
         request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
-        retry_policy=RetryPolicy.from_dict(policy.model_dump()) if policy else None,
+        retry_policy=defaults.policy_for_call(tenant, overrides),
     )
 
 
@@ -62,7 +64,8 @@ def submit_service_call(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ServiceCallPublic:
-    call, created = container.service_calls.submit(_command(body, tenant, idempotency_key))
+    command = _command(body, tenant, idempotency_key, container.tenant_defaults)
+    call, created = container.service_calls.submit(command)
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
     return _public(call)
