@@ -5,6 +5,7 @@ event (``save(..., idempotency=IdempotencyRecord(...))``); a concurrent or later
 the same key fails that constraint and is answered from the record instead.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -19,8 +20,8 @@ class IdempotencyRecord:
 
 
 class IdempotencyKeys(Protocol):
-    def find(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
-        """The record of an earlier submit with this key, if any."""
+    def find(self, tenant_id: str, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
+        """The records of earlier submits with these keys, by key."""
 
 
 class IdempotencyKeyReusedError(Exception):

@@ -22,6 +22,7 @@ from domain.ids import new_service_call_id
 from domain.service_call import ServiceCall, Status
 
 log = structlog.get_logger(__name__)
+SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
 
 
 class ServiceCalls(Application[UUID]):
@@ -42,30 +43,38 @@ class ServiceCalls(Application[UUID]):
 
     def submit(self, command: SubmitServiceCall) -> tuple[ServiceCall, bool]:
         """Record a new call (or, for a repeated Idempotency-Key, return the original)."""
-        call = ServiceCall.submit(
-            id=new_service_call_id(),
-            tenant_id=command.tenant_id,
-            name=command.name,
-            request=command.request,
-            due_at=command.due_at,
-            tags=command.tags,
-            correlation_id=command.correlation_id,
-            idempotency_key=command.idempotency_key,
-            retry_policy=command.retry_policy,
-        )
-        extra: dict[str, Any] = {}
-        if command.idempotency_key is not None:
-            extra["idempotency"] = IdempotencyRecord(
-                command.tenant_id, command.idempotency_key, call.id, command.request_hash
-            )
-        try:
-            save_with_outbox(self, [call], OutboxChanges(publish=[start_message(call)]), **extra)
-        except IntegrityError:
-            original = self._original(command)
-            if original is None:
-                raise
-            return original, False
-        return call, True
+        return self.submit_many([command])[0]
+
+    def submit_many(
+        self, commands: Sequence[SubmitServiceCall]
+    ) -> list[tuple[ServiceCall, bool]]:
+        """Record many calls, ``SUBMIT_CHUNK`` per transaction; (call, created) for each.
+
+        Keys seen before answer with their original call (or raise if the request differs);
+        a key that a concurrent submit records first is found by retrying one by one.
+        """
+        results: dict[int, tuple[ServiceCall, bool]] = {
+            i: (call, False) for i, call in self._originals(commands).items()
+        }
+        fresh = [(i, c) for i, c in enumerate(commands) if i not in results]
+        for start in range(0, len(fresh), SUBMIT_CHUNK):
+            chunk = fresh[start : start + SUBMIT_CHUNK]
+            calls = [_new_call(command) for _, command in chunk]
+            keys = [
+                IdempotencyRecord(c.tenant_id, c.idempotency_key, call.id, c.request_hash)
+                for (_, c), call in zip(chunk, calls, strict=True)
+                if c.idempotency_key is not None
+            ]
+            starts = OutboxChanges(publish=[start_message(call) for call in calls])
+            try:
+                save_with_outbox(self, calls, starts, idempotency=keys)
+            except IntegrityError:
+                if not keys:
+                    raise
+                results.update(self._after_key_conflict(chunk))
+                continue
+            results.update((i, (call, True)) for (i, _), call in zip(chunk, calls, strict=True))
+        return [results[i] for i in range(len(commands))]
 
     def get_call(self, tenant_id: str, call_id: UUID) -> ServiceCall:
         try:
@@ -172,16 +181,36 @@ class ServiceCalls(Application[UUID]):
         changes = OutboxChanges(consume=consume, publish=starts)
         save_with_outbox(self, [*calls, *others], changes, **extra)
 
-    def _original(self, command: SubmitServiceCall) -> ServiceCall | None:
-        """The call first submitted with this command's Idempotency-Key, if there is one."""
-        if self.idempotency_keys is None or command.idempotency_key is None:
-            return None
-        record = self.idempotency_keys.find(command.tenant_id, command.idempotency_key)
-        if record is None:
-            return None
-        if record.request_hash != command.request_hash:
-            raise IdempotencyKeyReusedError(command.idempotency_key, record.service_call_id)
-        return self.get_call(command.tenant_id, record.service_call_id)
+    def _after_key_conflict(
+        self, chunk: Sequence[tuple[int, SubmitServiceCall]]
+    ) -> dict[int, tuple[ServiceCall, bool]]:
+        """A concurrent submit recorded one of the keys first: answer item by item."""
+        if len(chunk) > 1:
+            return {i: self.submit(command) for i, command in chunk}
+        index, command = chunk[0]
+        original = self._originals([command]).get(0)
+        if original is None:
+            raise IntegrityError(f"submit of {command.idempotency_key!r} conflicted")
+        return {index: (original, False)}
+
+    def _originals(self, commands: Sequence[SubmitServiceCall]) -> dict[int, ServiceCall]:
+        """The calls first submitted with these commands' Idempotency-Keys, by position."""
+        keyed = [(i, c) for i, c in enumerate(commands) if c.idempotency_key is not None]
+        if not keyed or self.idempotency_keys is None:
+            return {}
+        originals: dict[int, ServiceCall] = {}
+        for tenant_id in {c.tenant_id for _, c in keyed}:
+            asked = [(i, c) for i, c in keyed if c.tenant_id == tenant_id]
+            keys = [str(c.idempotency_key) for _, c in asked]
+            found = self.idempotency_keys.find(tenant_id, keys)
+            for i, command in asked:
+                record = found.get(str(command.idempotency_key))
+                if record is None:
+                    continue
+                if record.request_hash != command.request_hash:
+                    raise IdempotencyKeyReusedError(record.key, record.service_call_id)
+                originals[i] = self.get_call(tenant_id, record.service_call_id)
+        return originals
 
     def _load(self, messages: Sequence[OutboxMessage]) -> dict[UUID, ServiceCall]:
         calls: dict[UUID, ServiceCall] = {}
@@ -197,3 +226,17 @@ class ServiceCalls(Application[UUID]):
 
 def _ids(messages: Sequence[OutboxMessage]) -> list[int]:
     return [m.id for m in messages if m.id is not None]
+
+
+def _new_call(command: SubmitServiceCall) -> ServiceCall:
+    return ServiceCall.submit(
+        id=new_service_call_id(),
+        tenant_id=command.tenant_id,
+        name=command.name,
+        request=command.request,
+        due_at=command.due_at,
+        tags=command.tags,
+        correlation_id=command.correlation_id,
+        idempotency_key=command.idempotency_key,
+        retry_policy=command.retry_policy,
+    )

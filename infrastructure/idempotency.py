@@ -1,5 +1,6 @@
 """Postgres lookup of idempotency records (written by the recorder, read here)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -10,7 +11,7 @@ from infrastructure.schema import IDEMPOTENCY_TABLE
 
 _FIND = (
     f"SELECT tenant_id, key, service_call_id, request_hash FROM {IDEMPOTENCY_TABLE} "
-    "WHERE tenant_id = %s AND key = %s"
+    "WHERE tenant_id = %s AND key = ANY(%s)"
 )
 
 
@@ -18,7 +19,7 @@ class PostgresIdempotencyKeys:
     def __init__(self, pool: ConnectionPool[psycopg.Connection[dict[str, Any]]]) -> None:
         self._pool = pool  # its connections return rows as dicts
 
-    def find(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+    def find(self, tenant_id: str, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
         with self._pool.connection() as conn:
-            row = conn.execute(_FIND, (tenant_id, key)).fetchone()
-        return IdempotencyRecord(**row) if row else None
+            rows = conn.execute(_FIND, (tenant_id, list(keys))).fetchall()
+        return {row["key"]: IdempotencyRecord(**row) for row in rows}

@@ -45,16 +45,11 @@ class OutboxRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
-        idempotency: IdempotencyRecord | None = kwargs.get("idempotency")
-        if idempotency is not None:  # a duplicate key fails the whole transaction
-            curs.execute(
+        keys: Sequence[IdempotencyRecord] = kwargs.get("idempotency", ())
+        if keys:  # a duplicate key fails the whole transaction
+            curs.executemany(
                 _INSERT_KEY,
-                (
-                    idempotency.tenant_id,
-                    idempotency.key,
-                    idempotency.service_call_id,
-                    idempotency.request_hash,
-                ),
+                [(k.tenant_id, k.key, k.service_call_id, k.request_hash) for k in keys],
             )
         circuits: Sequence[tuple[str, str, UUID]] = kwargs.get("circuits", ())
         if circuits:

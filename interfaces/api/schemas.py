@@ -158,3 +158,22 @@ class RetryRequest(BaseModel):
 
 
 ServiceCallCreate.model_rebuild()
+
+
+class ServiceCallBatchItem(ServiceCallCreate):
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ServiceCallBatchCreate(BaseModel):
+    calls: list[ServiceCallBatchItem] = Field(min_length=1, max_length=1000)
+
+
+class ServiceCallBatchResult(BaseModel):
+    id: str
+    status: str
+    due_at: datetime
+    created: bool
+
+
+class ServiceCallBatchResults(BaseModel):
+    items: list[ServiceCallBatchResult]

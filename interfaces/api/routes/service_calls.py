@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Response
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.tenant_defaults import TenantDefaults
+from domain.errors import InvalidRequestError
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
 from interfaces.api.dependencies import ContainerDep, TenantDep
@@ -18,6 +19,9 @@ from interfaces.api.schemas import (
     ExecutionList,
     ExecutionPublic,
     RetryRequest,
+    ServiceCallBatchCreate,
+    ServiceCallBatchResult,
+    ServiceCallBatchResults,
     ServiceCallCreate,
     ServiceCallPublic,
 )
@@ -46,7 +50,9 @@ def _command(
         tags=body.tags,
         correlation_id=body.correlation_id,
         idempotency_key=key,
-        request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+        request_hash=hashlib.sha256(
+            body.model_dump_json(exclude={"idempotency_key"}).encode()
+        ).hexdigest(),
         retry_policy=defaults.policy_for_call(tenant, overrides),
     )
 
@@ -69,6 +75,38 @@ def submit_service_call(
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
     return _public(call)
+
+
+@router.post(
+    ":batch",
+    status_code=201,
+    response_model=ServiceCallBatchResults,
+    responses={200: {"description": "Every call was submitted before (Idempotency-Keys)"}},
+)
+def submit_service_calls(
+    body: ServiceCallBatchCreate, container: ContainerDep, tenant: TenantDep, response: Response
+) -> ServiceCallBatchResults:
+    """Submit up to 1,000 calls: all are validated before any is recorded.
+
+    Each item may carry its own ``idempotency_key``; an item whose key was used before with
+    the same request answers with the original call (``created: false``).
+    """
+    commands = []
+    for index, item in enumerate(body.calls):
+        try:
+            commands.append(_command(item, tenant, item.idempotency_key, container.tenant_defaults))
+        except InvalidRequestError as error:
+            raise InvalidRequestError(f"calls.{index}.{error.field}", error.message) from None
+    results = container.service_calls.submit_many(commands)
+    response.status_code = 201 if any(created for _, created in results) else 200
+    return ServiceCallBatchResults(
+        items=[
+            ServiceCallBatchResult(
+                id=str(call.id), status=call.status, due_at=call.due_at, created=created
+            )
+            for call, created in results
+        ]
+    )
 
 
 @router.get("/{service_call_id}", response_model=ServiceCallPublic)
