@@ -2,12 +2,14 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.clock import utcnow
+from application.loading import load_many
 from application.messages import execution_id_of, outcome_message, request_of
 from application.outbox import OutboxChanges, OutboxMessage
 from application.recording import save_with_outbox
@@ -40,37 +42,32 @@ class Executions(Application[UUID]):
         self.max_deliveries = max_deliveries
 
     def begin(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
-        """Record Execution.Started for each message (once); return the attempts to make.
+        """The attempts to make for these messages.
 
-        A message claimed again after its lease ended is a worker that died mid-attempt: the
-        same attempt is made again (same Idempotency-Key). After ``max_deliveries`` claims,
-        the watchdog gives up on it and fails the execution as ``lost``; the policy retries.
+        As with Temporal's ActivityTaskStarted, an execution's Started event is recorded
+        together with its outcome (one transaction per batch instead of two); meanwhile the
+        leased ``execute`` message is the durable record of the attempt in flight. A message
+        claimed again after its lease ended means a worker died mid-attempt: the same attempt
+        is made again (same Idempotency-Key). After ``max_deliveries`` claims, the watchdog
+        gives up and fails it as ``lost``; the policy retries.
         """
         now = utcnow()
         attempts: list[Attempt] = []
-        new: list[Execution] = []
         finished: list[int] = []
         lost: list[tuple[Attempt, AttemptResult]] = []
+        recorded = load_many(self, (execution_id_of(m) for m in messages))
         for message in messages:
-            execution = self._find(execution_id_of(message))
+            execution = recorded.get(execution_id_of(message))
             if execution is not None and execution.is_finished:
                 finished.append(message.id or 0)  # a late duplicate: its outcome is recorded
                 continue
-            if execution is not None and message.claims > self.max_deliveries:
-                lost.append((Attempt(message, execution, request_of(message)), _lost(message)))
-                continue
-            if execution is None:
-                execution = Execution.begin(
-                    id=execution_id_of(message),
-                    tenant_id=message.tenant_id,
-                    service_call_id=message.service_call_id,
-                    attempt=message.attempt,
-                    request=request_of(message),
-                    now=now,
-                )
-                new.append(execution)
-            attempts.append(Attempt(message, execution, request_of(message)))
-        save_with_outbox(self, new, OutboxChanges(consume=finished))
+            attempt = Attempt(message, execution or _started(message, now), request_of(message))
+            if message.claims > self.max_deliveries:
+                lost.append((attempt, _lost(message)))
+            else:
+                attempts.append(attempt)
+        if finished:
+            save_with_outbox(self, [], OutboxChanges(consume=finished))
         if lost:
             self.finish(lost)
         return attempts
@@ -90,12 +87,15 @@ class Executions(Application[UUID]):
 
     def reload(self, attempt: Attempt) -> Attempt:
         """The attempt with its execution as now recorded (after a write conflict)."""
-        execution = self._find(attempt.execution.id)
-        return Attempt(attempt.message, execution or attempt.execution, attempt.request)
+        execution = self._find(attempt.execution.id) or _started(
+            attempt.message, attempt.execution.started_at
+        )
+        return Attempt(attempt.message, execution, attempt.request)
 
     def for_call(self, service_call_id: UUID, attempts: int) -> list[Execution]:
-        found = (self._find(execution_id_for(service_call_id, n)) for n in range(1, attempts + 1))
-        return [execution for execution in found if execution is not None]
+        ids = [execution_id_for(service_call_id, n) for n in range(1, attempts + 1)]
+        found = load_many(self, ids)
+        return [found[i] for i in ids if i in found]
 
     def _find(self, execution_id: UUID) -> Execution | None:
         try:
@@ -110,4 +110,15 @@ def _lost(message: OutboxMessage) -> AttemptResult:
         duration_ms=0.0,
         error_kind=ErrorKind.LOST,
         message=f"no outcome after {message.claims - 1} deliveries (workers died or hung)",
+    )
+
+
+def _started(message: OutboxMessage, now: datetime) -> Execution:
+    return Execution.begin(
+        id=execution_id_of(message),
+        tenant_id=message.tenant_id,
+        service_call_id=message.service_call_id,
+        attempt=message.attempt,
+        request=request_of(message),
+        now=now,
     )

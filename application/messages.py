@@ -40,12 +40,12 @@ def execute_message(
         available_at=now,
         host=request.host,
         lease_seconds=request.timeout_seconds + grace_seconds,
-        payload={"execution_id": str(execution_id), "request": asdict(request)},
+        payload={"execution_id": str(execution_id), "request": request.as_dict()},
     )
 
 
 def request_of(message: OutboxMessage) -> RequestSpec:
-    return RequestSpec(**message.payload["request"])
+    return RequestSpec.restored(**message.payload["request"])
 
 
 def execution_id_of(message: OutboxMessage) -> UUID:

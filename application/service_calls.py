@@ -14,6 +14,7 @@ from application.circuits import CircuitBoard, CircuitOptions
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
+from application.loading import load_many
 from application.messages import execute_message, outcome_of, start_message
 from application.outbox import OutboxChanges, OutboxMessage
 from application.recording import Recordable, save_with_outbox
@@ -213,13 +214,9 @@ class ServiceCalls(Application[UUID]):
         return originals
 
     def _load(self, messages: Sequence[OutboxMessage]) -> dict[UUID, ServiceCall]:
-        calls: dict[UUID, ServiceCall] = {}
+        calls: dict[UUID, ServiceCall] = load_many(self, (m.service_call_id for m in messages))
         for message in messages:
-            if message.service_call_id in calls:
-                continue
-            try:
-                calls[message.service_call_id] = self.repository.get(message.service_call_id)
-            except AggregateNotFoundError:
+            if message.service_call_id not in calls:
                 log.warning("unknown_call", service_call_id=str(message.service_call_id))
         return calls
 

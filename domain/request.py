@@ -1,6 +1,7 @@
 """The HTTP request a service call makes: a validated value object."""
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from domain.errors import InvalidRequestError
@@ -35,6 +36,36 @@ class RequestSpec:
         for value in self.headers.values():
             if "\r" in value or "\n" in value:
                 raise InvalidRequestError("request.headers", "header values cannot hold newlines")
+
+    @classmethod
+    def restored(
+        cls,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: str | None,
+        timeout_seconds: float,
+    ) -> "RequestSpec":
+        """A spec rebuilt from recorded events, which were validated when first made."""
+        spec = object.__new__(cls)
+        for name, value in (
+            ("method", method),
+            ("url", url),
+            ("headers", headers),
+            ("body", body),
+            ("timeout_seconds", timeout_seconds),
+        ):
+            object.__setattr__(spec, name, value)
+        return spec
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": self.headers,
+            "body": self.body,
+            "timeout_seconds": self.timeout_seconds,
+        }
 
     @property
     def host(self) -> str:

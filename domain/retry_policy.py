@@ -8,6 +8,7 @@ Pure functions: the delay for attempt n is ``initial * multiplier**(n-1)`` cappe
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from domain.errors import InvalidRequestError
@@ -81,7 +82,8 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RetryPolicy":
-        return cls(**{**values, "retry_on": tuple(values.get("retry_on", DEFAULT_RETRY_ON))})
+        retry_on = tuple(values.get("retry_on", DEFAULT_RETRY_ON))
+        return _policy_from_items(tuple(sorted({**values, "retry_on": retry_on}.items())))
 
     def retries(self, error_kind: str | None, status_code: int | None) -> bool:
         """Does an attempt that failed this way retry?"""
@@ -148,3 +150,9 @@ def _valid_token(token: str) -> bool:
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise InvalidRequestError(f"retry_policy.{name}", message)
+
+
+@lru_cache(maxsize=1024)
+def _policy_from_items(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
+    """Policies are few and immutable: decode (and validate) each distinct one once."""
+    return RetryPolicy(**dict(items))

@@ -20,6 +20,9 @@ from domain.status import CANCELLABLE, PAUSABLE, TERMINAL, Status
 
 __all__ = ["TERMINAL", "ServiceCall", "Status"]
 
+BY_DUECALL = "duecall"  # who scheduled an attempt: duecall's own policy ...
+BY_CLIENT = "client"  # ... or a client's command (resume, manual retry)
+
 
 class ServiceCall(Aggregate):
     TOPIC = "duecall:ServiceCall"
@@ -49,7 +52,7 @@ class ServiceCall(Aggregate):
     ) -> None:
         self.tenant_id = tenant_id
         self.name = name
-        self.request = RequestSpec(method, url, dict(headers), body, timeout_seconds)
+        self.request = RequestSpec.restored(method, url, dict(headers), body, timeout_seconds)
         self.due_at = due_at
         self.tags = list(tags)
         self.correlation_id = correlation_id
@@ -197,7 +200,10 @@ class ServiceCall(Aggregate):
             return False
         self._resume(resumed_at=now)
         due_at = max(self.due_at, now)
-        self._schedule(attempt=self.attempt, due_at=due_at, reason=ScheduleReason.RESUMED)
+        self._schedule(
+            attempt=self.attempt, due_at=due_at, reason=ScheduleReason.RESUMED,
+            scheduled_by=BY_CLIENT,
+        )
         return True
 
     def retry(self, now: datetime, due_at: datetime | None = None) -> None:
@@ -206,11 +212,35 @@ class ServiceCall(Aggregate):
             raise InvalidTransitionError("retry", self.status)
         due = max(due_at or now, now)
         self._retry_requested(attempt=self.attempt + 1, due_at=due)
-        self._schedule(attempt=self.attempt + 1, due_at=due, reason=ScheduleReason.MANUAL)
+        self._schedule(
+            attempt=self.attempt + 1, due_at=due, reason=ScheduleReason.MANUAL,
+            scheduled_by=BY_CLIENT,
+        )
 
-    @event("Scheduled", topic="duecall:ServiceCall.Scheduled")
+    class Scheduled(Event):
+        TOPIC = "duecall:ServiceCall.Scheduled"
+        class_version = 2
+        attempt: int
+        due_at: datetime
+        reason: str
+        delay_seconds: float | None
+        scheduled_by: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Added ``scheduled_by``: "duecall" (its policy) or "client" (a resume, a manual
+            retry); a v1 event's is implied by its reason."""
+            by_client = state["reason"] in (ScheduleReason.MANUAL, ScheduleReason.RESUMED)
+            state["scheduled_by"] = BY_CLIENT if by_client else BY_DUECALL
+
+    @event(Scheduled)
     def _schedule(
-        self, attempt: int, due_at: datetime, reason: str, delay_seconds: float | None = None
+        self,
+        attempt: int,
+        due_at: datetime,
+        reason: str,
+        delay_seconds: float | None = None,
+        scheduled_by: str = BY_DUECALL,
     ) -> None:
         self.status = Status.SCHEDULED
         self.attempt = attempt

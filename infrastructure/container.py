@@ -11,7 +11,8 @@ from application.service_calls import ServiceCalls
 from application.tenant_defaults import TenantDefaults
 from application.workers import WorkerOptions, Workers
 from infrastructure.circuit_registry import PostgresCircuitRegistry
-from infrastructure.database import eventsourcing_env, migrate, resolve_database_url
+from infrastructure.database import eventsourcing_env, migrate, resolve_database_url, schema_lock
+from infrastructure.event_hashes import migrate_event_store
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
 from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
@@ -38,29 +39,32 @@ class Container:
     @classmethod
     def build(cls, settings: Settings) -> "Container":
         url = resolve_database_url(settings)
-        migrate(url)
-        env = eventsourcing_env(url, settings)
-        outbox = PostgresOutbox(
-            url,
-            ConcurrencyLimits(
-                per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
-            ),
-        )
-        service_calls = ServiceCalls(
-            env,
-            idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
-            execution_grace_seconds=settings.execution_grace_seconds,
-            circuit_options=CircuitOptions(
-                failure_threshold=settings.circuit_failure_threshold,
-                open_seconds=settings.circuit_open_seconds,
-                probe_wait_seconds=settings.circuit_probe_wait_seconds,
-            ),
-        )
+        with schema_lock(url):  # one process at a time creates or migrates tables
+            migrate(url)
+            env = eventsourcing_env(url, settings)
+            outbox = PostgresOutbox(
+                url,
+                ConcurrencyLimits(
+                    per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
+                ),
+            )
+            service_calls = ServiceCalls(
+                env,
+                idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
+                execution_grace_seconds=settings.execution_grace_seconds,
+                circuit_options=CircuitOptions(
+                    failure_threshold=settings.circuit_failure_threshold,
+                    open_seconds=settings.circuit_open_seconds,
+                    probe_wait_seconds=settings.circuit_probe_wait_seconds,
+                ),
+            )
+            executions = Executions(env, max_deliveries=settings.max_deliveries)
+            migrate_event_store(url)  # the events table exists now: chain its events
         return cls(
             settings=settings,
             database_url=url,
             service_calls=service_calls,
-            executions=Executions(env, max_deliveries=settings.max_deliveries),
+            executions=executions,
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
             tenant_defaults=TenantDefaults(service_calls),

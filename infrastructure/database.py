@@ -1,5 +1,8 @@
 """Where the database is, and the eventsourcing environment that points at it."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -41,6 +44,18 @@ def migrate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         apply_migrations(conn, "core", CORE_MIGRATIONS)
         migrate_read_models(conn)
+
+
+@contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """Hold a session advisory lock while creating tables: Postgres's catalog does not
+    tolerate two processes running the same CREATE ... IF NOT EXISTS at once."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('duecall_schema'))")
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('duecall_schema'))")
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:

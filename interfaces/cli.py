@@ -14,7 +14,7 @@ from rich.table import Table
 from infrastructure.container import Container
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
-from interfaces import cli_projections, cli_queries
+from interfaces import cli_audit, cli_projections, cli_queries
 from interfaces.api.app import create_app
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(cli_projections.app, name="projections")
 app.command("list")(cli_queries.list_calls)
+app.command("replay")(cli_audit.replay)
+app.add_typer(cli_audit.app, name="audit")
 console = Console()
 
 ApiOption = Annotated[
@@ -69,7 +71,15 @@ def api(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    projections: Annotated[
+        bool,
+        typer.Option(
+            "--projections/--no-projections",
+            help="Also keep the read models up to date here (else run `duecall projections run`).",
+        ),
+    ] = True,
+) -> None:
     """Run the workers only (timer, execution, orchestration); run as many as you like."""
     settings = Settings()
     configure_logging(settings)
@@ -78,7 +88,8 @@ def worker() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     container.start_workers()
-    container.start_projections()
+    if projections:
+        container.start_projections()
     stop.wait()
     container.close()
 

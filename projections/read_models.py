@@ -30,6 +30,7 @@ from projections.runner import (
 )
 from projections.service_calls import ServiceCallsProjection
 from projections.statistics import StatisticsProjection
+from projections.status_intervals import StatusIntervalsProjection
 from projections.wakeups import Wakeups
 
 log = structlog.get_logger(__name__)
@@ -38,6 +39,7 @@ PROJECTIONS: tuple[Projection, ...] = (
     ServiceCallsProjection(),
     ExecutionsProjection(),
     StatisticsProjection(),
+    StatusIntervalsProjection(),
 )
 
 

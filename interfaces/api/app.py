@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from interfaces.api.problems import install_problem_handlers
-from interfaces.api.routes import circuits, health, queries, retry_policy, service_calls
+from interfaces.api.routes import audit, circuits, health, queries, retry_policy, service_calls
 
 
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
@@ -39,4 +39,5 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(circuits.router)
     app.include_router(retry_policy.router)
     app.include_router(queries.router)
+    app.include_router(audit.router)
     return app

@@ -4,7 +4,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from application.audit import AuditTrail
 from infrastructure.container import Container
+from infrastructure.event_log import PostgresEventLog
 
 
 def get_container(request: Request) -> Container:
@@ -24,3 +26,10 @@ def get_tenant(
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_audit(container: ContainerDep) -> AuditTrail:
+    return AuditTrail(container.service_calls, PostgresEventLog.of(container.service_calls))
+
+
+AuditDep = Annotated[AuditTrail, Depends(get_audit)]

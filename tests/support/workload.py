@@ -11,7 +11,7 @@ Durations are drawn from a seeded generator, so a workload is reproducible.
 """
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -66,14 +66,20 @@ def submit_calls(
     return ids
 
 
-def run_until_idle(container: Container, seed: int = 0, batch: int = 500) -> None:
-    """Start, execute and record outcomes until there is nothing left that is due."""
+Answer = Callable[[Attempt, random.Random], AttemptResult]
+
+
+def run_until_idle(
+    container: Container, seed: int = 0, batch: int = 500, answer: "Answer | None" = None
+) -> None:
+    """Start, execute and record outcomes until there is nothing left that is due;
+    ``answer`` plays the network (default: by the URL's behaviour, above)."""
     rng = random.Random(seed)
-    while _step(container, rng, batch):
+    while _step(container, rng, batch, answer or _answer):
         pass
 
 
-def _step(container: Container, rng: random.Random, batch: int) -> int:
+def _step(container: Container, rng: random.Random, batch: int, answer: Answer) -> int:
     outbox = container.outbox
     starts = outbox.claim(START, batch)
     if starts:
@@ -81,7 +87,7 @@ def _step(container: Container, rng: random.Random, batch: int) -> int:
     executes = outbox.claim(EXECUTE, batch)
     if executes:
         attempts = container.executions.begin(executes)
-        container.executions.finish([(a, _answer(a, rng)) for a in attempts])
+        container.executions.finish([(a, answer(a, rng)) for a in attempts])
     outcomes = outbox.claim(OUTCOME, batch)
     if outcomes:
         container.service_calls.record_outcomes(outcomes)

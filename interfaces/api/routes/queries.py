@@ -30,6 +30,7 @@ from projections.query import MAX_LIMIT
 from projections.read_models import Freshness
 from projections.service_calls import ServiceCallFilters, list_service_calls
 from projections.statistics_query import StatsQuery, statistics
+from projections.status_intervals import list_calls_as_of
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 
@@ -63,13 +64,20 @@ def search_service_calls(
     limit: Limit = 50,
     cursor: str | None = None,
     include_total: bool = False,
+    as_of: datetime | None = None,
 ) -> ServiceCallPage:
-    """Calls, newest first (or by due time), filtered; keyset-paginated with `cursor`."""
+    """Calls, newest first (or by due time), filtered; keyset-paginated with `cursor`.
+    With `as_of`: the calls that were in `status` (any, if none) at that moment, with their
+    `status` then (other fields as now), from the status_intervals read model."""
     filters = ServiceCallFilters(status, name, tag, host, correlation_id, created_from,
                                  created_to, finished_from, finished_to)
     with container.read_models.reading("service_calls") as (curs, freshness):
-        page = list_service_calls(curs, tenant, filters, sort=sort, limit=limit, cursor=cursor,
-                                  include_total=include_total)
+        if as_of is not None:
+            page = list_calls_as_of(curs, tenant, filters, as_of, sort=sort, limit=limit,
+                                    cursor=cursor, include_total=include_total)
+        else:
+            page = list_service_calls(curs, tenant, filters, sort=sort, limit=limit,
+                                      cursor=cursor, include_total=include_total)
     meta = _meta("service_calls", freshness, response)
     return ServiceCallPage.model_validate({**page.__dict__, "meta": meta})
 

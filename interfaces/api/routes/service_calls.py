@@ -5,7 +5,8 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import AwareDatetime
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
@@ -13,7 +14,7 @@ from application.tenant_defaults import TenantDefaults
 from domain.errors import InvalidRequestError
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
-from interfaces.api.dependencies import ContainerDep, TenantDep
+from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.schemas import (
     CancelRequest,
     ExecutionList,
@@ -111,8 +112,17 @@ def submit_service_calls(
 
 @router.get("/{service_call_id}", response_model=ServiceCallPublic)
 def get_service_call(
-    service_call_id: UUID, container: ContainerDep, tenant: TenantDep
+    service_call_id: UUID,
+    container: ContainerDep,
+    tenant: TenantDep,
+    audit: AuditDep,
+    at: Annotated[AwareDatetime | None, Query(description="Its state at this time.")] = None,
+    version: Annotated[int | None, Query(ge=1, description="Its state at this version.")] = None,
 ) -> ServiceCallPublic:
+    """The call's current state; with `at` (RFC 3339) or `version`, its state then, rebuilt
+    from its events."""
+    if at is not None or version is not None:
+        return _public(audit.call_at(tenant, service_call_id, at=at, version=version))
     return _public(container.service_calls.get_call(tenant, service_call_id))
 
 

@@ -1,0 +1,105 @@
+"""Audit: a call's recorded history, a tenant's event stream, and a call's state as it was.
+
+History and exports come from the event log as recorded (the ``EventLog`` port); a past state
+is rebuilt from the call's events by the repository, never taken from a read model.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, cast
+from uuid import UUID
+
+from application.service_calls import ServiceCalls
+from domain.errors import InvalidRequestError
+from domain.ids import execution_id_for
+from domain.service_call import ServiceCall
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One event as recorded: where it is in the log, and its state as stored."""
+
+    position: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    timestamp: datetime | None  # the event's own time (set when it happened)
+    recorded_at: datetime | None  # the database's clock when it was inserted
+    schema_version: int  # the event class's version when it was recorded
+    payload: dict[str, Any]
+    hash: str | None  # its link in the aggregate's hash chain (hex)
+
+    @property
+    def type(self) -> str:
+        return self.topic.removeprefix("duecall:")
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """``start <= recorded_at < end``; either side open when None."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.start and self.end and self.end < self.start:
+            raise InvalidRequestError("to", "is before from")
+
+
+class EventLog(Protocol):
+    def events_of(self, originator_ids: Sequence[UUID]) -> list[RecordedEvent]:
+        """Every event of these aggregates, in log order."""
+        ...
+
+    def tenant_stream(
+        self, tenant_id: str, after: int, window: TimeWindow
+    ) -> Iterator[RecordedEvent]:
+        """A tenant's events after a log position, in log order, read page by page."""
+        ...
+
+
+class AuditTrail:
+    def __init__(self, calls: ServiceCalls, log: EventLog) -> None:
+        self.calls = calls
+        self.log = log
+
+    def history(self, tenant_id: str, call_id: UUID) -> list[RecordedEvent]:
+        """The call's events and its executions', in the order they were recorded."""
+        call = self.calls.get_call(tenant_id, call_id)
+        executions = (execution_id_for(call.id, n) for n in range(1, call.attempt + 1))
+        return self.log.events_of([call.id, *executions])
+
+    def export(self, tenant_id: str, after: int, window: TimeWindow) -> Iterator[RecordedEvent]:
+        return self.log.tenant_stream(tenant_id, after, window)
+
+    def call_at(
+        self,
+        tenant_id: str,
+        call_id: UUID,
+        *,
+        at: datetime | None = None,
+        version: int | None = None,
+    ) -> ServiceCall:
+        """The call as it was at a time, or at a version, rebuilt from its events."""
+        latest = self.calls.get_call(tenant_id, call_id)
+        if (at is None) == (version is None):
+            raise InvalidRequestError("at", "give either at or version")
+        if version is None:
+            version = self._version_at(call_id, at or latest.created_on, latest)
+        if version > latest.version:
+            raise InvalidRequestError("version", f"must be at most {latest.version} (the latest)")
+        past: ServiceCall = self.calls.repository.get(call_id, version=version)
+        return past
+
+    def _version_at(self, call_id: UUID, at: datetime, latest: ServiceCall) -> int:
+        """The version of the call's last event at or before ``at``."""
+        version = None
+        for event in self.calls.repository.event_store.get(call_id, lte=latest.version):
+            if cast(ServiceCall.Event, event).timestamp > at:
+                break
+            version = event.originator_version
+        if version is None:
+            submitted = latest.created_on.isoformat()
+            raise InvalidRequestError("at", f"is before the call was submitted ({submitted})")
+        return version

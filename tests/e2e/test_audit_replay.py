@@ -1,0 +1,98 @@
+"""End to end: a call that fails twice, is retried by hand and succeeds, replayed from its
+recorded events with `duecall replay`, and found again in the tenant's NDJSON export."""
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from interfaces import cli
+from tests.support.duecall_process import DuecallProcess
+from tests.support.target_server import TargetServer
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _status(api: httpx.Client, tenant: str, call_id: str) -> str:
+    response = api.get(f"/v1/service-calls/{call_id}", headers={"X-Tenant-Id": tenant})
+    status: str = response.json()["status"]
+    return status
+
+
+@pytest.fixture(scope="module")
+def replayed(api: httpx.Client, target: TargetServer) -> tuple[str, str]:
+    """(tenant, call id) of a call answered 500, 503 (failed), then retried by hand: 200."""
+    tenant, name = f"audit-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    target.set_sequence(name, [500, 503, 200])
+    body = {
+        "name": "replayed",
+        "request": {"url": f"{target.url}/sequence/{name}",
+                    "headers": {"Authorization": "Bearer s3cret"}},
+        "retry_policy": {"max_attempts": 2, "initial_backoff_seconds": 0.2, "jitter": "none"},
+    }
+    headers = {"X-Tenant-Id": tenant}
+    call_id = api.post("/v1/service-calls", json=body, headers=headers).json()["id"]
+    wait_until(lambda: _status(api, tenant, call_id) == "failed", timeout=15)
+    assert api.post(f"/v1/service-calls/{call_id}/retry", headers=headers).status_code == 200
+    wait_until(lambda: _status(api, tenant, call_id) == "succeeded", timeout=15)
+    return tenant, call_id
+
+
+def _cli(server: DuecallProcess, *args: str) -> str:
+    result = CliRunner().invoke(cli.app, [*args, "--api", server.url],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_replay_tells_the_story_of_the_call(
+    replayed: tuple[str, str], duecall_server: DuecallProcess
+) -> None:
+    tenant, call_id = replayed
+    out = " ".join(_cli(duecall_server, "replay", call_id, "--tenant", tenant).split())
+    story = [
+        "submitted 'replayed': POST", "attempt 1 scheduled", "attempt 1 started",
+        "✗ http_error 500", "attempt 1 failed (http_error 500): retryable",
+        "attempt 2 scheduled: backoff 1: waits 0.2 s", "✗ http_error 503",
+        "failed after attempt 2: attempts_exhausted",
+        "manual retry requested: attempt 3", "attempt 3 scheduled (manual retry)",
+        "(by client)", "← 200", "succeeded on attempt 3 (200",
+    ]
+    positions = [out.find(step) for step in story]
+    assert -1 not in positions, [s for s, p in zip(story, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+    assert "s3cret" not in out
+
+
+def test_replay_json_is_the_recorded_history(
+    replayed: tuple[str, str], duecall_server: DuecallProcess
+) -> None:
+    tenant, call_id = replayed
+    history = json.loads(_cli(duecall_server, "replay", call_id, "--tenant", tenant, "--json"))
+    assert len(history["items"]) == 18
+    assert history["items"][0]["payload"]["headers"]["Authorization"] == "[REDACTED]"
+
+
+def test_the_tenants_export_holds_the_history_and_resumes(
+    replayed: tuple[str, str], api: httpx.Client
+) -> None:
+    tenant, call_id = replayed
+    headers = {"X-Tenant-Id": tenant}
+    history = api.get(f"/v1/service-calls/{call_id}/events", headers=headers).json()["items"]
+
+    def export(**params: Any) -> list[dict[str, Any]]:
+        response = api.get("/v1/audit/export", params=params, headers=headers)
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in response.text.splitlines()]
+
+    lines = export()
+    calls = [line for line in lines if line["type"].split(".")[0] != "Circuit"]
+    assert calls == history
+    resumed = export(after=lines[5]["position"])
+    assert resumed == lines[6:]
+    window = export(**{"from": lines[3]["recorded_at"], "to": lines[8]["recorded_at"]})
+    assert window == lines[3:8]

@@ -1,0 +1,41 @@
+"""scripts/bench.py end to end, tiny: it starts the stack, runs every phase, writes every figure.
+
+The figures of so small a run mean nothing; this only proves the benchmark works.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_tiny_run_writes_every_figure(server_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUECALL_")}
+    env["DATABASE_URL"] = server_url  # the bench creates (and drops) its own database there
+    command = [
+        sys.executable, str(REPO_ROOT / "scripts" / "bench.py"),
+        "--calls", "200", "--submits", "100", "--batch-calls", "200", "--warmup", "20",
+        "--precision-calls", "20", "--precision-lead", "1", "--precision-spread", "0.5",
+        "--timeout", "60", "--start-timeout", "30", "--no-progress", "--out", str(out),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["error"] is None
+    figures = result["figures"]
+    missing = [k for k, v in figures.items() if isinstance(v, bool) or
+               not isinstance(v, int | float)]
+    assert not missing, f"figures without a number: {missing}"
+    assert result["phases"]["throughput"]["statuses"] == {"succeeded": 200}
+    assert result["phases"]["precision"]["early"] == 0
+    assert set(result["phases"]) == {"throughput", "submit", "batch", "precision"}

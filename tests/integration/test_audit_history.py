@@ -1,0 +1,168 @@
+"""A call's history as recorded, and its state at past moments, through the HTTP API."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from domain.ids import execution_id_for
+from infrastructure.settings import Settings
+from interfaces.api.app import create_app
+from tests.support.audit_scenario import TENANT, Scenario, run_audit_scenario
+from tests.support.read_models import catch_up, reset_read_models
+
+HEADERS = {"X-Tenant-Id": TENANT}
+EXPECTED = [
+    "ServiceCall.Submitted", "ServiceCall.Scheduled",
+    "ServiceCall.Started", "Execution.Started", "Execution.Failed",
+    "ServiceCall.AttemptFailed", "ServiceCall.Scheduled",
+    "ServiceCall.Started", "Execution.Started", "Execution.Failed",
+    "ServiceCall.AttemptFailed", "ServiceCall.Failed",
+    "ServiceCall.RetryRequested", "ServiceCall.Scheduled",
+    "ServiceCall.Started", "Execution.Started", "Execution.Succeeded",
+    "ServiceCall.Succeeded",
+]  # fmt: skip
+
+
+@pytest.fixture
+def client(settings: Settings, clean_database: str) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def scenario(client: TestClient) -> Scenario:
+    container = client.app.state.container  # type: ignore[attr-defined]
+    reset_read_models(container)  # the events were truncated: so go the read models
+    return run_audit_scenario(container)
+
+
+def _history(client: TestClient, scenario: Scenario) -> list[dict[str, Any]]:
+    response = client.get(f"/v1/service-calls/{scenario.call_id}/events", headers=HEADERS)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def test_history_holds_every_event_of_the_call_and_its_executions_in_recorded_order(
+    client: TestClient, scenario: Scenario, database_url: str
+) -> None:
+    events = _history(client, scenario)
+
+    assert [e["type"] for e in events] == EXPECTED
+    positions = [e["position"] for e in events]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps)
+    ids = [scenario.call_id, *(execution_id_for(scenario.call_id, n) for n in (1, 2, 3))]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT notification_id FROM duecall_events WHERE originator_id = ANY(%s) "
+            "ORDER BY notification_id", (ids,)
+        ).fetchall()
+    assert positions == [r[0] for r in rows]  # complete: nothing more was recorded for them
+    for originator in {e["originator_id"] for e in events}:
+        versions = [e["version"] for e in events if e["originator_id"] == originator]
+        assert versions == list(range(1, len(versions) + 1))
+    assert all(len(e["hash"]) == 64 for e in events)
+
+
+def test_history_says_why_each_retry_waited_and_redacts_secrets(
+    client: TestClient, scenario: Scenario
+) -> None:
+    events = _history(client, scenario)
+    scheduled = [e["payload"] for e in events if e["type"] == "ServiceCall.Scheduled"]
+    assert [(s["attempt"], s["reason"], s["scheduled_by"]) for s in scheduled] == [
+        (1, "submitted", "duecall"), (2, "backoff", "duecall"), (3, "manual", "client"),
+    ]
+    assert scheduled[1]["delay_seconds"] == pytest.approx(0.3)
+    assert {e["schema_version"] for e in events if e["type"] == "ServiceCall.Scheduled"} == {2}
+    submitted, started = events[0]["payload"], events[3]["payload"]
+    assert submitted["headers"] == {"Authorization": "[REDACTED]", "X-Trace": "t-1"}
+    assert started["headers"]["Authorization"] == "[REDACTED]"
+    failed = events[4]["payload"]
+    assert failed["headers"] == {"Set-Cookie": "[REDACTED]", "Content-Type": "text/plain"}
+    assert (failed["status_code"], failed["error_kind"]) == (500, "http_error")
+    assert events[9]["payload"]["error_kind"] == "timeout"
+    assert events[11]["payload"]["reason"] == "attempts_exhausted"
+
+
+def test_history_streams_as_ndjson(client: TestClient, scenario: Scenario) -> None:
+    url = f"/v1/service-calls/{scenario.call_id}/events?format=ndjson"
+    response = client.get(url, headers=HEADERS)
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["type"] for line in lines] == EXPECTED
+    assert [line["position"] for line in lines] == [e["position"] for e in _history(
+        client, scenario)]
+
+
+def test_another_tenants_call_has_no_history(client: TestClient, scenario: Scenario) -> None:
+    url = f"/v1/service-calls/{scenario.call_id}/events"
+    assert client.get(url, headers={"X-Tenant-Id": "someone-else"}).status_code == 404
+    url = f"/v1/service-calls/{scenario.call_id}?version=1"
+    assert client.get(url, headers={"X-Tenant-Id": "someone-else"}).status_code == 404
+
+
+def _then(client: TestClient, scenario: Scenario, **params: Any) -> dict[str, Any]:
+    response = client.get(f"/v1/service-calls/{scenario.call_id}", params=params, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.mark.parametrize(
+    ("moment", "status", "attempt"),
+    [
+        ("scheduled", "scheduled", 1),
+        ("backing_off", "scheduled", 2),
+        ("failed", "failed", 2),
+        ("retried", "scheduled", 3),
+        ("succeeded", "succeeded", 3),
+    ],
+)
+def test_the_call_at_a_moment_is_rebuilt_from_its_events(
+    client: TestClient, scenario: Scenario, moment: str, status: str, attempt: int
+) -> None:
+    then = _then(client, scenario, at=scenario.moments[moment].isoformat())
+    assert (then["status"], then["attempt"]) == (status, attempt)
+
+
+def test_the_call_at_a_version_and_the_limits_of_the_past(
+    client: TestClient, scenario: Scenario
+) -> None:
+    assert _then(client, scenario, version=1)["status"] == "submitted"
+    assert _then(client, scenario, version=2)["status"] == "scheduled"
+    latest = _then(client, scenario)
+    assert _then(client, scenario, version=latest["version"]) == latest
+    url = f"/v1/service-calls/{scenario.call_id}"
+    too_far = client.get(url, params={"version": latest["version"] + 1}, headers=HEADERS)
+    assert too_far.status_code == 422 and too_far.json()["errors"][0]["field"] == "version"
+    early = client.get(url, params={"at": scenario.moments["before"].isoformat()}, headers=HEADERS)
+    assert early.status_code == 422 and early.json()["errors"][0]["field"] == "at"
+    naive = client.get(url, params={"at": "2025-01-01T00:00:00"}, headers=HEADERS)
+    assert naive.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("moment", "status", "listed"),
+    [
+        ("backing_off", "scheduled", True),
+        ("backing_off", "failed", False),
+        ("failed", "failed", True),
+        ("retried", "scheduled", True),
+        ("succeeded", "succeeded", True),
+        ("before", "submitted", False),
+    ],
+)
+def test_which_calls_were_in_a_status_at_a_moment(
+    client: TestClient, scenario: Scenario, moment: str, status: str, listed: bool
+) -> None:
+    catch_up(client.app.state.container)  # type: ignore[attr-defined]
+    params = {"as_of": scenario.moments[moment].isoformat(), "status": status}
+    page = client.get("/v1/service-calls", params=params, headers=HEADERS).json()
+    assert [item["id"] for item in page["items"]] == ([str(scenario.call_id)] if listed else [])
+    assert all(item["status"] == status for item in page["items"])
