@@ -55,7 +55,9 @@ class Executions(Application[UUID]):
         attempts: list[Attempt] = []
         finished: list[int] = []
         lost: list[tuple[Attempt, AttemptResult]] = []
-        recorded = load_many(self, (execution_id_of(m) for m in messages))
+        # Only a message delivered before can have a recorded execution (first deliveries,
+        # nearly all of them, need no read).
+        recorded = load_many(self, (execution_id_of(m) for m in messages if m.claims > 1))
         for message in messages:
             execution = recorded.get(execution_id_of(message))
             if execution is not None and execution.is_finished:

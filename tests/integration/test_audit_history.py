@@ -54,7 +54,8 @@ def test_history_holds_every_event_of_the_call_and_its_executions_in_recorded_or
 
     assert [e["type"] for e in events] == EXPECTED
     positions = [e["position"] for e in events]
-    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
     stamps = [e["timestamp"] for e in events]
     assert stamps == sorted(stamps)
     ids = [scenario.call_id, *(execution_id_for(scenario.call_id, n) for n in (1, 2, 3))]
@@ -140,9 +141,11 @@ def test_the_call_at_a_version_and_the_limits_of_the_past(
     assert _then(client, scenario, version=latest["version"]) == latest
     url = f"/v1/service-calls/{scenario.call_id}"
     too_far = client.get(url, params={"version": latest["version"] + 1}, headers=HEADERS)
-    assert too_far.status_code == 422 and too_far.json()["errors"][0]["field"] == "version"
+    assert too_far.status_code == 422
+    assert too_far.json()["errors"][0]["field"] == "version"
     early = client.get(url, params={"at": scenario.moments["before"].isoformat()}, headers=HEADERS)
-    assert early.status_code == 422 and early.json()["errors"][0]["field"] == "at"
+    assert early.status_code == 422
+    assert early.json()["errors"][0]["field"] == "at"
     naive = client.get(url, params={"at": "2025-01-01T00:00:00"}, headers=HEADERS)
     assert naive.status_code == 422
 

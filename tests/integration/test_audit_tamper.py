@@ -46,7 +46,8 @@ def test_untouched_chains_verify(scenario: Scenario, database_url: str) -> None:
     with _connect(database_url) as conn:
         result = verify(conn)
     assert result.first is None
-    assert result.events >= 18 and result.aggregates >= 4
+    assert result.events >= 18
+    assert result.aggregates >= 4
     done = _audit(database_url, "verify", str(scenario.call_id))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok" in done.stdout
@@ -77,7 +78,8 @@ def test_verify_finds_a_deleted_event_and_a_rewritten_tail_against_anchors(
     scenario: Scenario, database_url: str, tmp_path: Path
 ) -> None:
     anchors_file = tmp_path / "anchors.json"
-    assert _audit(database_url, "anchor", "--tenant", TENANT, "-o", str(anchors_file)).returncode == 0
+    anchored = _audit(database_url, "anchor", "--tenant", TENANT, "-o", str(anchors_file))
+    assert anchored.returncode == 0, anchored.stderr
     document = json.loads(anchors_file.read_text())
     assert document["heads"][str(scenario.call_id)]["version"] == 12
     with _connect(database_url) as conn:
@@ -91,11 +93,11 @@ def test_verify_finds_a_deleted_event_and_a_rewritten_tail_against_anchors(
         conn.execute("DELETE FROM duecall_event_hashes WHERE originator_id = %s AND "
                      "originator_version = 2", (last,))
         plain = verify(conn, originator_ids=[scenario.call_id, last])
-        anchored = verify(conn, originator_ids=[scenario.call_id, last],
-                          anchors=anchors_from(document))
+        checked = verify(conn, originator_ids=[scenario.call_id, last],
+                         anchors=anchors_from(document))
     assert [(b.originator_id, b.version) for b in plain.breaks] == [(scenario.call_id, 5)]
     assert plain.breaks[0].problem.startswith("missing")
-    assert {(b.originator_id, b.version) for b in anchored.breaks} == {
+    assert {(b.originator_id, b.version) for b in checked.breaks} == {
         (scenario.call_id, 5), (last, 1)
     }
     done = _audit(database_url, "verify", "--anchors", str(anchors_file))

@@ -55,9 +55,16 @@ def public(event: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def _ndjson(events: Iterable[RecordedEvent]) -> Iterator[bytes]:
+def _ndjson(events: Iterable[RecordedEvent], lines_per_chunk: int = 200) -> Iterator[bytes]:
+    """One JSON object per line, sent in chunks of a few hundred lines."""
+    chunk: list[bytes] = []
     for event in events:
-        yield orjson.dumps(public(event), option=orjson.OPT_UTC_Z) + b"\n"
+        chunk.append(orjson.dumps(public(event), option=orjson.OPT_UTC_Z) + b"\n")
+        if len(chunk) >= lines_per_chunk:
+            yield b"".join(chunk)
+            chunk.clear()
+    if chunk:
+        yield b"".join(chunk)
 
 
 @router.get(
