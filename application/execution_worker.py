@@ -34,8 +34,10 @@ class ExecutionWorker:
         max_in_flight: int,
         batch_size: int,
         poll_interval: float,
+        linger: float = 0.0,
     ) -> None:
         self._executions = executions
+        self._linger = linger
         self._outbox = outbox
         self._sender = sender
         self._max_in_flight = max_in_flight
@@ -94,8 +96,12 @@ class ExecutionWorker:
         await self._results.put((attempt, result))
 
     async def _record_results(self) -> None:
+        """Record finished attempts in batches; lingering a moment after the first result
+        gathers more per transaction (fewer holders of the events table's write lock)."""
         while True:
             batch = [await self._results.get()]
+            if self._linger > 0 and self._results.qsize() < self._batch_size:
+                await asyncio.sleep(self._linger)
             while len(batch) < self._batch_size and not self._results.empty():
                 batch.append(self._results.get_nowait())
             await self._record(batch)

@@ -43,8 +43,9 @@ class OutboxChanges:
 
 
 class Outbox(Protocol):
-    def claim(self, kind: str, limit: int) -> list[OutboxMessage]:
-        """Lease up to ``limit`` available messages of ``kind`` (oldest due first)."""
+    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
+        """Lease up to ``limit`` messages of ``kind`` available within ``lookahead`` seconds
+        (oldest due first); a lease runs from the later of now and the message's due time."""
 
     def seconds_until_next(self, kind: str) -> float | None:
         """Seconds until the next message of ``kind`` becomes available (None: none)."""

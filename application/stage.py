@@ -1,7 +1,6 @@
 """A worker stage: claim messages of one kind in batches, handle them, sleep until more are due."""
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -21,8 +20,10 @@ class Stage:
         handle: Callable[[Sequence[OutboxMessage]], None],
         batch_size: int,
         poll_interval: float,
+        linger: float = 0.0,
     ) -> None:
         self.name = name
+        self._linger = linger
         self.kind = kind
         self._outbox = outbox
         self._handle = handle
@@ -49,6 +50,10 @@ class Stage:
         if messages:
             self._looked_again = False
             in_batch_or_one_by_one(self._handle, messages)
+            if len(messages) < self._batch_size and self._linger > 0:
+                # Not latency-critical: let more gather, so this stage holds the events
+                # table's write lock for fewer, larger transactions.
+                self.stopped.wait(self._linger)
         return len(messages)
 
     def stop(self) -> None:
@@ -66,19 +71,3 @@ class Stage:
         self._looked_again = False
         timeout = self._poll_interval if seconds is None else min(seconds, self._poll_interval)
         self._outbox.wait(self.kind, timeout)
-
-
-def not_before_due(handle: Callable[[Sequence[OutboxMessage]], None]) -> Callable[
-    [Sequence[OutboxMessage]], None
-]:
-    """Wrap a handler so it never runs before the latest due time of its batch (this clock)."""
-
-    def handle_when_due(messages: Sequence[OutboxMessage]) -> None:
-        latest = max((m.due_at for m in messages if m.due_at), default=None)
-        if latest is not None:
-            delay = latest.timestamp() - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        handle(messages)
-
-    return handle_when_due

@@ -1,6 +1,7 @@
 """The worker processes' loops: timer, orchestration and execution, each on its own thread."""
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,10 +10,11 @@ import structlog
 
 from application.execution_worker import ExecutionWorker
 from application.executions import Executions
-from application.outbox import OUTCOME, START, Outbox
+from application.outbox import OUTCOME, Outbox
 from application.ports import HttpSender
 from application.service_calls import ServiceCalls
-from application.stage import Stage, not_before_due
+from application.stage import Stage
+from application.timer import Timer
 
 log = structlog.get_logger(__name__)
 
@@ -22,6 +24,9 @@ class WorkerOptions:
     batch_size: int = 500
     max_in_flight: int = 256
     poll_interval: float = 1.0
+    timer_lookahead: float = 1.0
+    switch_interval: float = 0.0005
+    linger: float = 0.02  # orchestration and outcome recording: batch for this long
 
 
 class Workers:
@@ -37,11 +42,16 @@ class Workers:
         self._outbox = outbox
         self._sender_factory = sender_factory
         self._options = options
-        self._stages = [
-            Stage("timer", START, outbox, not_before_due(service_calls.start_due),
-                  options.batch_size, options.poll_interval),
+        self._stages: list[Timer | Stage] = [
+            Timer(
+                outbox,
+                service_calls.start_due,
+                batch_size=options.batch_size,
+                poll_interval=options.poll_interval,
+                lookahead=options.timer_lookahead,
+            ),
             Stage("orchestration", OUTCOME, outbox, service_calls.record_outcomes,
-                  options.batch_size, options.poll_interval),
+                  options.batch_size, options.poll_interval, options.linger),
         ]
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -49,6 +59,10 @@ class Workers:
         self._execution_ready = threading.Event()
 
     def start(self) -> None:
+        # The loops hand the GIL to one another around every database round trip; with the
+        # default 5 ms switch interval a waiting thread (the timer, say) can lose that long at
+        # each hand-over. A shorter interval keeps the timer on time.
+        sys.setswitchinterval(self._options.switch_interval)
         for stage in self._stages:
             self._spawn(stage.name, stage.run)
         self._spawn("execution", lambda: asyncio.run(self._run_execution()))
@@ -80,6 +94,7 @@ class Workers:
             max_in_flight=self._options.max_in_flight,
             batch_size=self._options.batch_size,
             poll_interval=self._options.poll_interval,
+            linger=self._options.linger,
         )
         self._execution_ready.set()
         try:

@@ -75,6 +75,7 @@ class Container:
             batch_size=self.settings.batch_size,
             max_in_flight=self.settings.max_in_flight,
             poll_interval=self.settings.poll_interval_seconds,
+            timer_lookahead=self.settings.timer_lookahead_seconds,
         )
         self.workers = Workers(
             self.service_calls,

@@ -3,8 +3,9 @@
     hash(v) = sha256( hash(v-1) | originator_id (16 bytes) | version (8 bytes, big-endian)
                       | topic (UTF-8) | 0x00 | state )          hash(0) = 32 zero bytes
 
-A Postgres ``AFTER INSERT`` trigger on ``duecall_events`` computes it in the very transaction
-that records the event (whatever process or code path inserts it) into
+A statement-level Postgres ``AFTER INSERT`` trigger on ``duecall_events`` (the inserted rows
+as a transition table, chained set-based) computes it in the very transaction that records
+the events (whatever process or code path inserts them) into
 ``duecall_event_hashes``, with the event's tenant (copied along the chain from the first event,
 which names it), its notification position and the database's clock (``recorded_at``), so a
 tenant's stream can be read in order from an index. ``chain_hash`` is the same function in
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS {HASHES_TABLE} (
 );
 CREATE INDEX IF NOT EXISTS {HASHES_TABLE}_tenant_position
     ON {HASHES_TABLE} (tenant_id, notification_id);
-CREATE INDEX IF NOT EXISTS {HASHES_TABLE}_tenant_time ON {HASHES_TABLE} (tenant_id, recorded_at);
+CREATE INDEX IF NOT EXISTS {HASHES_TABLE}_tenant_time
+    ON {HASHES_TABLE} (tenant_id, recorded_at, notification_id);
 
 CREATE OR REPLACE FUNCTION duecall_event_hash(
     prev bytea, id uuid, version bigint, topic text, state bytea
@@ -49,28 +51,51 @@ CREATE OR REPLACE FUNCTION duecall_event_hash(
         || coalesce(state, ''))
 $$;
 
-CREATE OR REPLACE FUNCTION duecall_chain_event(e {EVENTS_TABLE}, at timestamptz)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    prev {HASHES_TABLE}%ROWTYPE;
-    tenant text;
-BEGIN
-    SELECT * INTO prev FROM {HASHES_TABLE}
-        WHERE originator_id = e.originator_id AND originator_version = e.originator_version - 1;
-    tenant := prev.tenant_id;
-    IF tenant IS NULL AND substring(e.state FROM 1 FOR 1) = '\\x7b'::bytea THEN
-        tenant := convert_from(e.state, 'UTF8')::jsonb ->> 'tenant_id';  -- first event
-    END IF;
-    INSERT INTO {HASHES_TABLE} VALUES (
-        e.originator_id, e.originator_version, e.notification_id, tenant, at,
-        duecall_event_hash(prev.hash, e.originator_id, e.originator_version, e.topic, e.state)
-    ) ON CONFLICT DO NOTHING;  -- a re-inserted row keeps its first hash: verify flags it
-END
+CREATE OR REPLACE FUNCTION duecall_event_tenant(state bytea) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$  -- named by an aggregate's first event only
+    SELECT CASE WHEN substring(state FROM 1 FOR 1) = '\\x7b'::bytea
+        THEN convert_from(state, 'UTF8')::json ->> 'tenant_id' END
+$$;
+
+CREATE OR REPLACE FUNCTION duecall_event_time(state bytea) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$  -- the event's own time (for events chained after the fact)
+    SELECT CASE WHEN substring(state FROM 1 FOR 1) = '\\x7b'::bytea
+        THEN (convert_from(state, 'UTF8')::json -> 'timestamp' ->> '_data_')::timestamptz END
+$$;
+
+-- Chain a set of new events: each aggregate's first new event links to its last recorded
+-- hash, the next ones to each other (a recursive walk along the versions, set-based).
+CREATE OR REPLACE FUNCTION duecall_chain(events {EVENTS_TABLE}[], at timestamptz)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO {HASHES_TABLE}
+        (originator_id, originator_version, notification_id, tenant_id, recorded_at, hash)
+    WITH RECURSIVE new AS (SELECT * FROM unnest(events)),
+    chain AS (
+        SELECT n.originator_id, n.originator_version, n.notification_id,
+            coalesce(p.tenant_id, duecall_event_tenant(n.state)) AS tenant_id,
+            coalesce(at, duecall_event_time(n.state), now()) AS recorded_at,
+            duecall_event_hash(p.hash, n.originator_id, n.originator_version, n.topic, n.state)
+                AS hash
+        FROM new n LEFT JOIN {HASHES_TABLE} p ON p.originator_id = n.originator_id
+            AND p.originator_version = n.originator_version - 1
+        WHERE NOT EXISTS (SELECT FROM new m WHERE m.originator_id = n.originator_id
+            AND m.originator_version = n.originator_version - 1)
+        UNION ALL
+        SELECT n.originator_id, n.originator_version, n.notification_id,
+            coalesce(c.tenant_id, duecall_event_tenant(n.state)),
+            coalesce(at, duecall_event_time(n.state), now()),
+            duecall_event_hash(c.hash, n.originator_id, n.originator_version, n.topic, n.state)
+        FROM chain c JOIN new n ON n.originator_id = c.originator_id
+            AND n.originator_version = c.originator_version + 1
+    )
+    SELECT * FROM chain
+    ON CONFLICT DO NOTHING  -- a re-inserted row keeps its first hash: verify flags it
 $$;
 
 CREATE OR REPLACE FUNCTION duecall_events_chain() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM duecall_chain_event(NEW, clock_timestamp());
+    PERFORM duecall_chain(
+        ARRAY(SELECT ROW(n.*)::{EVENTS_TABLE} FROM new_events n), clock_timestamp());
     RETURN NULL;
 END
 $$;
@@ -84,20 +109,25 @@ $$;
 
 DROP TRIGGER IF EXISTS duecall_events_chain ON {EVENTS_TABLE};
 CREATE TRIGGER duecall_events_chain AFTER INSERT ON {EVENTS_TABLE}
-    FOR EACH ROW EXECUTE FUNCTION duecall_events_chain();
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION duecall_events_chain();
 DROP TRIGGER IF EXISTS duecall_events_truncated ON {EVENTS_TABLE};
 CREATE TRIGGER duecall_events_truncated AFTER TRUNCATE ON {EVENTS_TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION duecall_events_truncated();
 
-DO $$
+DO $$  -- chain the events recorded before the trigger existed, 1,000 aggregates at a time
 DECLARE
-    e {EVENTS_TABLE};
+    ids uuid[];
+    last uuid := '00000000-0000-0000-0000-000000000000';
 BEGIN
-    FOR e IN SELECT * FROM {EVENTS_TABLE} ORDER BY originator_id, originator_version LOOP
-        PERFORM duecall_chain_event(e, coalesce(CASE
-            WHEN substring(e.state FROM 1 FOR 1) = '\\x7b'::bytea  -- the event's own time
-            THEN (convert_from(e.state, 'UTF8')::jsonb -> 'timestamp' ->> '_data_')::timestamptz
-        END, now()));
+    LOOP
+        SELECT array_agg(originator_id ORDER BY originator_id) INTO ids FROM (
+            SELECT DISTINCT originator_id FROM {EVENTS_TABLE} WHERE originator_id > last
+            ORDER BY 1 LIMIT 1000) AS batch;
+        EXIT WHEN ids IS NULL;
+        PERFORM duecall_chain(
+            ARRAY(SELECT e FROM {EVENTS_TABLE} e WHERE originator_id = ANY(ids)), NULL);
+        last := ids[array_length(ids, 1)];
     END LOOP;
 END
 $$;

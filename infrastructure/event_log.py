@@ -4,7 +4,8 @@ hash-chain links and tenants (``duecall_event_hashes``), decoded without upcasti
 A tenant's stream is read in pages of ``PAGE_SIZE`` through the index on (tenant, position),
 one short transaction per page, so an export holds one page in memory whatever its size.
 The time window is turned into a position range first (``recorded_at`` is taken inside the
-events table's write lock, so it grows with the position), then applied exactly per row.
+events table's write lock, once per insert, so it never decreases as the position grows),
+then applied exactly per row.
 """
 
 from collections.abc import Iterator, Sequence
@@ -39,11 +40,11 @@ _TENANT_PAGE = (
 )
 _FIRST_FROM = (
     f"SELECT notification_id FROM {HASHES_TABLE} WHERE tenant_id = %s AND recorded_at >= %s "
-    "ORDER BY recorded_at LIMIT 1"
+    "ORDER BY recorded_at, notification_id LIMIT 1"
 )
 _LAST_BEFORE = (
     f"SELECT notification_id FROM {HASHES_TABLE} WHERE tenant_id = %s AND recorded_at < %s "
-    "ORDER BY recorded_at DESC LIMIT 1"
+    "ORDER BY recorded_at DESC, notification_id DESC LIMIT 1"
 )
 _HEAD = f"SELECT max(notification_id) AS head FROM {HASHES_TABLE} WHERE tenant_id = %s"
 _NEVER, _FOREVER = "-infinity", "infinity"

@@ -24,13 +24,14 @@ _WAKES[OUTCOME] = (OUTCOME, START)
 _CLAIM = f"""
 WITH due AS (
     SELECT id FROM {OUTBOX_TABLE}
-    WHERE kind = %(kind)s AND available_at <= now()
+    WHERE kind = %(kind)s AND available_at <= now() + make_interval(secs => %(lookahead)s)
     ORDER BY available_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {OUTBOX_TABLE} AS o
-SET available_at = now() + make_interval(secs => o.lease_seconds), claims = o.claims + 1
+SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
+    claims = o.claims + 1
 FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
@@ -49,7 +50,7 @@ WITH busy AS (
 busy_tenant AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
 due AS (
     SELECT id, tenant_id, host, available_at FROM {OUTBOX_TABLE}
-    WHERE kind = 'start' AND available_at <= now()
+    WHERE kind = 'start' AND available_at <= now() + make_interval(secs => %(lookahead)s)
     ORDER BY available_at, id
     LIMIT %(window)s
 ),
@@ -69,7 +70,8 @@ allowed AS (
     LIMIT %(limit)s
 )
 UPDATE {OUTBOX_TABLE} AS o
-SET available_at = now() + make_interval(secs => o.lease_seconds), claims = o.claims + 1
+SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
+    claims = o.claims + 1
 FROM allowed WHERE o.id = allowed.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
@@ -110,19 +112,22 @@ class PostgresOutbox:
     def pool(self) -> ConnectionPool[psycopg.Connection[dict[str, Any]]]:
         return self._pool
 
-    def claim(self, kind: str, limit: int) -> list[OutboxMessage]:
+    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
         with self._pool.connection() as conn, conn.transaction():
             if kind == START:
                 conn.execute(_START_TURN)
                 params = {
                     "limit": limit,
+                    "lookahead": lookahead,
                     "window": self._limits.window,
                     "tenant_limit": self._limits.per_tenant,
                     "host_limit": self._limits.per_host,
                 }
                 rows = conn.execute(_CLAIM_START_WITHIN_LIMITS, params).fetchall()
             else:
-                rows = conn.execute(_CLAIM, {"kind": kind, "limit": limit}).fetchall()
+                rows = conn.execute(
+                    _CLAIM, {"kind": kind, "limit": limit, "lookahead": lookahead}
+                ).fetchall()
         return [_message(row) for row in sorted(rows, key=lambda r: r["due_at"])]
 
     def seconds_until_next(self, kind: str) -> float | None:

@@ -49,5 +49,8 @@ class Settings(BaseSettings):
     circuit_probe_wait_seconds: float = Field(
         default=5.0, gt=0, description="How long other calls wait while the probe is out."
     )
+    timer_lookahead_seconds: float = Field(
+        default=1.0, ge=0, le=30, description="How far ahead the timer claims and holds calls."
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
     response_snippet_bytes: int = 64 * 1024

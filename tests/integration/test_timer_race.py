@@ -19,7 +19,7 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.outbox import EXECUTE, START, OutboxMessage
 from application.service_calls import ServiceCalls
-from application.stage import Stage, not_before_due
+from application.timer import Timer
 from domain.request import RequestSpec
 from infrastructure.container import Container
 from infrastructure.settings import Settings
@@ -92,15 +92,14 @@ def _event_count(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _timer(container: Container, batch_size: int) -> Stage:
-    """The timer stage exactly as application/workers.py builds it."""
-    return Stage(
-        "timer",
-        START,
+def _timer(container: Container, batch_size: int) -> Timer:
+    """The timer as application/workers.py builds it (no lookahead: all is due now)."""
+    return Timer(
         container.outbox,
-        not_before_due(container.service_calls.start_due),
-        batch_size,
-        0.05,
+        container.service_calls.start_due,
+        batch_size=batch_size,
+        poll_interval=0.05,
+        lookahead=0.0,
     )
 
 

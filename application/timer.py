@@ -1,0 +1,102 @@
+"""The timer: starts due attempts on time.
+
+It claims the ``start`` messages that fall due within ``lookahead`` seconds (each claim is a
+lease, so the messages stay durable: a timer that dies only delays its calls until their leases
+end and another timer claims them), holds them in memory, and starts each group of messages
+due within ``group_window`` of one another at their due time, in one transaction.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from application.batching import in_batch_or_one_by_one
+from application.outbox import START, Outbox, OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+
+class Timer:
+    name = "timer"
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        start_due: Callable[[Sequence[OutboxMessage]], None],
+        *,
+        batch_size: int,
+        poll_interval: float,
+        lookahead: float,
+        group_window: float = 0.002,
+    ) -> None:
+        self._outbox = outbox
+        self._start_due = start_due
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._lookahead = lookahead
+        self._group_window = group_window
+        self._held: list[OutboxMessage] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self.stopped.is_set():
+            try:
+                self.run_once()
+                backoff = 0.1
+            except Exception:
+                log.exception("timer_failed", backoff=backoff)
+                self._held.clear()  # their leases end; they will be claimed again
+                self.stopped.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run_once(self) -> int:
+        """Start what is due (returns how many), else claim, else wait; one step of ``run``."""
+        if self._held and _due(self._held[0]) <= time.time() + self._group_window:
+            return self._fire()
+        claimed = self._outbox.claim(START, self._batch_size, self._lookahead)
+        if claimed:
+            self._held = sorted([*self._held, *claimed], key=_due)
+            return 0
+        self._outbox.wait(START, self._sleep(time.time()))
+        return 0
+
+    def _fire(self) -> int:
+        """Start, in one transaction, everything due by now (or within the group window)."""
+        limit = max(_due(self._held[0]), time.time()) + self._group_window
+        group = [m for m in self._held if _due(m) <= limit]
+        self._held = self._held[len(group) :]
+        late_enough = _due(group[-1]) - time.time()
+        if late_enough > 0:  # never before its due time, by this clock too
+            time.sleep(late_enough)
+        began = time.time()
+        in_batch_or_one_by_one(self._start_due, group)
+        log.debug(
+            "timer_fired",
+            calls=len(group),
+            late_ms=round((began - _due(group[0])) * 1000, 2),
+            took_ms=round((time.time() - began) * 1000, 2),
+        )
+        return len(group)
+
+    def _sleep(self, now: float) -> float:
+        """Until the next held message is due, or the next unclaimed one enters the lookahead."""
+        timeout = self._poll_interval
+        if self._held:
+            timeout = min(timeout, _due(self._held[0]) - now)
+        seconds = self._outbox.seconds_until_next(START)
+        if seconds is not None:
+            entering = seconds - self._lookahead
+            # <= 0: due but not claimable (a concurrency limit): a freed slot wakes us
+            timeout = min(timeout, entering if entering > 0 else self._lookahead / 2)
+        return max(timeout, 0.0)
+
+
+def _due(message: OutboxMessage) -> float:
+    assert message.due_at is not None
+    return message.due_at.timestamp()
