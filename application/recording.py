@@ -23,15 +23,17 @@ def save_with_outbox(
     aggregates: Iterable[Recordable],
     changes: OutboxChanges,
     **extra: Any,
-) -> None:
-    """Record the aggregates' new events and the outbox changes in one transaction."""
+) -> int | None:
+    """Record the aggregates' new events and the outbox changes in one transaction; the log
+    position (notification id) of the last event recorded, if any."""
     pending = [(aggregate, e) for aggregate in aggregates for e in aggregate.collect_events()]
     if not pending and not changes.consume and not changes.publish:
-        return
-    app.save(*(e for _, e in pending), outbox=changes, **extra)
+        return None
+    recordings = app.save(*(e for _, e in pending), outbox=changes, **extra)
     for aggregate, recorded in pending:
         log.info(
             type(recorded).__qualname__,
             version=recorded.originator_version,
             **aggregate.log_context(),
         )
+    return max((r.notification.id for r in recordings), default=None)

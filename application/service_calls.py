@@ -26,6 +26,13 @@ log = structlog.get_logger(__name__)
 SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
 
 
+class Submissions(list[tuple[ServiceCall, bool]]):
+    """(call, created) per command, and a log position at or after every event of those calls
+    (for read-your-writes): the last one recorded, or the head when a call existed before."""
+
+    position: int | None = None
+
+
 class ServiceCalls(Application[UUID]):
     name = "duecall"
 
@@ -46,9 +53,7 @@ class ServiceCalls(Application[UUID]):
         """Record a new call (or, for a repeated Idempotency-Key, return the original)."""
         return self.submit_many([command])[0]
 
-    def submit_many(
-        self, commands: Sequence[SubmitServiceCall]
-    ) -> list[tuple[ServiceCall, bool]]:
+    def submit_many(self, commands: Sequence[SubmitServiceCall]) -> Submissions:
         """Record many calls, ``SUBMIT_CHUNK`` per transaction; (call, created) for each.
 
         Keys seen before answer with their original call (or raise if the request differs);
@@ -58,6 +63,7 @@ class ServiceCalls(Application[UUID]):
             i: (call, False) for i, call in self._originals(commands).items()
         }
         fresh = [(i, c) for i, c in enumerate(commands) if i not in results]
+        positions = [self.recorder.max_notification_id()] if results else []
         for start in range(0, len(fresh), SUBMIT_CHUNK):
             chunk = fresh[start : start + SUBMIT_CHUNK]
             calls = [_new_call(command) for _, command in chunk]
@@ -68,14 +74,17 @@ class ServiceCalls(Application[UUID]):
             ]
             starts = OutboxChanges(publish=[start_message(call) for call in calls])
             try:
-                save_with_outbox(self, calls, starts, idempotency=keys)
+                positions.append(save_with_outbox(self, calls, starts, idempotency=keys))
             except IntegrityError:
                 if not keys:
                     raise
                 results.update(self._after_key_conflict(chunk))
+                positions.append(self.recorder.max_notification_id())
                 continue
             results.update((i, (call, True)) for (i, _), call in zip(chunk, calls, strict=True))
-        return [results[i] for i in range(len(commands))]
+        submissions = Submissions(results[i] for i in range(len(commands)))
+        submissions.position = max(filter(None, positions), default=None)
+        return submissions
 
     def get_call(self, tenant_id: str, call_id: UUID) -> ServiceCall:
         try:

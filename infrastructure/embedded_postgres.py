@@ -15,6 +15,7 @@ import structlog
 with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
     warnings.simplefilter("ignore")
     from pgserver import get_server  # type: ignore[attr-defined]
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,10 @@ def embedded_database_url(data_dir: Path) -> str:
 
 
 def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded server (used by tests and `duecall db stop`)."""
-    server = get_server(data_dir.expanduser().resolve(), cleanup_mode="stop")
-    server.cleanup()
+    """Stop the embedded server in ``data_dir`` (tests, benchmarks, fault injection).
+
+    pgserver's own clean-up stops a server only when the last process holding a handle lets
+    go, and only for handles made to stop; ours are made to keep running. So ask pg_ctl.
+    """
+    server = get_server(data_dir.expanduser().resolve(), cleanup_mode=None)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)

@@ -5,10 +5,8 @@ import signal
 import threading
 from typing import Annotated, Any
 
-import httpx
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 
 from infrastructure.container import Container
@@ -16,6 +14,14 @@ from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
 from interfaces import cli_audit, cli_projections, cli_queries
 from interfaces.api.app import create_app
+from interfaces.cli_support import (
+    DEFAULT_API,
+    ApiOption,
+    JsonOption,
+    TenantOption,
+    call_api,
+    console,
+)
 
 app = typer.Typer(
     help="duecall: durable scheduled HTTP calls, event-sourced in PostgreSQL.",
@@ -26,15 +32,7 @@ app.add_typer(cli_projections.app, name="projections")
 app.command("list")(cli_queries.list_calls)
 app.command("replay")(cli_audit.replay)
 app.add_typer(cli_audit.app, name="audit")
-console = Console()
 
-ApiOption = Annotated[
-    str, typer.Option("--api", envvar="DUECALL_API_URL", help="Base URL of the duecall API.")
-]
-TenantOption = Annotated[
-    str | None, typer.Option("--tenant", envvar="DUECALL_TENANT", help="Tenant id.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON (for scripts).")]
 
 
 def _run_api(host: str | None, port: int | None, with_workers: bool) -> None:
@@ -115,7 +113,7 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submit at most once per key (per tenant).")
     ] = None,
-    api_url: ApiOption = "http://127.0.0.1:8000",
+    api_url: ApiOption = DEFAULT_API,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -133,7 +131,7 @@ def submit(
         "retry_policy": {"max_attempts": max_attempts} if max_attempts else None,
     }
     extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    call = _call_api("POST", api_url, "/v1/service-calls", tenant, json=payload, headers=extra)
+    call = call_api("POST", api_url, "/v1/service-calls", tenant, json=payload, headers=extra)
     if as_json:
         console.print_json(data=call)
     else:
@@ -143,14 +141,14 @@ def submit(
 @app.command()
 def show(
     service_call_id: Annotated[str, typer.Argument(help="The call's id.")],
-    api_url: ApiOption = "http://127.0.0.1:8000",
+    api_url: ApiOption = DEFAULT_API,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a call's current state and its attempts."""
-    call = _call_api("GET", api_url, f"/v1/service-calls/{service_call_id}", tenant)
+    call = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}", tenant)
     path = f"/v1/service-calls/{service_call_id}/executions"
-    executions = _call_api("GET", api_url, path, tenant)["items"]
+    executions = call_api("GET", api_url, path, tenant)["items"]
     if as_json:
         console.print_json(data={**call, "executions": executions})
         return
@@ -168,7 +166,7 @@ def show(
 def _lifecycle(action: str, service_call_id: str, api_url: str, tenant: str | None,
                as_json: bool, body: dict[str, Any] | None = None) -> None:
     path = f"/v1/service-calls/{service_call_id}/{action}"
-    call = _call_api("POST", api_url, path, tenant, json=body)
+    call = call_api("POST", api_url, path, tenant, json=body)
     if as_json:
         console.print_json(data=call)
     else:
@@ -183,7 +181,7 @@ IdArgument = Annotated[str, typer.Argument(help="The call's id.")]
 def cancel(
     service_call_id: IdArgument,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
-    api_url: ApiOption = "http://127.0.0.1:8000",
+    api_url: ApiOption = DEFAULT_API,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -194,7 +192,7 @@ def cancel(
 @app.command()
 def pause(
     service_call_id: IdArgument,
-    api_url: ApiOption = "http://127.0.0.1:8000",
+    api_url: ApiOption = DEFAULT_API,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -205,7 +203,7 @@ def pause(
 @app.command()
 def resume(
     service_call_id: IdArgument,
-    api_url: ApiOption = "http://127.0.0.1:8000",
+    api_url: ApiOption = DEFAULT_API,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -217,7 +215,7 @@ def resume(
 def retry(
     service_call_id: IdArgument,
     at: Annotated[str | None, typer.Option(help="When, RFC 3339 (default: now).")] = None,
-    api_url: ApiOption = "http://127.0.0.1:8000",
+    api_url: ApiOption = DEFAULT_API,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -230,24 +228,6 @@ def _split_header(text: str) -> tuple[str, str]:
     if not sep:
         raise typer.BadParameter(f"header {text!r} is not 'Name: value'")
     return name.strip(), value.strip()
-
-
-def _call_api(
-    method: str, base: str, path: str, tenant: str | None, **kwargs: Any
-) -> dict[str, Any]:
-    headers = {"X-Tenant-Id": tenant} if tenant else {}
-    headers.update(kwargs.pop("headers", None) or {})
-    try:
-        response = httpx.request(method, base.rstrip("/") + path, headers=headers, **kwargs)
-    except httpx.HTTPError as error:
-        console.print(f"[red]cannot reach the duecall API at {base}[/]: {error}")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        problem = response.json() if response.content else {}
-        console.print(f"[red]{problem.get('title', 'error')}[/]: {problem.get('detail', '')}")
-        raise typer.Exit(1)
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def main() -> None:

@@ -9,33 +9,35 @@ from uuid import UUID
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from infrastructure.chain_verifier import anchors_from, call_family, chain_heads, verify
 from infrastructure.database import resolve_database_url
 from infrastructure.settings import Settings
-from interfaces import cli_queries
+from interfaces.cli_support import (
+    DEFAULT_API,
+    ApiOption,
+    JsonOption,
+    TenantOption,
+    call_api,
+    console,
+)
 from interfaces.timeline import timeline
 
 app = typer.Typer(help="Tamper evidence: verify the event hash chains, export anchors.",
                   no_args_is_help=True)
-console = Console()
-
-ApiOption = Annotated[str, typer.Option("--api", envvar="DUECALL_API_URL")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 TenantOnly = Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events.")]
 
 
 def replay(
     service_call_id: Annotated[str, typer.Argument(help="The call's id.")],
-    api_url: ApiOption = "http://127.0.0.1:8000",
-    tenant: Annotated[str | None, typer.Option("--tenant", envvar="DUECALL_TENANT")] = None,
+    api_url: ApiOption = DEFAULT_API,
+    tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay a call's recorded history: submission, each attempt, each wait and why."""
-    history = cli_queries._get(api_url, f"/v1/service-calls/{service_call_id}/events", tenant, {})
+    history = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}/events", tenant)
     if as_json:
         console.print_json(data=history)
         return

@@ -6,11 +6,12 @@ thousand events costs a handful of ``executemany`` round trips (psycopg pipeline
 thousand. Every value written is absolute (no increments), so merging is just ``dict.update``.
 """
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Placeholder
@@ -40,6 +41,19 @@ class RowChanges:
             curs.executemany(_update_sql(self.table, self.key, columns), rows)
         self.inserts.clear()
         self.updates.clear()
+
+
+def insert_json(
+    curs: Cursor[DictRow], table: str, rows: Sequence[dict[str, Any]], conflict: str = ""
+) -> None:
+    """Insert many rows with ONE statement: sent as a JSON array (orjson), read back with the
+    table's row type (every column given; ``conflict`` may refer to the table as ``s``)."""
+    if rows:
+        curs.execute(
+            f"INSERT INTO {table} AS s SELECT * FROM json_populate_recordset(NULL::{table}, "
+            f"%s::json) {conflict}",
+            (orjson.dumps(rows).decode(),),
+        )
 
 
 def host_of(url: object) -> str:

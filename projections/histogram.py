@@ -1,16 +1,22 @@
-"""Fixed log-scale latency buckets (√2 apart, from 1 ms) and percentiles read from them.
+"""Fixed log-scale latency buckets (√2 apart, from 1 ms), stored as cumulative counts.
 
 Bucket 0 holds [0, 1) ms; bucket i ≥ 1 holds [2^((i-1)/2), 2^(i/2)) ms; the last bucket also
 holds everything above (~35 minutes). A percentile is answered as the geometric middle of the
 bucket where it falls, so it is within one bucket (≤ 41 %) of the exact value.
+
+Stored form: *cumulative* counts (element i = observations in buckets 0..i), cut after the last
+non-empty bucket (every later element would equal the total). Two such arrays add element-wise
+(a shorter one repeats its last element), and the bucket of the observation of rank r is the
+number of elements below r — ``width_bucket(r - 1, cumulative)``, a binary search in SQL, so
+percentiles are read without unpacking the histogram (``projections.statistics_query``).
 """
 
 import math
-from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate
 
 BUCKETS = 44
+REPRESENTATIVE_MS = [0.5, *(float(2 ** ((b - 0.5) / 2)) for b in range(1, BUCKETS))]
 
 
 def bucket_of(duration_ms: float) -> int:
@@ -20,16 +26,12 @@ def bucket_of(duration_ms: float) -> int:
 
 
 def representative_ms(bucket: int) -> float:
-    if bucket == 0:
-        return 0.5
-    return float(2 ** ((bucket - 0.5) / 2))
+    return REPRESENTATIVE_MS[bucket]
 
 
-def percentiles(histogram: Sequence[int], *fractions: float) -> list[float | None]:
-    """The values below which each ``fraction`` of the observations fall (nearest rank)."""
-    cumulative = list(accumulate(histogram))
-    total = cumulative[-1] if cumulative else 0
-    if total == 0:
-        return [None for _ in fractions]
-    ranks = (max(1, math.ceil(fraction * total)) for fraction in fractions)
-    return [representative_ms(bisect_left(cumulative, rank)) for rank in ranks]
+def cumulative(counts: Sequence[int]) -> list[int]:
+    """Per-bucket counts as stored: cumulative, cut after the last non-empty bucket."""
+    last = len(counts)
+    while last and not counts[last - 1]:  # callers that know the last bucket cut it already
+        last -= 1
+    return list(accumulate(counts[:last]))

@@ -4,7 +4,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -18,6 +17,7 @@ from psycopg.rows import DictRow
 
 from infrastructure.migrations import apply_migrations
 from projections.executions import ExecutionsProjection
+from projections.freshness import Freshness, ProjectionStatus, wait_until
 from projections.runner import (
     BATCH_SIZE,
     TRACKING_MIGRATIONS,
@@ -50,27 +50,6 @@ def migrate_read_models(conn: Connection[Any]) -> None:
         apply_migrations(conn, f"read_model:{projection.name}", projection.migrations)
     with conn.transaction(), conn.cursor(row_factory=psycopg.rows.dict_row) as curs:
         ensure_tracking(curs, [p.name for p in PROJECTIONS])
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """How far a read model has got: its position in the log, and the log's head."""
-
-    position: int
-    head: int
-
-    @property
-    def lag(self) -> int:
-        return max(0, self.head - self.position)
-
-
-@dataclass(frozen=True)
-class ProjectionStatus:
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
 
 
 class ReadModels:
@@ -119,11 +98,21 @@ class ReadModels:
         self._queries.close()
 
     @contextmanager
-    def reading(self, name: str) -> Iterator[tuple[Cursor[DictRow], Freshness]]:
-        """A cursor on the read model, and how fresh it is (position read before the query)."""
+    def reading(
+        self, name: str, min_position: int | None = None
+    ) -> Iterator[tuple[Cursor[DictRow], Freshness]]:
+        """A cursor on the read model, and how fresh it is (position read before the query);
+        with ``min_position``, first wait (bounded) until the read model has reached it."""
+        if min_position is not None:
+            wait_until(lambda: self._reached(name, min_position))
         with self._queries.transaction(commit=False) as curs:
             position = read_position(curs, name)
-            yield curs, Freshness(position, self._head(curs))
+            yield curs, Freshness(position, self._head(curs), min_position)
+
+    def _reached(self, name: str, wanted: int) -> bool:
+        """At ``wanted`` or beyond; or ``wanted`` is not in the log (nothing will reach it)."""
+        with self._queries.transaction(commit=False) as curs:
+            return read_position(curs, name) >= wanted or wanted > self._head(curs)
 
     def status(self) -> list[ProjectionStatus]:
         with self._queries.transaction() as curs:

@@ -1,109 +1,94 @@
 """The statistics read model: per tenant, host, call name and minute/hour/day bucket.
 
 Each finished execution adds, per outcome (succeeded/failed), to a count, the retries among
-them (attempt > 1), the summed duration in whole microseconds (integers, so a rebuild adds up
-to the very same values) and a latency histogram (``projections.histogram``, summed
-element-wise on upsert); failures also count by error kind. Rows are kept for every
-(host, name) and rolled up to (host, '*'), ('*', name) and ('*', '*'), in one table per
-bucket size: a query reads exactly one row per bucket and group (30 days by hour: 720 rows per
-group), whatever the number of executions.
+them (attempt > 1) and the summed duration in whole microseconds (integers, so a rebuild adds
+up to the very same values); failures also count by error kind; and its latency goes into
+three cumulative histograms (all, succeeded, failed; ``projections.histogram``). Rows exist at
+four roll-up levels (``projections.statistics_schema``), so a query reads one row per bucket
+and group, whatever the number of executions.
+
+A batch is first aggregated in memory, one row per key; then each table gets ONE upsert of all
+its rows (sent as a JSON array). An execution's context (tenant, host, attempt, the call's
+name) comes from its Started and the call's Submitted event; it is kept in a table only while
+those and the outcome are in different batches.
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from operator import add
 from typing import Any
+from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
 
 from infrastructure.migrations import Migration
-from projections.folding import RowChanges, host_of
-from projections.histogram import BUCKETS, bucket_of
+from projections.folding import host_of, insert_json
+from projections.histogram import BUCKETS, bucket_of, cumulative
 from projections.runner import Recorded
+from projections.statistics_schema import (
+    ALL,
+    BY_HOST,
+    BY_NAME,
+    COUNTS,
+    ERROR_KINDS,
+    GRANULARITIES,
+    HISTOGRAMS,
+    KEY,
+    MIGRATIONS,
+    NAMES,
+    PENDING,
+    buckets,
+    table,
+)
 
-GRANULARITIES = ("minute", "hour", "day")
-NAMES = "duecall_rm_stats_call_names"
-PENDING = "duecall_rm_stats_running"  # started executions: what their outcome is counted under
 SUBMITTED = "duecall:ServiceCall.Submitted"
 STARTED = "duecall:Execution.Started"
-FINISHED = {"duecall:Execution.Succeeded": "succeeded", "duecall:Execution.Failed": "failed"}
-KEY = ("tenant_id", "bucket", "host", "name")
-ALL = "*"
-OUTCOMES = ("succeeded", "failed")
+FINISHED = {"duecall:Execution.Succeeded": 0, "duecall:Execution.Failed": 1}  # outcome index
+_ERROR_COLUMN = {kind: COUNTS.index(f"errors_{kind}") for kind in ERROR_KINDS}
+_COLUMNS = (*KEY, *COUNTS, *HISTOGRAMS)
+_UPSERT = "ON CONFLICT ({}) DO UPDATE SET {}".format(
+    ", ".join(KEY),
+    ", ".join([*(f"{c} = s.{c} + EXCLUDED.{c}" for c in COUNTS),
+               *(f"{h} = duecall_cumulative_add(s.{h}, EXCLUDED.{h})" for h in HISTOGRAMS)]),
+)
 
 
-def table(granularity: str) -> str:
-    return f"duecall_rm_stats_{granularity}"
+@dataclass(frozen=True, slots=True)
+class _Context:
+    tenant_id: str
+    service_call_id: UUID
+    host: str
+    attempt: int
 
 
-_STATS_TABLE = """
-CREATE TABLE IF NOT EXISTS {t} (
-    tenant_id text NOT NULL, bucket timestamptz NOT NULL, host text NOT NULL,
-    name text NOT NULL,
-    succeeded bigint NOT NULL, failed bigint NOT NULL,
-    succeeded_retries bigint NOT NULL, failed_retries bigint NOT NULL,
-    succeeded_us bigint NOT NULL, failed_us bigint NOT NULL,
-    succeeded_histogram bigint[] NOT NULL, failed_histogram bigint[] NOT NULL,
-    errors jsonb NOT NULL,
-    PRIMARY KEY (tenant_id, bucket, host, name)
-);
-"""
+class _Row:
+    """One row's totals for the batch: COUNTS, and per outcome its counts per latency bucket
+    and the highest bucket it has any in."""
 
-MIGRATIONS = [
-    Migration(
-        1,
-        "create statistics read model",
-        f"""
-        CREATE OR REPLACE FUNCTION duecall_array_add(a bigint[], b bigint[]) RETURNS bigint[]
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-            SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE ARRAY(
-                SELECT coalesce(x, 0) + coalesce(y, 0)
-                FROM unnest(a, b) WITH ORDINALITY AS u(x, y, i) ORDER BY i) END
-        $$;
-        CREATE OR REPLACE FUNCTION duecall_counts_add(a jsonb, b jsonb) RETURNS jsonb
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-            SELECT coalesce(jsonb_object_agg(k, coalesce((a->>k)::bigint, 0)
-                                               + coalesce((b->>k)::bigint, 0)), '{{}}')
-            FROM (SELECT jsonb_object_keys(a) UNION SELECT jsonb_object_keys(b)) AS keys(k)
-        $$;
-        CREATE TABLE IF NOT EXISTS {NAMES} (id uuid PRIMARY KEY, name text NOT NULL);
-        CREATE TABLE IF NOT EXISTS {PENDING} (
-            id uuid PRIMARY KEY, tenant_id text NOT NULL, service_call_id uuid NOT NULL,
-            host text NOT NULL, attempt integer NOT NULL
-        );
-        """ + "".join(_STATS_TABLE.format(t=table(g)) for g in GRANULARITIES),
-    )
-]
+    __slots__ = ("counts", "histograms", "top")
 
-_CONTEXT = f"""
-SELECT p.id, p.tenant_id, p.host, p.attempt, coalesce(n.name, '') AS name
-FROM {PENDING} AS p LEFT JOIN {NAMES} AS n ON n.id = p.service_call_id
-WHERE p.id = ANY(%s)
-"""
+    def __init__(self) -> None:
+        self.counts = [0] * len(COUNTS)
+        self.histograms = ([0] * BUCKETS, [0] * BUCKETS)
+        self.top = [-1, -1]
 
+    def add(self, outcome: int, retry: int, micros: int, bucket: int, error: int | None) -> None:
+        base = 3 * outcome  # COUNTS: succeeded, its retries, its µs; failed, ...
+        self.counts[base] += 1
+        self.counts[base + 1] += retry
+        self.counts[base + 2] += micros
+        self.histograms[outcome][bucket] += 1
+        self.top[outcome] = max(self.top[outcome], bucket)
+        if error is not None:
+            self.counts[error] += 1
 
-_SUMS = [f"{o}{c}" for o in OUTCOMES for c in ("", "_retries", "_us")]
-_ARRAYS = [f"{o}_histogram" for o in OUTCOMES]
-
-
-def _upsert_sql(granularity: str) -> str:
-    columns = [*KEY, *_SUMS, *_ARRAYS, "errors"]
-    updates = [f"{c} = s.{c} + EXCLUDED.{c}" for c in _SUMS]
-    updates += [f"{c} = duecall_array_add(s.{c}, EXCLUDED.{c})" for c in _ARRAYS]
-    updates.append("errors = duecall_counts_add(s.errors, EXCLUDED.errors)")
-    return (
-        f"INSERT INTO {table(granularity)} AS s ({', '.join(columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {', '.join(updates)}"
-    )
-
-
-def truncate(moment: datetime, granularity: str) -> datetime:
-    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
-    if granularity in ("hour", "day"):
-        moment = moment.replace(minute=0)
-    return moment.replace(hour=0) if granularity == "day" else moment
+    def values(self) -> list[Any]:
+        """COUNTS, then HISTOGRAMS as stored (cumulative, cut after the last non-empty bucket)."""
+        (succeeded, failed), (s, f) = self.histograms, self.top
+        both = max(s, f) + 1
+        latency = cumulative(list(map(add, succeeded[:both], failed[:both])))
+        return [*self.counts, latency, cumulative(succeeded[: s + 1]), cumulative(failed[: f + 1])]
 
 
 class StatisticsProjection:
@@ -113,70 +98,71 @@ class StatisticsProjection:
     migrations: Sequence[Migration] = MIGRATIONS
 
     def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
-        names, pending = RowChanges(NAMES), RowChanges(PENDING)
-        finished: list[Recorded] = []
+        names: dict[UUID, str] = {}
+        started: dict[UUID, _Context] = {}
+        finished: list[tuple[int, Any]] = []
         for recorded in events:
             e = recorded.event
             if recorded.topic == SUBMITTED:
-                names.insert(e.originator_id, {"name": e.name})
+                names[e.originator_id] = e.name
             elif recorded.topic == STARTED:
-                pending.insert(e.originator_id, _context(e))
+                host = host_of(getattr(e, "url", None))
+                started[e.originator_id] = _Context(e.tenant_id, e.service_call_id, host, e.attempt)
             else:
-                finished.append(recorded)
-        names.flush(curs)
-        pending.flush(curs)
-        if finished:
-            self._count(curs, finished)
-
-    def _count(self, curs: Cursor[DictRow], finished: list[Recorded]) -> None:
-        ids = [r.event.originator_id for r in finished]
-        curs.execute(_CONTEXT, (ids,))
-        contexts = {row["id"]: row for row in curs.fetchall()}
-        for granularity in GRANULARITIES:
-            rows = _aggregate(finished, contexts, granularity)
-            curs.executemany(
-                _upsert_sql(granularity), [(*k, *v.values()) for k, v in sorted(rows.items())]
-            )
-        curs.execute(f"DELETE FROM {PENDING} WHERE id = ANY(%s)", (ids,))
+                finished.append((FINISHED[recorded.topic], e))
+        counted = _with_context(curs, finished, started)
+        insert_json(curs, NAMES, [{"id": i, "name": n} for i, n in names.items()])
+        insert_json(curs, PENDING, [{"id": i, **asdict(c)} for i, c in started.items()])
+        if counted:
+            names.update(_names(curs, {c.service_call_id for c, _, _ in counted} - set(names)))
+            for granularity, rows in zip(GRANULARITIES, _aggregate(counted, names), strict=True):
+                insert_json(curs, table(granularity), rows, _UPSERT)
 
 
-def _context(e: Any) -> dict[str, Any]:
-    return {
-        "tenant_id": e.tenant_id,
-        "service_call_id": e.service_call_id,
-        "host": host_of(getattr(e, "url", None)),
-        "attempt": e.attempt,
-    }
+def _with_context(
+    curs: Cursor[DictRow], finished: list[tuple[int, Any]], started: dict[UUID, _Context]
+) -> list[tuple[_Context, int, Any]]:
+    """Each outcome with its execution's context, taken from this batch or from the table."""
+    earlier_ids = [e.originator_id for _, e in finished if e.originator_id not in started]
+    earlier: dict[UUID, _Context] = {}
+    if earlier_ids:
+        curs.execute(f"DELETE FROM {PENDING} WHERE id = ANY(%s) RETURNING *", (earlier_ids,))
+        earlier = {row.pop("id"): _Context(**row) for row in curs.fetchall()}
+    counted = []
+    for outcome, e in finished:
+        context = started.pop(e.originator_id, None) or earlier.pop(e.originator_id, None)
+        if context is not None:  # else a second outcome for one execution: counted already
+            counted.append((context, outcome, e))
+    return counted
 
 
-def _empty_row() -> dict[str, Any]:
-    return {**dict.fromkeys(_SUMS, 0), **{c: [0] * BUCKETS for c in _ARRAYS}, "errors": {}}
+def _names(curs: Cursor[DictRow], call_ids: set[UUID]) -> dict[UUID, str]:
+    if not call_ids:
+        return {}
+    curs.execute(f"SELECT id, name FROM {NAMES} WHERE id = ANY(%s)", (list(call_ids),))
+    return {row["id"]: row["name"] for row in curs.fetchall()}
 
 
 def _aggregate(
-    finished: list[Recorded], contexts: dict[Any, DictRow], granularity: str
-) -> dict[tuple[Any, ...], dict[str, Any]]:
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for recorded in finished:
-        e = recorded.event
-        context = contexts.get(e.originator_id)
-        if context is None:
-            continue  # a second outcome for one execution: counted once already
-        bucket = truncate(getattr(e, "finished_at", None) or e.timestamp, granularity)
-        tenant, host, name = context["tenant_id"], context["host"], context["name"]
-        for key in {(h, n) for h in (host, ALL) for n in (name, ALL)}:
-            row = rows.setdefault((tenant, bucket, *key), _empty_row())
-            _add(row, FINISHED[recorded.topic], e, context["attempt"])
-    for row in rows.values():
-        row["errors"] = Jsonb(row["errors"])
-    return rows
-
-
-def _add(row: dict[str, Any], outcome: str, e: Any, attempt: int) -> None:
-    duration = float(getattr(e, "duration_ms", None) or 0.0)
-    row[outcome] += 1
-    row[f"{outcome}_retries"] += 1 if attempt > 1 else 0
-    row[f"{outcome}_us"] += round(duration * 1000)
-    row[f"{outcome}_histogram"][bucket_of(duration)] += 1
-    if kind := getattr(e, "error_kind", None):
-        row["errors"][kind] = row["errors"].get(kind, 0) + 1
+    counted: list[tuple[_Context, int, Any]], names: dict[UUID, str]
+) -> list[list[dict[str, Any]]]:
+    """One row per key and table: each execution adds to 3 buckets by 4 roll-up levels."""
+    tables: list[dict[tuple[Any, ...], _Row]] = [{} for _ in GRANULARITIES]
+    for context, outcome, e in counted:
+        duration = float(getattr(e, "duration_ms", None) or 0.0)
+        kind = getattr(e, "error_kind", None)
+        sample = (outcome, int(context.attempt > 1), round(duration * 1000), bucket_of(duration),
+                  _ERROR_COLUMN.get(kind, _ERROR_COLUMN["other"]) if kind else None)
+        host, name = context.host, names.get(context.service_call_id, "")
+        levels = ((BY_HOST | BY_NAME, host, name), (BY_HOST, host, ALL), (BY_NAME, ALL, name),
+                  (0, ALL, ALL))
+        for rows, bucket in zip(tables, buckets(getattr(e, "finished_at", None) or e.timestamp),
+                                strict=True):
+            for level, h, n in levels:
+                key = (context.tenant_id, level, bucket, h, n)
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = _Row()
+                row.add(*sample)
+    return [[dict(zip(_COLUMNS, (*k, *r.values()), strict=True)) for k, r in rows.items()]
+            for rows in tables]

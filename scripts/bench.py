@@ -1249,7 +1249,8 @@ def _hwm_mb(pid: int) -> float | None:
 
 def process_report(stack: Stack, phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    for proc in stack.processes.all:
+    order = {"api": 0, "worker": 1, "projections": 2, "target": 3}
+    for proc in sorted(stack.processes.all, key=lambda p: (order.get(p.role, 9), p.name)):
         report[proc.name] = {"role": proc.role, "pid": proc.pid, "peak_rss_mb": _hwm_mb(proc.pid),
                              "cpu_s": {n: p["cpu_s"].get(proc.name) for n, p in phases.items()}}
     report["postgres"] = {"role": "postgres", "pid": stack.postgres.postmaster,

@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Record every event type, as the application's mapper stores it, into a fixture file.
 
-    .venv/bin/python scripts/record_event_fixtures.py tests/fixtures/events_v1.json
+    .venv/bin/python scripts/record_event_fixtures.py tests/fixtures/events_vN.json
 
 The aggregates are driven through their public commands (the same ones the workers and the
 API call) and each new event is turned into its stored form by the ``duecall`` application's
 mapper, the very bytes the Postgres recorder inserts into ``duecall_events.state``. A fixture
-is recorded once, committed, and never regenerated: later code must keep reading it.
+is recorded once, committed, and never regenerated (the script will not overwrite one): later
+code must keep reading it. ``events_v1.json`` was recorded before ``ServiceCall.Scheduled``
+became v2 (``scheduled_by``).
 """
 
 import json
@@ -95,6 +97,8 @@ def scenario() -> list[Any]:
 
 
 def record(path: Path) -> None:
+    if path.exists():
+        raise SystemExit(f"{path} exists: a recorded fixture is never rewritten")
     mapper = Application[UUID]().mapper
     rows = []
     for event in scenario():
@@ -111,4 +115,6 @@ def record(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    record(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/events_v1.json"))
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    record(Path(sys.argv[1]))

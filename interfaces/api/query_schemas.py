@@ -13,6 +13,11 @@ class ReadModelMeta(BaseModel):
     position: int = Field(description="Last event folded into the read model.")
     head: int = Field(description="Last event recorded in the log when the query ran.")
     lag: int = Field(description="Events recorded but not yet folded (head - position).")
+    stale: bool = Field(
+        default=False,
+        description="The read model had not reached the `min_position` asked for (after "
+        "waiting up to 2 s): the answer may miss that write.",
+    )
 
 
 class ServiceCallSummary(BaseModel):

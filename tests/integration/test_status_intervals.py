@@ -74,7 +74,6 @@ def test_the_as_of_query_uses_an_interval_index(
         at = now - timedelta(days=days_ago)
         plan = _plan(conn, "t7", "scheduled", at)
         found = conn.execute(AS_OF, ("t7", ["scheduled"], at, at)).fetchall()
-    print(plan)
     assert f"{TABLE}_ended" in plan or f"{TABLE}_began" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert 0 < len(found) < 20  # a ten-minute window of one tenant's calls

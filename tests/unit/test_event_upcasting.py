@@ -14,11 +14,11 @@ from tests.support.event_fixtures import V1_CALL, V1_HELD, V1_LIMITED, stored_ev
 MAPPER = Application[UUID]().mapper
 
 
-def _replayed() -> dict[UUID, Any]:
-    by_aggregate: dict[UUID, list[Any]] = defaultdict(list)
+def _replayed() -> dict[UUID | str, Any]:
+    by_aggregate: dict[UUID | str, list[Any]] = defaultdict(list)
     for stored in stored_events():
         by_aggregate[stored.originator_id].append(MAPPER.to_domain_event(stored))
-    aggregates = {}
+    aggregates: dict[UUID | str, Any] = {}
     for originator_id, events in by_aggregate.items():
         aggregate = None
         for event in events:

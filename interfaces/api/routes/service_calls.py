@@ -58,6 +58,13 @@ def _command(
     )
 
 
+def _tell_position(response: Response, position: int | None) -> None:
+    """The log position of the write: a read-model query given it as ``min_position`` (or
+    ``X-Duecall-Min-Position``) waits until it has folded the write (read-your-writes)."""
+    if position is not None:
+        response.headers["X-Duecall-Position"] = str(position)
+
+
 @router.post(
     "",
     status_code=201,
@@ -72,9 +79,11 @@ def submit_service_call(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ServiceCallPublic:
     command = _command(body, tenant, idempotency_key, container.tenant_defaults)
-    call, created = container.service_calls.submit(command)
+    submitted = container.service_calls.submit_many([command])
+    call, created = submitted[0]
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
+    _tell_position(response, submitted.position)
     return _public(call)
 
 
@@ -100,6 +109,7 @@ def submit_service_calls(
             raise InvalidRequestError(f"calls.{index}.{error.field}", error.message) from None
     results = container.service_calls.submit_many(commands)
     response.status_code = 201 if any(created for _, created in results) else 200
+    _tell_position(response, results.position)
     return ServiceCallBatchResults(
         items=[
             ServiceCallBatchResult(
