@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     host_max_in_flight: int = Field(
         default=20, ge=1, description="Attempts in flight at once per tenant and target host."
     )
-    lease_seconds: float = Field(default=30.0, gt=0, description="Lease of a claimed message.")
     execution_grace_seconds: float = Field(
         default=30.0, ge=0, description="Grace after a call's timeout before it is re-claimed."
     )
