@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -481,19 +482,20 @@ class Database:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
     def stop_embedded(self, timeout: float = 30.0) -> None:
-        """Stop the embedded server if this run started it (fast shutdown: SIGINT).
-
-        Not ``infrastructure.embedded_postgres.stop_embedded``: in the process that started
-        the server, pgserver hands back its cached handle (made with ``cleanup_mode=None``),
-        so that call leaves the server running.
-        """
+        """Stop the embedded server if this run started it (and make sure it is gone)."""
         if self.embedded_dir is None or not self.started_embedded:
             return
         pid = _postmaster_pid(self.embedded_dir)
         if pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
+        from infrastructure.embedded_postgres import stop_embedded
+
+        try:
+            stop_embedded(self.embedded_dir)
+        except Exception as error:  # an older stop_embedded, or pg_ctl failed: fast shutdown
+            console.print(f"[yellow]stop_embedded failed ({error}); sending SIGINT[/]")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + timeout
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -1218,7 +1220,8 @@ def run(args: argparse.Namespace, result: dict[str, Any], log_dir: Path) -> None
             warm_up(args, stack, conn)
             for name in args.phases:
                 console.print(f"[bold]phase {name}[/]")
-                outcome = measure(stack, lambda name=name: PHASES[name](args, stack, conn))
+                phase = PHASES[name]
+                outcome = measure(stack, functools.partial(phase, args, stack, conn))
                 if name == "throughput":
                     per_call_cpu(outcome)
                 result["phases"][name] = outcome
@@ -1421,8 +1424,14 @@ def _phase_anomalies(phases: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up (processes, database) as on Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_path: Path = args.out or REPO_ROOT / "bench-results" / f"bench-{stamp}.json"
     log_dir = out_path.parent / f"{out_path.stem}-logs"
@@ -1445,6 +1454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]benchmark failed:[/] {result['error']}")
         code = 1
     except KeyboardInterrupt:
+        console.print("[red]interrupted[/] (processes stopped, database dropped unless --keep)")
         result["error"] = "interrupted"
         code = 130
     result["finished_at"] = datetime.now(UTC).isoformat()

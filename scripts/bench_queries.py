@@ -94,10 +94,10 @@ def seed(container: Container, count: int, days: int) -> None:
             progress.update(task, completed=done)
 
 
-def catch_up_rates(container: Container) -> dict[str, float]:
+def catch_up_rates(container: Container, names: list[str]) -> dict[str, float]:
     events = container.read_models.event_count()
     rates = {}
-    for name in container.read_models.runners:
+    for name in names:
         with Progress(console=console) as progress:
             task = progress.add_task(f"rebuilding {name}", total=events)
             started = time.perf_counter()
@@ -123,13 +123,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=200, help="runs of each query")
     parser.add_argument("--no-seed", action="store_true", help="reuse the seeded database")
+    parser.add_argument("--rebuild", nargs="+", metavar="NAME",
+                        help="read models to rebuild (default: all; the queries need "
+                             "service_calls, executions and statistics)")
     args = parser.parse_args()
     settings = Settings(log_level="WARNING", log_format="console")
     with TestClient(create_app(settings)) as client:
         container: Container = client.app.state.container  # type: ignore[attr-defined]
+        seeding = time.perf_counter()
         if not args.no_seed:
             seed(container, args.count, args.days)
-        rates = catch_up_rates(container)
+        seeding = time.perf_counter() - seeding
+        rates = catch_up_rates(container, args.rebuild or list(container.read_models.runners))
         now = utcnow()
         month = {"from": (now - timedelta(days=args.days)).isoformat(), "to": now.isoformat()}
         queries: dict[str, tuple[str, dict[str, Any]]] = {
@@ -142,6 +147,8 @@ def main() -> None:
         table = Table("measure", "value")
         table.add_row("executions in read model", str(_executions(client)))
         table.add_row("events in log", str(container.read_models.event_count()))
+        if not args.no_seed:
+            table.add_row("seeding", f"{seeding:,.0f} s")
         for name, rate in rates.items():
             table.add_row(f"catch-up {name}", f"{rate:,.0f} events/s")
         for label, (path, params) in queries.items():
