@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from application.circuits import CircuitOptions
 from application.executions import Executions
+from application.group_commit import GroupCommit
 from application.service_calls import ServiceCalls
 from application.tenant_defaults import TenantDefaults
 from application.workers import WorkerOptions, Workers
@@ -29,6 +30,7 @@ class Container:
     outbox: PostgresOutbox
     circuit_registry: PostgresCircuitRegistry
     tenant_defaults: TenantDefaults
+    submits: GroupCommit
     workers: Workers | None = field(default=None)
     read_models: ReadModels = field(init=False)
 
@@ -68,6 +70,7 @@ class Container:
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
             tenant_defaults=TenantDefaults(service_calls),
+            submits=GroupCommit(service_calls.submit_many),
         )
 
     def start_workers(self) -> Workers:

@@ -79,7 +79,7 @@ def submit_service_call(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ServiceCallPublic:
     command = _command(body, tenant, idempotency_key, container.tenant_defaults)
-    submitted = container.service_calls.submit_many([command])
+    submitted = container.submits.submit(command)  # group commit with concurrent submits
     call, created = submitted[0]
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
