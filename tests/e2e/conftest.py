@@ -1,13 +1,11 @@
 """End-to-end fixtures: one real `duecall serve` process and one real HTTP target per module."""
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.support.databases import fresh_database
 from tests.support.duecall_process import DuecallProcess
 from tests.support.target_server import TargetServer
 
@@ -34,13 +32,5 @@ def api(duecall_server: DuecallProcess) -> Iterator[httpx.Client]:
 @pytest.fixture
 def isolated_database_url(server_url: str) -> Iterator[str]:
     """A database of its own, for a test whose leftovers would disturb the session database."""
-    name = f"duecall_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    try:
-        yield make_conninfo(**params)  # type: ignore[arg-type]
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(server_url, prefix="duecall_e2e") as url:
+        yield url

@@ -28,13 +28,13 @@ from typer.testing import CliRunner
 
 from interfaces import cli
 from tests.support.duecall_process import DuecallProcess
+from tests.support.problems import assert_problem
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-PROBLEM_JSON = "application/problem+json"
 POLL_INTERVAL = 0.1
 CIRCUIT_OPEN_SECONDS = 1.0
 SERVER_ENV = {
@@ -114,16 +114,6 @@ def wait_terminal(
         return call if call["status"] in TERMINAL else None
 
     return wait_until(terminal, timeout=timeout, interval=0.05)
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["detail"]
-    return problem
 
 
 def timestamp(value: str) -> float:

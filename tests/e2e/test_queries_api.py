@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from application.clock import utcnow
 from infrastructure.container import Container
 from interfaces.api.app import create_app
+from interfaces.api.query_schemas import StatsReport
 from tests.support.read_models import catch_up, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls, workload_settings
 
@@ -108,6 +109,7 @@ def test_executions_latest_one_and_statistics(client: TestClient) -> None:
                                          "group_by": ["status"]})
     assert sum(item["executions"] for item in stats["items"]) == 2 * (1 + 2 + 3 + 1)
     assert all(item["p99_ms"] is not None for item in stats["items"])
+    StatsReport.model_validate(stats)  # serialized without pydantic: it must still conform
 
 
 def test_an_unknown_execution_is_404(client: TestClient) -> None:

@@ -14,19 +14,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from interfaces import cli
+from tests.support.db_queries import event_count
 from tests.support.duecall_process import REPO_ROOT, DuecallProcess, duecall_command
+from tests.support.problems import assert_problem
 from tests.support.target_server import TargetServer, closed_port_url
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-PROBLEM_JSON = "application/problem+json"
 # Failing calls are made once: retries (5xx and network errors retry by default) would only
 # make these tests slower. An API that does not know `retry_policy` ignores it.
 NO_RETRIES = {"max_attempts": 1}
@@ -79,23 +79,6 @@ def executions(api: httpx.Client, call_id: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
-
-
-def count_events(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM duecall_events").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["detail"]
-    return problem
 
 
 # -- three calls: one succeeds, one gets a 500, one cannot connect ---------------------------
@@ -269,7 +252,7 @@ IN_AN_HOUR = datetime.now(UTC) + timedelta(hours=1)
 def test_an_invalid_submit_is_422_naming_the_field_and_records_nothing(
     api: httpx.Client, database_url: str, payload: dict[str, Any], field: str | None
 ) -> None:
-    before = count_events(database_url)
+    before = event_count(database_url)
 
     response = api.post("/v1/service-calls", json=payload)
 
@@ -281,7 +264,7 @@ def test_an_invalid_submit_is_422_naming_the_field_and_records_nothing(
     else:
         assert field in fields, problem
     assert "location" not in response.headers
-    assert count_events(database_url) == before
+    assert event_count(database_url) == before
 
 
 def test_an_unknown_id_is_404_and_a_malformed_id_is_422(api: httpx.Client) -> None:

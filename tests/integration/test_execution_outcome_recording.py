@@ -5,7 +5,6 @@ execution's terminal event until the test drops it.
 """
 
 from collections.abc import Iterator
-from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -15,10 +14,11 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.ids import execution_id_for
 from domain.request import RequestSpec
-from domain.service_call import ServiceCall, Status
+from domain.service_call import Status
 from infrastructure.container import Container
+from tests.support.db_queries import rows, topics
 from tests.support.target_server import TargetServer
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_terminal, wait_until
 
 TENANT = "t-record"
 REJECTED_TOPIC = "duecall:Execution.Succeeded"
@@ -71,24 +71,9 @@ def outage(container: Container) -> Iterator[Outage]:
         injected.close()
 
 
-def _topics(url: str, originator_id: UUID) -> list[str]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT topic FROM duecall_events WHERE originator_id = %s "
-            "ORDER BY originator_version",
-            (originator_id,),
-        ).fetchall()
-    return [str(row[0]) for row in rows]
-
-
 def _execute_rows(url: str, call_id: UUID) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row: Any = conn.execute(
-            "SELECT count(*) FROM duecall_outbox WHERE kind = 'execute' "
-            "AND service_call_id = %s",
-            (call_id,),
-        ).fetchone()
-    return int(row[0])
+    sql = "SELECT count(*) FROM duecall_outbox WHERE kind = 'execute' AND service_call_id = %s"
+    return int(rows(url, sql, call_id)[0][0])
 
 
 def test_an_outcome_that_fails_to_record_is_recorded_once_the_database_recovers(
@@ -110,15 +95,11 @@ def test_an_outcome_that_fails_to_record_is_recorded_once_the_database_recovers(
         wait_until(
             lambda: outage.rejections() >= 2 or _execute_rows(url, call.id) == 0, timeout=10
         )
-        assert _execute_rows(url, call.id) == 1 or REJECTED_TOPIC in _topics(url, execution_id)
+        assert _execute_rows(url, call.id) == 1 or REJECTED_TOPIC in topics(url, execution_id)
         outage.end()
 
-        def finished() -> ServiceCall | None:
-            state = container.service_calls.get_call(TENANT, call.id)
-            return state if state.is_terminal else None
-
-        final = wait_until(finished, timeout=15)
+        final = wait_terminal(container, TENANT, call.id, timeout=15)
 
     assert final.status == Status.SUCCEEDED
-    assert _topics(url, execution_id) == ["duecall:Execution.Started", REJECTED_TOPIC]
+    assert topics(url, execution_id) == ["duecall:Execution.Started", REJECTED_TOPIC]
     assert _execute_rows(url, call.id) == 0

@@ -1,25 +1,13 @@
 """Rebuilding a read model from position 0 gives the very tables the live runners built."""
 
-from collections.abc import Iterator
 
-import psycopg
-import pytest
 
 from infrastructure.container import Container
 from projections.read_models import PROJECTIONS
-from tests.support.read_models import checksums, reset_read_models
+from tests.support.db_queries import event_count
+from tests.support.read_models import checksums
 from tests.support.waiting import wait_until
-from tests.support.workload import run_until_idle, submit_calls, workload_settings
-
-
-@pytest.fixture
-def rm_container(database_url: str, clean_database: str) -> Iterator[Container]:
-    container = Container.build(workload_settings(database_url))
-    reset_read_models(container)
-    try:
-        yield container
-    finally:
-        container.close()
+from tests.support.workload import run_until_idle, submit_calls
 
 
 def _caught_up(container: Container) -> bool:
@@ -41,10 +29,8 @@ def test_a_rebuild_from_zero_equals_the_live_built_tables(
         rm_container.read_models.rebuild(projection.name, seen.append)
 
     assert checksums(database_url) == live
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM duecall_events").fetchone()
-    assert row is not None
-    assert sum(seen) == len(PROJECTIONS) * row[0]  # progress counted every event, per model
+    # progress counted every event, per model
+    assert sum(seen) == len(PROJECTIONS) * event_count(database_url)
 
 
 def test_the_live_runner_waits_for_a_rebuild_and_then_follows_on(

@@ -1,10 +1,9 @@
 """Projection runners: exactly once, resumable after a crash, single writer, tolerant."""
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from uuid import uuid4
 
-import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor
@@ -13,18 +12,9 @@ from psycopg.rows import DictRow
 from infrastructure.container import Container
 from projections.read_models import PROJECTIONS
 from projections.runner import Projection, Recorded
+from tests.support.db_queries import rows
 from tests.support.read_models import catch_up, checksums, reset_read_models
-from tests.support.workload import run_until_idle, submit_calls, workload_settings
-
-
-@pytest.fixture
-def rm_container(database_url: str, clean_database: str) -> Iterator[Container]:
-    container = Container.build(workload_settings(database_url))
-    reset_read_models(container)
-    try:
-        yield container
-    finally:
-        container.close()
+from tests.support.workload import run_until_idle, submit_calls
 
 
 class CrashingProjection:
@@ -42,9 +32,15 @@ class CrashingProjection:
             raise RuntimeError("killed mid-batch")
 
 
-def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
+def _checksums_then_reset(container: Container, database_url: str) -> dict[str, str]:
+    """Build the read models from a workload of 12 calls; return their checksums and empty
+    them (positions back to 0) for the runners under test to build again."""
+    submit_calls(container, 12)
+    run_until_idle(container)
+    catch_up(container)
+    expected = checksums(database_url)
+    reset_read_models(container)
+    return expected
 
 
 def test_a_workload_becomes_one_row_per_call_and_per_attempt(
@@ -53,7 +49,7 @@ def test_a_workload_becomes_one_row_per_call_and_per_attempt(
     submit_calls(rm_container, 8)
     run_until_idle(rm_container)
     catch_up(rm_container)
-    calls = _rows(
+    calls = rows(
         database_url,
         "SELECT split_part(host, '.', 1), status, attempt, failure_reason, last_status_code "
         "FROM duecall_rm_service_calls ORDER BY created_at",
@@ -64,19 +60,15 @@ def test_a_workload_becomes_one_row_per_call_and_per_attempt(
         ("failed", 3, "attempts_exhausted", None),
         ("failed", 1, "not_retryable", 404),
     }
-    executions = _rows(database_url, "SELECT count(*), count(*) FILTER (WHERE name = '') "
-                                     "FROM duecall_rm_executions")
+    executions = rows(database_url, "SELECT count(*), count(*) FILTER (WHERE name = '') "
+                                    "FROM duecall_rm_executions")
     assert executions == [(2 * (1 + 2 + 3 + 1), 0)]
 
 
 def test_a_projector_killed_mid_batch_resumes_with_exactly_the_same_rows(
     rm_container: Container, database_url: str
 ) -> None:
-    submit_calls(rm_container, 12)
-    run_until_idle(rm_container)
-    catch_up(rm_container)
-    expected = checksums(database_url)
-    reset_read_models(rm_container)
+    expected = _checksums_then_reset(rm_container, database_url)
 
     for projection in PROJECTIONS:
         crashing = rm_container.read_models.runner_for(CrashingProjection(projection, 2), 20)
@@ -90,11 +82,7 @@ def test_a_projector_killed_mid_batch_resumes_with_exactly_the_same_rows(
 def test_two_runners_of_one_projection_never_apply_an_event_twice(
     rm_container: Container, database_url: str
 ) -> None:
-    submit_calls(rm_container, 12)
-    run_until_idle(rm_container)
-    catch_up(rm_container)
-    expected = checksums(database_url)
-    reset_read_models(rm_container)
+    expected = _checksums_then_reset(rm_container, database_url)
 
     def follow(projection: Projection) -> None:
         runner = rm_container.read_models.runner_for(projection, 7)

@@ -1,7 +1,6 @@
 """Statistics agree with a brute-force computation over the executions read model."""
 
 import math
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
@@ -11,24 +10,14 @@ from application.clock import utcnow
 from infrastructure.container import Container
 from projections.histogram import bucket_of
 from projections.statistics_query import StatsQuery, statistics
-from tests.support.read_models import catch_up, reset_read_models
-from tests.support.workload import run_until_idle, submit_calls, workload_settings
+from tests.support.read_models import catch_up
+from tests.support.workload import run_until_idle, submit_calls
 
 BRUTE_FORCE = """
 SELECT host, name, outcome, count(*) AS n, count(*) FILTER (WHERE attempt > 1) AS retries,
        array_agg(duration_ms ORDER BY duration_ms) AS durations
 FROM duecall_rm_executions WHERE tenant_id = 't1' GROUP BY host, name, outcome
 """
-
-
-@pytest.fixture
-def rm_container(database_url: str, clean_database: str) -> Iterator[Container]:
-    container = Container.build(workload_settings(database_url))
-    reset_read_models(container)
-    try:
-        yield container
-    finally:
-        container.close()
 
 
 def _nearest_rank(values: list[float], fraction: float) -> float:

@@ -2,29 +2,17 @@
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
-import pytest
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
 from infrastructure.container import Container
 from projections.freshness import MAX_WAIT_SECONDS
-from tests.support.read_models import catch_up, reset_read_models
-from tests.support.workload import submit_calls, workload_settings
-
-
-@pytest.fixture
-def rm_container(database_url: str, clean_database: str) -> Iterator[Container]:
-    container = Container.build(workload_settings(database_url))
-    reset_read_models(container)
-    try:
-        yield container
-    finally:
-        container.close()
+from tests.support.read_models import catch_up
+from tests.support.workload import submit_calls
 
 
 def _head(url: str) -> int:

@@ -1,10 +1,10 @@
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
-from domain.service_call import ServiceCall, Status
+from domain.service_call import Status
 from infrastructure.container import Container
 from tests.support.target_server import TargetServer
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_terminal
 
 
 def test_a_call_due_now_is_made_and_succeeds(container: Container) -> None:
@@ -14,9 +14,5 @@ def test_a_call_due_now_is_made_and_succeeds(container: Container) -> None:
         )
         container.start_workers()
 
-        def finished() -> ServiceCall | None:
-            state = container.service_calls.get_call("t1", call.id)
-            return state if state.is_terminal else None
-
-        assert wait_until(finished, timeout=5).status == Status.SUCCEEDED
+        assert wait_terminal(container, "t1", call.id, timeout=5).status == Status.SUCCEEDED
         assert len(target.requests_for("/ok")) == 1

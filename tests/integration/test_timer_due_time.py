@@ -1,7 +1,6 @@
 """The timer never starts an attempt before its due time (and does not dawdle after it)."""
 
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +10,7 @@ from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status
 from infrastructure.container import Container
 from tests.support.target_server import TargetServer
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_terminal
 
 TENANT = "t-due"
 
@@ -21,11 +20,6 @@ def _submit(container: Container, url: str, due_at: datetime) -> ServiceCall:
         SubmitServiceCall(TENANT, "due", RequestSpec("GET", url), due_at)
     )
     return call
-
-
-def _finished(container: Container, call_id: UUID) -> ServiceCall | None:
-    state = container.service_calls.get_call(TENANT, call_id)
-    return state if state.is_terminal else None
 
 
 def _started_events(container: Container, call_id: UUID) -> list[Any]:
@@ -45,7 +39,7 @@ def test_a_call_due_in_one_second_is_never_started_before_its_due_time(
         container.start_workers()
 
         (request,) = target.wait_for(1, path="/ok", timeout=10)
-        final = wait_until(lambda: _finished(container, call.id), timeout=10)
+        final = wait_terminal(container, TENANT, call.id, timeout=10)
 
     assert final.status == Status.SUCCEEDED
     (started,) = _started_events(container, call.id)
@@ -65,7 +59,7 @@ def test_calls_due_a_moment_apart_each_start_at_or_after_their_own_due_time(
         container.start_workers()
 
         for call in calls.values():
-            wait_until(partial(_finished, container, call.id), timeout=10)
+            wait_terminal(container, TENANT, call.id, timeout=10)
         received = {path: target.requests_for(path) for path in calls}
 
     for path, call in calls.items():

@@ -23,6 +23,7 @@ from application.timer import Timer
 from domain.request import RequestSpec
 from infrastructure.container import Container
 from infrastructure.settings import Settings
+from tests.support.db_queries import event_count, rows
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
@@ -31,15 +32,10 @@ STARTED = "duecall:ServiceCall.Started"
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(settings: Settings) -> Settings:
     """Concurrency limits out of the way: this is about timers racing, not about limits."""
-    return Settings(
-        database_url=database_url,
-        poll_interval_seconds=0.2,
-        execution_grace_seconds=2.0,
-        log_format="console",
-        tenant_max_in_flight=100_000,
-        host_max_in_flight=100_000,
+    return settings.model_copy(
+        update={"tenant_max_in_flight": 100_000, "host_max_in_flight": 100_000}
     )
 
 
@@ -64,8 +60,7 @@ def _submit_due_now(container: Container, url: str, count: int) -> list[UUID]:
 
 
 def _counts(url: str, sql: str, *params: Any) -> dict[UUID, int]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return {row[0]: int(row[1]) for row in conn.execute(sql, params).fetchall()}
+    return {row[0]: int(row[1]) for row in rows(url, sql, *params)}
 
 
 def _started_events(url: str) -> dict[UUID, int]:
@@ -84,12 +79,6 @@ def _outbox_rows(url: str, kind: str) -> dict[UUID, int]:
         "GROUP BY service_call_id",
         kind,
     )
-
-
-def _event_count(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM duecall_events").fetchone()
-    return int(row[0]) if row else 0
 
 
 def _timer(container: Container, batch_size: int) -> Timer:
@@ -181,9 +170,9 @@ def test_the_same_claimed_messages_handled_twice_at_once_start_each_attempt_once
     assert _outbox_rows(url, EXECUTE) == dict.fromkeys(ids, 1)
     assert _outbox_rows(url, START) == {}
 
-    events = _event_count(url)
+    events = event_count(url)
     container.service_calls.start_due(messages)  # a late redelivery after all that
-    assert _event_count(url) == events
+    assert event_count(url) == events
     assert _outbox_rows(url, EXECUTE) == dict.fromkeys(ids, 1)
 
 

@@ -39,6 +39,19 @@ def duecall_command(*args: str) -> list[str]:
     return [sys.executable, "-c", _ENTRY, *args]
 
 
+def duecall_env(database_url: str, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `duecall` subprocess: this one's, less any duecall settings, then
+    ``database_url``, JSON logs, unbuffered output and ``settings`` (DUECALL_* variables)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DUECALL_") and key != "DATABASE_URL"
+    }
+    env.update(DATABASE_URL=database_url, DUECALL_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    env.update(settings or {})
+    return env
+
+
 class DuecallStartError(RuntimeError):
     pass
 
@@ -152,19 +165,10 @@ class DuecallProcess:
     # -- internals ------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("DUECALL_") and key != "DATABASE_URL"
-        }
-        env.update(
-            DATABASE_URL=self.database_url,
-            DUECALL_POLL_INTERVAL_SECONDS=str(self.poll_interval_seconds),
-            DUECALL_LOG_FORMAT="json",
-            PYTHONUNBUFFERED="1",
+        return duecall_env(
+            self.database_url,
+            {"DUECALL_POLL_INTERVAL_SECONDS": str(self.poll_interval_seconds), **self.extra_env},
         )
-        env.update(self.extra_env)
-        return env
 
     def _spawn(self) -> None:
         self.port = free_port()

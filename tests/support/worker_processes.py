@@ -1,0 +1,81 @@
+"""Real `duecall worker` subprocesses against the test database, all killed at the end.
+
+    workers = workers_fixture({"DUECALL_MAX_DELIVERIES": "1"})  # in a test module
+
+    def test_x(container: Container, workers: WorkerProcesses) -> None:
+        first = workers.start()
+        ...
+        first.kill()  # SIGKILL, as a crash would
+
+Each worker logs JSON to a file of its own in the test's tmp_path; the logs are printed when
+the test ends (pytest shows them when it failed).
+"""
+
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from infrastructure.container import Container
+from tests.support.duecall_process import REPO_ROOT, duecall_command, duecall_env
+
+
+class WorkerProcesses:
+    """Starts `duecall worker` subprocesses with ``settings`` (DUECALL_* variables)."""
+
+    def __init__(
+        self, database_url: str, log_dir: Path, settings: Mapping[str, str] | None = None
+    ) -> None:
+        self._env = duecall_env(database_url, settings)
+        self._log_dir = log_dir
+        self._running: list[tuple[subprocess.Popen[bytes], BinaryIO]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = (self._log_dir / f"worker-{len(self._running)}.log").open("wb")
+        try:
+            process = subprocess.Popen(
+                duecall_command("worker"),
+                cwd=REPO_ROOT,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        except BaseException:
+            log.close()
+            raise
+        self._running.append((process, log))
+        return process
+
+    def kill_all(self) -> None:
+        for process, log in self._running:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            log.close()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n" + path.read_text(errors="replace")[-4000:]
+            for path in sorted(self._log_dir.glob("worker-*.log"))
+        )
+
+
+def workers_fixture(
+    settings: Mapping[str, str] | None = None,
+) -> Callable[[Container, Path], Iterator[WorkerProcesses]]:
+    """A `workers` fixture: worker processes with ``settings``, against the test's container's
+    database; assign it to a module-level name (the fixture's name)."""
+
+    @pytest.fixture
+    def workers(container: Container, tmp_path: Path) -> Iterator[WorkerProcesses]:
+        processes = WorkerProcesses(container.database_url, tmp_path, settings)
+        try:
+            yield processes
+        finally:
+            processes.kill_all()
+            print(processes.logs())  # shown when the test failed
+
+    return workers
