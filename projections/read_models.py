@@ -130,6 +130,8 @@ class ReadModels:
         with self._locked(name):
             self._empty(runner.projection)
             runner.catch_up(progress or (lambda _: None), locked=True)
+            with self._datastore.transaction(commit=True) as curs:  # fresh planner statistics
+                curs.execute(f"ANALYZE {', '.join(runner.projection.tables)}")
 
     def reset(self, name: str) -> None:
         """Empty a read model and set its position back to 0 (it catches up when run)."""
