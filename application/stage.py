@@ -63,7 +63,7 @@ class Stage:
         seconds = self._outbox.seconds_until_next(self.kind)
         if seconds is not None and seconds <= 0:
             # Something is due but was not claimed: it became due just now (look again at
-            # once), or it is held back (a concurrency limit): wait for a wake-up.
+            # once) or another worker is claiming it (then wait for the next wake-up).
             if not self._looked_again:
                 self._looked_again = True
                 return
