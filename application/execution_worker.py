@@ -17,6 +17,7 @@ from application.batching import in_batch_or_one_by_one
 from application.executions import Attempt, Executions
 from application.outbox import EXECUTE, Outbox
 from application.ports import HttpSender
+from application.signing import RequestSigner
 from domain.outcome import AttemptResult, ErrorKind
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,10 @@ class ExecutionWorker:
         batch_size: int,
         poll_interval: float,
         linger: float = 0.0,
+        signer: RequestSigner | None = None,
     ) -> None:
         self._executions = executions
+        self._signer = signer
         self._linger = linger
         self._outbox = outbox
         self._sender = sender
@@ -89,6 +92,14 @@ class ExecutionWorker:
     async def _send(self, attempt: Attempt) -> None:
         headers = {"Idempotency-Key": attempt.idempotency_key}
         try:
+            if self._signer is not None:
+                body = (attempt.request.body or "").encode()
+                message = attempt.message
+                headers.update(
+                    await self._signer.headers(
+                        message.tenant_id, str(message.service_call_id), body
+                    )
+                )
             result = await self._sender.send(attempt.request, headers)
         except Exception as error:  # the sender should not raise; never lose the attempt
             log.exception("sender_raised")

@@ -13,3 +13,13 @@ class HttpSender(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+class SecretBox(Protocol):
+    """Seals secrets for storage at rest and opens them again."""
+
+    def seal(self, plaintext: str) -> str:
+        """The sealed form of ``plaintext`` (a string safe to record)."""
+
+    def open(self, sealed: str) -> str:
+        """The plaintext of a value ``seal`` made; raises if it was tampered with."""

@@ -13,6 +13,7 @@ from application.executions import Executions
 from application.outbox import OUTCOME, Outbox
 from application.ports import HttpSender
 from application.service_calls import ServiceCalls
+from application.signing import RequestSigner
 from application.stage import Stage
 from application.timer import Timer
 
@@ -37,8 +38,10 @@ class Workers:
         outbox: Outbox,
         sender_factory: Callable[[], HttpSender],
         options: WorkerOptions,
+        signer: RequestSigner | None = None,
     ) -> None:
         self._executions = executions
+        self._signer = signer
         self._outbox = outbox
         self._sender_factory = sender_factory
         self._options = options
@@ -95,6 +98,7 @@ class Workers:
             batch_size=self._options.batch_size,
             poll_interval=self._options.poll_interval,
             linger=self._options.linger,
+            signer=self._signer,
         )
         self._execution_ready.set()
         try:

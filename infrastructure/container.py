@@ -5,11 +5,15 @@ Built from FastAPI's lifespan and from the CLI alike; nothing connects at import
 
 from dataclasses import dataclass, field
 
+from application.authentication import Authenticator
 from application.circuits import CircuitOptions
 from application.executions import Executions
 from application.group_commit import GroupCommit
+from application.rate_limit import RateLimiter
 from application.service_calls import ServiceCalls
+from application.signing import RequestSigner
 from application.tenant_defaults import TenantDefaults
+from application.tenants import Tenants
 from application.workers import WorkerOptions, Workers
 from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import eventsourcing_env, migrate, resolve_database_url, schema_lock
@@ -17,7 +21,9 @@ from infrastructure.event_hashes import migrate_event_store
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
 from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
+from infrastructure.secret_box import AesSecretBox, secret_key
 from infrastructure.settings import Settings
+from infrastructure.tenant_registry import PostgresTenantRegistry
 from projections.read_models import ReadModels
 
 
@@ -31,12 +37,22 @@ class Container:
     circuit_registry: PostgresCircuitRegistry
     tenant_defaults: TenantDefaults
     submits: GroupCommit
+    secret_box: AesSecretBox
+    tenants: Tenants
     workers: Workers | None = field(default=None)
     read_models: ReadModels = field(init=False)
+    authenticator: Authenticator = field(init=False)
+    rate_limiter: RateLimiter = field(init=False, default_factory=RateLimiter)
 
     def __post_init__(self) -> None:
         poll = self.settings.poll_interval_seconds
         self.read_models = ReadModels.of(self.database_url, self.service_calls, poll)
+        self.authenticator = Authenticator(
+            self.tenants,
+            admin_key=self.settings.admin_key,
+            default_rate_per_second=self.settings.api_rate_per_second,
+            default_burst=self.settings.api_burst,
+        )
 
     @classmethod
     def build(cls, settings: Settings) -> "Container":
@@ -62,6 +78,7 @@ class Container:
             )
             executions = Executions(env, max_deliveries=settings.max_deliveries)
             migrate_event_store(url)  # the events table exists now: chain its events
+        box = AesSecretBox(secret_key(settings))
         return cls(
             settings=settings,
             database_url=url,
@@ -71,6 +88,8 @@ class Container:
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
             tenant_defaults=TenantDefaults(service_calls),
             submits=GroupCommit(service_calls.submit_many),
+            secret_box=box,
+            tenants=Tenants(service_calls, box, PostgresTenantRegistry(outbox.pool)),
         )
 
     def start_workers(self) -> Workers:
@@ -89,6 +108,7 @@ class Container:
                 max_connections=self.settings.max_in_flight,
             ),
             options,
+            signer=RequestSigner(self.tenants),
         )
         self.workers.start()
         return self.workers

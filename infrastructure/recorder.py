@@ -20,7 +20,13 @@ from psycopg.types.json import Jsonb
 
 from application.idempotency import IdempotencyRecord
 from application.outbox import OutboxChanges
-from infrastructure.schema import CIRCUITS_TABLE, IDEMPOTENCY_TABLE, OUTBOX_CHANNEL, OUTBOX_TABLE
+from infrastructure.schema import (
+    CIRCUITS_TABLE,
+    IDEMPOTENCY_TABLE,
+    OUTBOX_CHANNEL,
+    OUTBOX_TABLE,
+    TENANTS_TABLE,
+)
 
 DEFAULT_LEASE_SECONDS = 30.0
 
@@ -33,6 +39,7 @@ _REGISTER_CIRCUIT = (
     f"INSERT INTO {CIRCUITS_TABLE} (tenant_id, host, circuit_id) VALUES (%s, %s, %s) "
     "ON CONFLICT DO NOTHING"
 )
+_REGISTER_TENANT = f"INSERT INTO {TENANTS_TABLE} (name) VALUES (%s)"
 _INSERT_KEY = (
     f"INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash) "
     "VALUES (%s, %s, %s, %s)"
@@ -75,6 +82,9 @@ class OutboxRecorder(PostgresApplicationRecorder):
         circuits: Sequence[tuple[str, str, UUID]] = kwargs.get("circuits", ())
         if circuits:
             curs.executemany(_REGISTER_CIRCUIT, circuits)
+        tenants: Sequence[str] = kwargs.get("tenants", ())
+        if tenants:  # a tenant registered twice fails the whole transaction
+            curs.executemany(_REGISTER_TENANT, [(name,) for name in tenants])
         changes: OutboxChanges | None = kwargs.get("outbox")
         if changes is not None:
             write_outbox_changes(curs, changes)

@@ -7,6 +7,7 @@ OUTBOX_CHANNEL = "duecall_outbox"
 
 IDEMPOTENCY_TABLE = "duecall_idempotency_keys"
 CIRCUITS_TABLE = "duecall_circuits"
+TENANTS_TABLE = "duecall_tenants"
 
 CORE_MIGRATIONS = [
     Migration(
@@ -57,6 +58,16 @@ CORE_MIGRATIONS = [
             host text NOT NULL,
             circuit_id uuid NOT NULL,
             PRIMARY KEY (tenant_id, host)
+        );
+        """,
+    ),
+    Migration(
+        5,
+        "tenant registry",
+        f"""
+        CREATE TABLE IF NOT EXISTS {TENANTS_TABLE} (
+            name text PRIMARY KEY,
+            created_at timestamptz NOT NULL DEFAULT now()
         );
         """,
     ),

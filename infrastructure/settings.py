@@ -20,7 +20,17 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    default_tenant: str = "default"
+    admin_key: str | None = Field(
+        default=None, description="Bearer key of /v1/admin (tenants and keys); unset → disabled."
+    )
+    api_rate_per_second: float = Field(
+        default=1000.0, gt=0, description="Requests a second per API key (a key may set its own)."
+    )
+    api_burst: int = Field(default=2000, ge=1, description="Requests at once per API key.")
+    secret_key: str | None = Field(
+        default=None,
+        description="Base64 AES key sealing secrets at rest; unset → a key file in .duecall/.",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     db_pool_size: int = 4

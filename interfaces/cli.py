@@ -12,13 +12,13 @@ from rich.table import Table
 from infrastructure.container import Container
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
-from interfaces import cli_audit, cli_projections, cli_queries
+from interfaces import cli_audit, cli_projections, cli_queries, cli_tenants
 from interfaces.api.app import create_app
 from interfaces.cli_support import (
     DEFAULT_API,
     ApiOption,
     JsonOption,
-    TenantOption,
+    KeyOption,
     call_api,
     console,
 )
@@ -32,15 +32,20 @@ app.add_typer(cli_projections.app, name="projections")
 app.command("list")(cli_queries.list_calls)
 app.command("replay")(cli_audit.replay)
 app.add_typer(cli_audit.app, name="audit")
+app.add_typer(cli_tenants.app, name="tenants")
 
 
 
-def _run_api(host: str | None, port: int | None, with_workers: bool) -> None:
+def _run_api(
+    host: str | None, port: int | None, with_workers: bool, dev_key: bool = False
+) -> None:
     settings = Settings()
     configure_logging(settings)
     host, port = host or settings.host, port or settings.port
     label = "API + workers" if with_workers else "API"
     console.print(f"duecall {label} on http://{host}:{port}  (OpenAPI docs: /docs)", style="bold")
+    if dev_key:
+        _show_dev_key(settings, f"http://{host}:{port}")
     uvicorn.run(
         create_app(settings, with_workers=with_workers),
         host=host,
@@ -50,13 +55,36 @@ def _run_api(host: str | None, port: int | None, with_workers: bool) -> None:
     )
 
 
+def _show_dev_key(settings: Settings, base_url: str) -> None:
+    key_file = settings.data_dir.parent / "dev-key"
+    container = Container.build(settings)
+    try:
+        key = cli_tenants.ensure_dev_key(container.tenants, key_file)
+    finally:
+        container.close()
+    if key is None:
+        console.print(f"{key_file} is gone; issue a key: duecall tenants issue-key dev")
+        return
+    console.print(f"development API key (tenant 'dev', kept in {key_file}):")
+    console.print(f"  {key}", style="bold green", soft_wrap=True)
+    console.print(
+        f'  curl -H "Authorization: Bearer {key}" {base_url}/v1/service-calls', soft_wrap=True
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    dev_key: Annotated[
+        bool,
+        typer.Option(
+            "--dev-key", help="Create a 'dev' tenant on first start and print its API key."
+        ),
+    ] = False,
 ) -> None:
     """Run the API and the workers in one process (embedded Postgres unless DATABASE_URL)."""
-    _run_api(host, port, with_workers=True)
+    _run_api(host, port, with_workers=True, dev_key=dev_key)
 
 
 @app.command()
@@ -114,7 +142,7 @@ def submit(
         str | None, typer.Option(help="Submit at most once per key (per tenant).")
     ] = None,
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a service call: duecall will make this request when it is due."""
@@ -131,7 +159,7 @@ def submit(
         "retry_policy": {"max_attempts": max_attempts} if max_attempts else None,
     }
     extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    call = call_api("POST", api_url, "/v1/service-calls", tenant, json=payload, headers=extra)
+    call = call_api("POST", api_url, "/v1/service-calls", api_key, json=payload, headers=extra)
     if as_json:
         console.print_json(data=call)
     else:
@@ -142,13 +170,13 @@ def submit(
 def show(
     service_call_id: Annotated[str, typer.Argument(help="The call's id.")],
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a call's current state and its attempts."""
-    call = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}", tenant)
+    call = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}", api_key)
     path = f"/v1/service-calls/{service_call_id}/executions"
-    executions = call_api("GET", api_url, path, tenant)["items"]
+    executions = call_api("GET", api_url, path, api_key)["items"]
     if as_json:
         console.print_json(data={**call, "executions": executions})
         return
@@ -163,10 +191,10 @@ def show(
     console.print(table)
 
 
-def _lifecycle(action: str, service_call_id: str, api_url: str, tenant: str | None,
+def _lifecycle(action: str, service_call_id: str, api_url: str, api_key: str | None,
                as_json: bool, body: dict[str, Any] | None = None) -> None:
     path = f"/v1/service-calls/{service_call_id}/{action}"
-    call = call_api("POST", api_url, path, tenant, json=body)
+    call = call_api("POST", api_url, path, api_key, json=body)
     if as_json:
         console.print_json(data=call)
     else:
@@ -182,33 +210,33 @@ def cancel(
     service_call_id: IdArgument,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a call that has not finished (a running attempt finishes, without retries)."""
-    _lifecycle("cancel", service_call_id, api_url, tenant, as_json, {"reason": reason})
+    _lifecycle("cancel", service_call_id, api_url, api_key, as_json, {"reason": reason})
 
 
 @app.command()
 def pause(
     service_call_id: IdArgument,
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pause a call that has not started: it will not start until resumed."""
-    _lifecycle("pause", service_call_id, api_url, tenant, as_json)
+    _lifecycle("pause", service_call_id, api_url, api_key, as_json)
 
 
 @app.command()
 def resume(
     service_call_id: IdArgument,
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Resume a paused call (at once if its due time has passed)."""
-    _lifecycle("resume", service_call_id, api_url, tenant, as_json)
+    _lifecycle("resume", service_call_id, api_url, api_key, as_json)
 
 
 @app.command()
@@ -216,11 +244,11 @@ def retry(
     service_call_id: IdArgument,
     at: Annotated[str | None, typer.Option(help="When, RFC 3339 (default: now).")] = None,
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Retry a failed call: a new attempt, same call, history kept."""
-    _lifecycle("retry", service_call_id, api_url, tenant, as_json, {"due_at": at})
+    _lifecycle("retry", service_call_id, api_url, api_key, as_json, {"due_at": at})
 
 
 def _split_header(text: str) -> tuple[str, str]:

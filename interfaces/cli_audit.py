@@ -19,7 +19,7 @@ from interfaces.cli_support import (
     DEFAULT_API,
     ApiOption,
     JsonOption,
-    TenantOption,
+    KeyOption,
     call_api,
     console,
 )
@@ -33,11 +33,11 @@ TenantOnly = Annotated[str | None, typer.Option("--tenant", help="Only this tena
 def replay(
     service_call_id: Annotated[str, typer.Argument(help="The call's id.")],
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay a call's recorded history: submission, each attempt, each wait and why."""
-    history = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}/events", tenant)
+    history = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}/events", api_key)
     if as_json:
         console.print_json(data=history)
         return

@@ -9,18 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infrastructure.container import Container
-from infrastructure.logging import configure_logging
-from infrastructure.settings import Settings
+from interfaces.cli_support import local_container
 
 app = typer.Typer(help="Read models: status, rebuild, run.", no_args_is_help=True)
 console = Console()
-
-
-def _container() -> Container:
-    settings = Settings()
-    configure_logging(settings)
-    return Container.build(settings)
 
 
 @app.command()
@@ -28,7 +20,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
 ) -> None:
     """Each projection's position, the head of the log, and the lag in events and seconds."""
-    container = _container()
+    container = local_container()
     try:
         rows = container.read_models.status()
     finally:
@@ -47,7 +39,7 @@ def status(
 def rebuild(name: Annotated[str, typer.Argument(help="The read model to rebuild.")]) -> None:
     """Empty a read model and rebuild it from the first event; the service keeps running
     (its live runners pause while this holds the projection's lock)."""
-    container = _container()
+    container = local_container()
     try:
         if name not in container.read_models.runners:
             choices = ", ".join(container.read_models.runners)
@@ -66,7 +58,7 @@ def rebuild(name: Annotated[str, typer.Argument(help="The read model to rebuild.
 @app.command()
 def run() -> None:
     """Run the projection runners in this process (as many processes as you like)."""
-    container = _container()
+    container = local_container()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -9,7 +9,7 @@ from interfaces.cli_support import (
     DEFAULT_API,
     ApiOption,
     JsonOption,
-    TenantOption,
+    KeyOption,
     call_api,
     console,
 )
@@ -24,14 +24,14 @@ def list_calls(
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     cursor: Annotated[str | None, typer.Option(help="Next page, from a previous list.")] = None,
     api_url: ApiOption = DEFAULT_API,
-    tenant: TenantOption = None,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List service calls (from the read model; see `meta` for how fresh it is)."""
     params = {"status": status or [], "name": name, "tag": tag, "host": host, "sort": sort,
               "limit": limit, "cursor": cursor}
     query = {k: v for k, v in params.items() if v}
-    page = call_api("GET", api_url, "/v1/service-calls", tenant, params=query)
+    page = call_api("GET", api_url, "/v1/service-calls", api_key, params=query)
     if as_json:
         console.print_json(data=page)
         return

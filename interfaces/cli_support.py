@@ -6,23 +6,30 @@ import httpx
 import typer
 from rich.console import Console
 
+from infrastructure.container import Container
+from infrastructure.logging import configure_logging
+from infrastructure.settings import Settings
+
 console = Console()
 
 DEFAULT_API = "http://127.0.0.1:8000"
 ApiOption = Annotated[
     str, typer.Option("--api", envvar="DUECALL_API_URL", help="Base URL of the duecall API.")
 ]
-TenantOption = Annotated[
-    str | None, typer.Option("--tenant", envvar="DUECALL_TENANT", help="Tenant id.")
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", envvar="DUECALL_API_KEY", help="Your API key (the tenant is the key's)."
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON (for scripts).")]
 
 
 def call_api(
-    method: str, base: str, path: str, tenant: str | None, **kwargs: Any
+    method: str, base: str, path: str, api_key: str | None, **kwargs: Any
 ) -> dict[str, Any]:
     """Call the API; a problem (or no answer) is printed as one sentence and exits 1."""
-    headers = {"X-Tenant-Id": tenant} if tenant else {}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     headers.update(kwargs.pop("headers", None) or {})
     try:
         response = httpx.request(method, base.rstrip("/") + path, headers=headers, **kwargs)
@@ -34,3 +41,10 @@ def call_api(
         console.print(f"[red]{body.get('title', 'error')}[/]: {body.get('detail', '')}")
         raise typer.Exit(1)
     return body
+
+
+def local_container() -> Container:
+    """The service's parts built here, on the configured database (for operator commands)."""
+    settings = Settings()
+    configure_logging(settings)
+    return Container.build(settings)

@@ -62,7 +62,7 @@ def settings(database_url: str) -> Settings:
 def clean_database(database_url: str) -> str:
     """The session database with no outbox messages and no events left by earlier tests."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for table in ("duecall_outbox", "duecall_events"):
+        for table in ("duecall_outbox", "duecall_events", "duecall_tenants"):
             exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
             if exists and exists[0]:
                 conn.execute(f"TRUNCATE {table}")

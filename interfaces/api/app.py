@@ -10,7 +10,16 @@ from starlette.concurrency import run_in_threadpool
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from interfaces.api.problems import install_problem_handlers
-from interfaces.api.routes import audit, circuits, health, queries, retry_policy, service_calls
+from interfaces.api.routes import (
+    admin,
+    audit,
+    circuits,
+    health,
+    queries,
+    retry_policy,
+    service_calls,
+    signing,
+)
 
 
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
@@ -45,4 +54,6 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(retry_policy.router)
     app.include_router(queries.router)
     app.include_router(audit.router)
+    app.include_router(signing.router)
+    app.include_router(admin.router)
     return app

@@ -1,5 +1,6 @@
 """Errors → RFC 9457 problem+json, in one place."""
 
+import math
 from typing import Any
 
 import structlog
@@ -12,15 +13,35 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application.circuit_admin import CircuitNotFoundError
 from application.idempotency import IdempotencyKeyReusedError
+from application.tenants import TenantExistsError, TenantNotFoundError
 from domain.errors import InvalidRequestError, InvalidTransitionError, ServiceCallNotFoundError
+from domain.tenant import ApiKeyNotFoundError
 
 log = structlog.get_logger(__name__)
 MEDIA_TYPE = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+class UnauthorizedError(Exception):
+    """No valid key for this request (→ 401)."""
+
+
+class RateLimitedError(Exception):
+    """The key made more requests than its rate allows (→ 429 with Retry-After)."""
+
+    def __init__(self, rate_per_second: float, wait_seconds: float) -> None:
+        super().__init__(f"more than {rate_per_second:g} requests a second with this API key")
+        self.wait_seconds = wait_seconds
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -60,6 +81,20 @@ async def _key_reused(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Idempotency-Key reused", str(exc), service_call_id=call_id)
 
 
+async def _unauthorized(_: Request, exc: Exception) -> JSONResponse:
+    return problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimitedError)
+    retry_after = str(max(1, math.ceil(exc.wait_seconds)))
+    return problem(429, "Too many requests", str(exc), headers={"Retry-After": retry_after})
+
+
+async def _exists(_: Request, exc: Exception) -> JSONResponse:
+    return problem(409, "Conflict", str(exc))
+
+
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database_unavailable", error=str(exc))
     return problem(503, "Service unavailable", "the database is unavailable; try again")
@@ -75,6 +110,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequestError, _invalid)
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
     app.add_exception_handler(CircuitNotFoundError, _not_found)
+    app.add_exception_handler(TenantNotFoundError, _not_found)
+    app.add_exception_handler(ApiKeyNotFoundError, _not_found)
+    app.add_exception_handler(TenantExistsError, _exists)
+    app.add_exception_handler(UnauthorizedError, _unauthorized)
+    app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidTransitionError, _conflict)
     app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
     app.add_exception_handler(StoreOperationalError, _database_unavailable)

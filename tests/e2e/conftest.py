@@ -1,12 +1,12 @@
 """End-to-end fixtures: one real `duecall serve` process and one real HTTP target per module."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from tests.support.databases import fresh_database
-from tests.support.duecall_process import DuecallProcess
+from tests.support.duecall_process import DuecallProcess, tenant_headers
 from tests.support.target_server import TargetServer
 
 
@@ -25,8 +25,16 @@ def target() -> Iterator[TargetServer]:
 
 @pytest.fixture(scope="module")
 def api(duecall_server: DuecallProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=duecall_server.url, timeout=10.0) as client:
+    """A client of the server with an API key of the tenant ``default``."""
+    headers = tenant_headers(duecall_server.url, "default")
+    with httpx.Client(base_url=duecall_server.url, headers=headers, timeout=10.0) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def as_tenant(duecall_server: DuecallProcess) -> Callable[[str], dict[str, str]]:
+    """``as_tenant("b")``: headers that make a request as tenant ``b`` (e.g. with ``api``)."""
+    return lambda tenant: tenant_headers(duecall_server.url, tenant)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from tests.support.target_server import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _HOST = "127.0.0.1"
 _ENTRY = "from interfaces.cli import main; main()"
+ADMIN_KEY = "test-admin-key"
 
 
 def duecall_command(*args: str) -> list[str]:
@@ -47,9 +48,42 @@ def duecall_env(database_url: str, settings: Mapping[str, str] | None = None) ->
         for key, value in os.environ.items()
         if not key.startswith("DUECALL_") and key != "DATABASE_URL"
     }
-    env.update(DATABASE_URL=database_url, DUECALL_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    env.update(
+        DATABASE_URL=database_url,
+        DUECALL_LOG_FORMAT="json",
+        DUECALL_ADMIN_KEY=ADMIN_KEY,
+        PYTHONUNBUFFERED="1",
+    )
     env.update(settings or {})
     return env
+
+
+def issue_tenant_key(base_url: str, tenant: str, **limits: float) -> str:
+    """A new API key of ``tenant`` from the server at ``base_url``, through the admin API
+    (creating the tenant if it is new); ``limits``: rate_per_second, burst."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=base_url, headers=admin, timeout=10.0) as client:
+        created = client.post("/v1/admin/tenants", json={"name": tenant, **limits})
+        if created.status_code == 409:
+            created = client.post(f"/v1/admin/tenants/{tenant}/keys", json=limits)
+        created.raise_for_status()
+        key: str = created.json()["key"]
+        return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+_KEYS: dict[tuple[str, str], str] = {}
+
+
+def tenant_headers(base_url: str, tenant: str) -> dict[str, str]:
+    """Authorization headers of ``tenant`` for the server at ``base_url`` (one key per
+    server and tenant, issued on first use)."""
+    if (base_url, tenant) not in _KEYS:
+        _KEYS[base_url, tenant] = issue_tenant_key(base_url, tenant)
+    return bearer(_KEYS[base_url, tenant])
 
 
 class DuecallStartError(RuntimeError):
@@ -151,6 +185,10 @@ class DuecallProcess:
         if self._process is None:
             raise RuntimeError("DuecallProcess is not running")
         return self._process.pid
+
+    def tenant_key(self, tenant: str, **limits: float) -> str:
+        """A new API key of ``tenant`` (created through the admin API if it is new)."""
+        return issue_tenant_key(self.url, tenant, **limits)
 
     def log_text(self) -> str:
         """Everything the process wrote to stdout and stderr so far."""

@@ -1,0 +1,76 @@
+"""Request and response bodies of the tenant and key endpoints."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from application.tenants import IssuedKey
+from domain.tenant import ApiKey, Tenant
+
+
+class KeyLimits(BaseModel):
+    rate_per_second: float | None = Field(
+        default=None, gt=0, le=1_000_000,
+        description="Requests a second with this key; unset → the server's default.",
+    )
+    burst: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests at once; unset → the default."
+    )
+
+
+class TenantCreate(KeyLimits):
+    name: str = Field(min_length=1, max_length=63, description="Lower-case letters, digits, '-'.")
+
+
+class Rotation(BaseModel):
+    grace_seconds: float = Field(
+        default=86_400, ge=0, le=30 * 86_400,
+        description="How long the old key or secret keeps working.",
+    )
+
+
+class ApiKeyPublic(BaseModel):
+    id: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rate_per_second: float | None
+    burst: int | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> "ApiKeyPublic":
+        return cls.model_validate(key.as_dict())
+
+
+class IssuedKeyPublic(BaseModel):
+    tenant: str
+    api_key: ApiKeyPublic
+    key: str = Field(description="The key itself: shown this once, never again.")
+
+    @classmethod
+    def of(cls, issued: IssuedKey) -> "IssuedKeyPublic":
+        return cls(tenant=issued.tenant, api_key=ApiKeyPublic.of(issued.api_key), key=issued.key)
+
+
+class TenantPublic(BaseModel):
+    name: str
+    created_at: datetime
+    keys: list[ApiKeyPublic]
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> "TenantPublic":
+        keys = sorted(tenant.keys.values(), key=lambda k: k.created_at)
+        return cls(
+            name=tenant.name, created_at=tenant.created_at, keys=[ApiKeyPublic.of(k) for k in keys]
+        )
+
+
+class TenantList(BaseModel):
+    items: list[TenantPublic]
+
+
+class SigningSecrets(BaseModel):
+    secrets: list[str] = Field(
+        description="Secrets requests are signed with now, newest first (two during a rotation)."
+    )
