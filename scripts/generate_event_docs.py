@@ -17,9 +17,10 @@ from eventsourcing.domain import Aggregate
 from domain.circuit import Circuit
 from domain.execution import Execution
 from domain.service_call import ServiceCall
+from domain.tenant import Tenant
 from domain.tenant_settings import TenantSettings
 
-AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit, TenantSettings)
+AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit, Tenant, TenantSettings)
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "events.md"
 COMMON = ("originator_id", "originator_version", "timestamp", "originator_topic")
 HEADER = """# Events

@@ -112,9 +112,11 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(client: TestClient) -> No
 def test_a_tenant_reads_and_rotates_its_signing_secret(client: TestClient) -> None:
     key = _tenant(client, "signer")
     first = client.get("/v1/signing-secret", headers=bearer(key)).json()["secrets"]
-    assert len(first) == 1 and first[0].startswith("whsec_")
+    assert len(first) == 1
+    assert first[0].startswith("whsec_")
     rotated = client.post("/v1/signing-secret/rotate", json={}, headers=bearer(key)).json()
-    assert rotated["secrets"][1:] == first and len(rotated["secrets"]) == 2
+    assert rotated["secrets"][1:] == first
+    assert len(rotated["secrets"]) == 2
 
 
 # -- every route ------------------------------------------------------------------------

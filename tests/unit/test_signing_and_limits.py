@@ -3,6 +3,9 @@
 import base64
 import hashlib
 import hmac
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +69,17 @@ def test_a_bucket_allows_its_burst_then_its_rate() -> None:
     assert bucket.take(now + 0.1) == 0.0
     assert bucket.take(now + 10.0) == 0.0
     assert bucket.tokens == pytest.approx(2.0)  # refilled to the burst, not beyond
+
+
+def test_the_readme_verification_snippet_accepts_a_fresh_signature_only() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("A target verifies it like this:\n\n```python\n")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # the README's own code, as a target would paste it
+    verify = namespace["verify"]
+    body = b'{"order": 1}'
+    headers = signature_headers([signing_key(SECRET_A)], "call-1", int(time.time()), body)
+    assert verify(SECRET_A, headers, body)
+    assert not verify(SECRET_B, headers, body)
+    stale = signature_headers([signing_key(SECRET_A)], "call-1", int(time.time()) - 600, body)
+    assert not verify(SECRET_A, stale, body)
