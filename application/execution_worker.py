@@ -15,6 +15,12 @@ import structlog
 
 from application.batching import in_batch_or_one_by_one
 from application.executions import Attempt, Executions
+from application.metrics import (
+    ATTEMPT_SECONDS,
+    ATTEMPTS_FINISHED,
+    ATTEMPTS_IN_FLIGHT,
+    ATTEMPTS_STARTED,
+)
 from application.outbox import EXECUTE, Outbox
 from application.ports import HttpSender
 from application.signing import RequestSigner
@@ -91,6 +97,8 @@ class ExecutionWorker:
 
     async def _send(self, attempt: Attempt) -> None:
         headers = {"Idempotency-Key": attempt.idempotency_key}
+        ATTEMPTS_STARTED.inc()
+        ATTEMPTS_IN_FLIGHT.inc()
         try:
             if self._signer is not None:
                 body = (attempt.request.body or "").encode()
@@ -104,6 +112,7 @@ class ExecutionWorker:
         except Exception as error:  # the sender should not raise; never lose the attempt
             log.exception("sender_raised")
             result = AttemptResult(0.0, error_kind=ErrorKind.NETWORK, message=str(error))
+        _count_finished(result.classified())
         await self._results.put((attempt, result))
 
     async def _record_results(self) -> None:
@@ -142,3 +151,11 @@ class ExecutionWorker:
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished
         return self._executions.reload(attempt), result
+
+
+def _count_finished(result: AttemptResult) -> None:
+    ATTEMPTS_IN_FLIGHT.dec()
+    ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
+    outcome = "succeeded" if result.succeeded else "failed"
+    kind = result.error_kind.value if result.error_kind else ""
+    ATTEMPTS_FINISHED.labels(outcome, kind).inc()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from application.batching import in_batch_or_one_by_one
+from application.metrics import START_LATENESS_SECONDS
 from application.outbox import START, Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,8 @@ class Timer:
             time.sleep(late_enough)
         began = time.time()
         in_batch_or_one_by_one(self._start_due, group)
+        for message in group:
+            START_LATENESS_SECONDS.observe(max(0.0, began - _due(message)))
         log.debug(
             "timer_fired",
             calls=len(group),

@@ -5,6 +5,7 @@ import signal
 import threading
 from typing import Annotated, Any
 
+import prometheus_client
 import typer
 import uvicorn
 from rich.table import Table
@@ -105,11 +106,17 @@ def worker(
             help="Also keep the read models up to date here (else run `duecall projections run`).",
         ),
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this process's Prometheus metrics on this port (/metrics)."),
+    ] = None,
 ) -> None:
     """Run the workers only (timer, execution, orchestration); run as many as you like."""
     settings = Settings()
     configure_logging(settings)
     container = Container.build(settings)
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port, addr=settings.host)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

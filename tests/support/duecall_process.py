@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -98,6 +98,7 @@ class DuecallProcess:
         database_url: str,
         *,
         command: str = "serve",
+        args: Sequence[str] = (),
         poll_interval_seconds: float = 0.2,
         extra_env: Mapping[str, str] | None = None,
         start_timeout: float = 20.0,
@@ -106,6 +107,7 @@ class DuecallProcess:
     ) -> None:
         self.database_url = database_url
         self.command = command
+        self.args = tuple(args)
         self.poll_interval_seconds = poll_interval_seconds
         self.extra_env = dict(extra_env or {})
         self.start_timeout = start_timeout
@@ -212,7 +214,7 @@ class DuecallProcess:
         self.port = free_port()
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            duecall_command(self.command, "--host", _HOST, "--port", str(self.port)),
+            duecall_command(self.command, *self.args, "--host", _HOST, "--port", str(self.port)),
             cwd=REPO_ROOT,
             env=self._env(),
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,32 @@
+"""What this process counts as it works, for Prometheus (``/metrics``; see README).
+
+The worker's loops count attempts and measure how late calls start; the API measures its
+requests. Figures that every process shares (outbox depth, projector lag, circuits) are read
+from the database when scraped instead (infrastructure/metrics_collector.py).
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+ATTEMPTS_STARTED = Counter("duecall_attempts_started", "HTTP attempts started by this process.")
+ATTEMPTS_FINISHED = Counter(
+    "duecall_attempts_finished",
+    "HTTP attempts finished by this process, by outcome and error kind.",
+    ["outcome", "error_kind"],
+)
+ATTEMPT_SECONDS = Histogram(
+    "duecall_attempt_duration_seconds", "How long HTTP attempts took.", buckets=_SECONDS
+)
+ATTEMPTS_IN_FLIGHT = Gauge("duecall_attempts_in_flight", "HTTP attempts in flight here now.")
+START_LATENESS_SECONDS = Histogram(
+    "duecall_start_lateness_seconds",
+    "When the timer started a call minus when it was due.",
+    buckets=_SECONDS,
+)
+API_REQUEST_SECONDS = Histogram(
+    "duecall_api_request_duration_seconds",
+    "API requests by route and status.",
+    ["method", "route", "status"],
+    buckets=_SECONDS,
+)
