@@ -1,7 +1,9 @@
 """Who is calling: an API key → its tenant and limits; the admin key → admin.
 
 Tenants are read through a short-lived cache, so a revoked or expired key stops working within
-``CACHE_SECONDS`` in every API process, and a request costs no database read otherwise.
+``CACHE_SECONDS`` in every API process, and a request costs no database read otherwise. A key
+the cached tenant does not know reloads it (at most every ``RELOAD_SECONDS``), so a key issued
+by another process works at once.
 """
 
 import hmac
@@ -14,6 +16,7 @@ from application.tenants import Tenants, hash_secret, parse_key
 from domain.tenant import Tenant
 
 CACHE_SECONDS = 1.0
+RELOAD_SECONDS = 0.1  # an unknown key reloads its tenant, at most this often
 _MAX_CACHED = 10_000
 
 
@@ -55,6 +58,8 @@ class Authenticator:
         if parsed is None:
             return None
         tenant = self._tenant(parsed.tenant)
+        if tenant is None or parsed.key_id not in tenant.keys:
+            tenant = self._tenant(parsed.tenant, max_age=RELOAD_SECONDS)  # a key just issued?
         key = tenant.key_for(parsed.key_id, utcnow()) if tenant else None
         if key is None or not hmac.compare_digest(hash_secret(parsed.secret), key.secret_hash):
             return None
@@ -70,11 +75,11 @@ class Authenticator:
         with self._lock:
             self._cache.pop(tenant, None)
 
-    def _tenant(self, name: str) -> Tenant | None:
+    def _tenant(self, name: str, max_age: float = CACHE_SECONDS) -> Tenant | None:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
+        if cached is not None and now - cached[0] < max_age:
             return cached[1]
         tenant = self._tenants.find(name)
         with self._lock:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
-from domain.circuit import Circuit, circuit_id_for, counts_against_host
+from domain.circuit import Circuit, circuit_id_for, counts_against_host, says_nothing_about_host
 from domain.outcome import AttemptOutcome
 from domain.service_call import ServiceCall
 
@@ -56,14 +56,19 @@ class CircuitBoard:
             outcome.error_kind, outcome.status_code
         )
         circuit = self._get(tenant_id, host)
+        probe = f"{call_id}:{outcome.attempt}"
+        if says_nothing_about_host(outcome.error_kind) and (
+            circuit is None or circuit.probe != probe
+        ):
+            return  # neither a failure nor a success: the count stays as it was
         if circuit is None:
             if not failed:
                 return
             circuit = Circuit.register(tenant_id, host)
             self._circuits[circuit.id] = circuit
             self._registered.append(circuit)
-        circuit.record(
-            f"{call_id}:{outcome.attempt}",
+        circuit.record(  # a refused probe closes it: the calls it held meet the guard too
+            probe,
             failed,
             self._options.failure_threshold,
             self._options.open_seconds,

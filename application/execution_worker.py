@@ -5,11 +5,21 @@ Execution.Started for the batch → send each request concurrently → collect r
 them, a batch per transaction, with the ``outcome`` messages for orchestration. A worker killed
 mid-request loses only its leases: the messages become available again and another worker makes
 the same attempt, with the same Idempotency-Key.
+
+Stopping (SIGTERM) is graceful: no new claims; attempts in flight get ``shutdown_timeout``
+(three quarters of it) to finish and be recorded; those still running then are cancelled and
+handed back (their messages available again at once, not after their leases), and the loop
+returns within ``shutdown_timeout``.
+
+Secret header values travel sealed (in the ``execute`` message and the Execution's events);
+the worker opens them just before sending, and cuts them out of what it records (an error
+message or a response that quotes them).
 """
 
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 import structlog
 
@@ -22,9 +32,10 @@ from application.metrics import (
     ATTEMPTS_STARTED,
 )
 from application.outbox import EXECUTE, Outbox
-from application.ports import HttpSender
+from application.ports import HttpSender, SecretBox
 from application.signing import RequestSigner
 from domain.outcome import AttemptResult, ErrorKind
+from domain.redaction import scrub_text, secret_values
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +54,12 @@ class ExecutionWorker:
         poll_interval: float,
         linger: float = 0.0,
         signer: RequestSigner | None = None,
+        secret_box: SecretBox,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         self._executions = executions
+        self._shutdown_timeout = shutdown_timeout
+        self._secret_box = secret_box
         self._signer = signer
         self._linger = linger
         self._outbox = outbox
@@ -55,16 +70,46 @@ class ExecutionWorker:
         self._in_flight = 0
         self._results: asyncio.Queue[Finished] = asyncio.Queue()
         self._slots_freed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], Attempt] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         recorder = asyncio.create_task(self._record_results())
         try:
             await self._claim_and_send(stop)
-            while self._in_flight:  # graceful stop: let in-flight attempts finish
-                await asyncio.sleep(0.01)
+            await self._drain()
         finally:
             recorder.cancel()
+
+    async def _drain(self) -> None:
+        """Graceful stop: let attempts in flight finish and be recorded, within the deadline;
+        hand back what is still at its target by then."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        sends_until = began + self._shutdown_timeout * 0.75
+        records_until = began + self._shutdown_timeout * 0.9
+        log.info("execution_draining", in_flight=self._in_flight, timeout=self._shutdown_timeout)
+        while self._sending and loop.time() < sends_until:
+            await asyncio.sleep(0.01)
+        handed_back = 0
+        if self._sending:
+            unfinished = dict(self._sending)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            self._in_flight -= len(unfinished)
+            messages = [attempt.message for attempt in unfinished.values()]
+            try:
+                handed_back = await asyncio.to_thread(self._outbox.release, messages)
+            except Exception:  # the database is away: their leases end on their own
+                log.exception("hand_back_failed", attempts=len(messages))
+        while self._in_flight and loop.time() < records_until:
+            await asyncio.sleep(0.01)
+        log.info(
+            "execution_drained",
+            seconds=round(loop.time() - began, 3),
+            handed_back=handed_back,
+            unrecorded=self._in_flight,  # their leases end, another worker repeats them
+        )
 
     async def _claim_and_send(self, stop: asyncio.Event) -> None:
         backoff = 0.1
@@ -92,28 +137,50 @@ class ExecutionWorker:
             for attempt in attempts:
                 self._in_flight += 1
                 task = asyncio.create_task(self._send(attempt))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._sending[task] = attempt
+                task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.pop(task, None)
 
     async def _send(self, attempt: Attempt) -> None:
-        headers = {"Idempotency-Key": attempt.idempotency_key}
         ATTEMPTS_STARTED.inc()
         ATTEMPTS_IN_FLIGHT.inc()
+        result = await self._attempt(attempt)
+        _count_finished(result.classified())
+        await self._results.put((attempt, result))
+
+    async def _attempt(self, attempt: Attempt) -> AttemptResult:
+        try:
+            # the only place a secret header value is in clear after submit: opened right
+            # before sending, never recorded (the execution's events keep the sealed values)
+            request = attempt.request.opened(self._secret_box.open)
+        except Exception:  # tampered with, or sealed under another DUECALL_SECRET_KEY
+            log.exception("secret_header_unreadable", **attempt.execution.log_context())
+            return AttemptResult(
+                0.0,
+                error_kind=ErrorKind.REJECTED,
+                message="not sent: a secret header value could not be opened "
+                "(sealed with another DUECALL_SECRET_KEY?)",
+            )
+        secrets = secret_values(request.headers, request.secret_names)
+        headers = {"Idempotency-Key": attempt.idempotency_key}
         try:
             if self._signer is not None:
-                body = (attempt.request.body or "").encode()
+                body = (request.body or "").encode()
                 message = attempt.message
                 headers.update(
                     await self._signer.headers(
                         message.tenant_id, str(message.service_call_id), body
                     )
                 )
-            result = await self._sender.send(attempt.request, headers)
+            result = await self._sender.send(request, headers)
         except Exception as error:  # the sender should not raise; never lose the attempt
-            log.exception("sender_raised")
+            # its traceback repeats the error's text, which may quote a secret: logged only
+            # when no secret was sent
+            log.error("sender_raised", error=scrub_text(repr(error), secrets), exc_info=not secrets)
             result = AttemptResult(0.0, error_kind=ErrorKind.NETWORK, message=str(error))
-        _count_finished(result.classified())
-        await self._results.put((attempt, result))
+        return _scrubbed(result, secrets)
 
     async def _record_results(self) -> None:
         """Record finished attempts in batches; lingering a moment after the first result
@@ -159,3 +226,23 @@ def _count_finished(result: AttemptResult) -> None:
     outcome = "succeeded" if result.succeeded else "failed"
     kind = result.error_kind.value if result.error_kind else ""
     ATTEMPTS_FINISHED.labels(outcome, kind).inc()
+
+
+def _scrubbed(result: AttemptResult, secrets: Sequence[str]) -> AttemptResult:
+    """The result with the secret values just sent cut out of what will be recorded: an error
+    message quoting a header, a response echoing one (in its headers or body)."""
+    if not secrets:
+        return result
+
+    def scrub(text: str | None) -> str | None:
+        return None if text is None else scrub_text(text, secrets)
+
+    headers = result.headers
+    return replace(
+        result,
+        message=scrub(result.message),
+        body_snippet=scrub(result.body_snippet),
+        headers=None if headers is None else {
+            name: scrub_text(value, secrets) for name, value in headers.items()
+        },
+    )

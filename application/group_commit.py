@@ -5,12 +5,19 @@ submit per transaction caps an API process at a few hundred submits a second how
 threads it has. Instead, request threads queue their commands and one writer thread records
 whatever is queued in one transaction (``submit_many``) and hands each thread its result. No
 request waits for a batch to fill: a batch is just what arrived while the last one committed.
+
+While the database is away a batch fails as a whole (``unavailable`` errors): splitting it would
+only make every command wait for the database again. A submit that is not answered within its
+timeout is withdrawn if it has not been handed to the writer yet (``NotRecordedError``: nothing
+was recorded, the client may try again); once the writer has it, its real outcome is awaited,
+so an answer never says "not recorded" about a call that was.
 """
 
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 
 import structlog
 
@@ -22,10 +29,22 @@ log = structlog.get_logger(__name__)
 SubmitMany = Callable[[Sequence[SubmitServiceCall]], Submissions]
 
 
+class NotRecordedError(Exception):
+    """The submit waited too long for the writer (the database is slow or away); it was
+    withdrawn before anything was recorded."""
+
+
 class GroupCommit:
-    def __init__(self, submit_many: SubmitMany, max_batch: int = 250) -> None:
+    def __init__(
+        self,
+        submit_many: SubmitMany,
+        max_batch: int = 250,
+        unavailable: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """``unavailable``: errors that mean the database is away (fail the whole batch)."""
         self._submit_many = submit_many
         self._max_batch = max_batch
+        self._unavailable = unavailable
         self._queue: queue.SimpleQueue[tuple[SubmitServiceCall, Future[Submissions]]] = (
             queue.SimpleQueue()
         )
@@ -37,7 +56,14 @@ class GroupCommit:
         log position) or its own error."""
         future: Future[Submissions] = Future()
         self._queue.put((command, future))
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except FutureTimeoutError:
+            if future.cancel():  # the writer never took it: nothing is recorded
+                raise NotRecordedError(
+                    f"the submit was not recorded within {timeout:g} s; try again"
+                ) from None
+            return future.result()  # the writer has it: its outcome, whatever it is
 
     def _write(self) -> None:
         while True:
@@ -47,14 +73,18 @@ class GroupCommit:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._record(batch)
+            # withdrawn submits drop out; the rest can no longer be withdrawn
+            batch = [item for item in batch if item[1].set_running_or_notify_cancel()]
+            if batch:
+                self._record(batch)
 
     def _record(self, batch: list[tuple[SubmitServiceCall, Future[Submissions]]]) -> None:
         try:
             results = self._submit_many([command for command, _ in batch])
         except Exception as error:
-            if len(batch) == 1:
-                batch[0][1].set_exception(error)
+            if len(batch) == 1 or isinstance(error, self._unavailable):
+                for _, future in batch:
+                    future.set_exception(error)
                 return
             log.info("group_commit_split", size=len(batch), error=type(error).__name__)
             for item in batch:  # one bad command must not fail the others

@@ -47,6 +47,10 @@ class Outbox(Protocol):
         """Lease up to ``limit`` messages of ``kind`` available within ``lookahead`` seconds
         (oldest due first); a lease runs from the later of now and the message's due time."""
 
+    def release(self, messages: Sequence[OutboxMessage]) -> int:
+        """Hand claimed messages back before their leases end (a worker stopping): available
+        again now, or at their due time if it is ahead; how many were handed back."""
+
     def seconds_until_next(self, kind: str) -> float | None:
         """Seconds until the next message of ``kind`` becomes available (None: none)."""
 

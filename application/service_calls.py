@@ -17,6 +17,7 @@ from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, 
 from application.loading import load_many
 from application.messages import execute_message, outcome_of, start_message
 from application.outbox import OutboxChanges, OutboxMessage
+from application.ports import SecretBox
 from application.recording import Recordable, save_with_outbox
 from domain.errors import ServiceCallNotFoundError
 from domain.ids import new_service_call_id
@@ -40,11 +41,13 @@ class ServiceCalls(Application[UUID]):
         self,
         env: dict[str, str] | None = None,
         *,
+        secret_box: SecretBox,
         idempotency_keys: IdempotencyKeys | None = None,
         execution_grace_seconds: float = 30.0,
         circuit_options: CircuitOptions | None = None,
     ) -> None:
         super().__init__(env)
+        self.secret_box = secret_box
         self.idempotency_keys = idempotency_keys
         self.execution_grace_seconds = execution_grace_seconds
         self.circuit_options = circuit_options or CircuitOptions()
@@ -66,7 +69,7 @@ class ServiceCalls(Application[UUID]):
         positions = [self.recorder.max_notification_id()] if results else []
         for start in range(0, len(fresh), SUBMIT_CHUNK):
             chunk = fresh[start : start + SUBMIT_CHUNK]
-            calls = [_new_call(command) for _, command in chunk]
+            calls = [_new_call(command, self.secret_box) for _, command in chunk]
             keys = [
                 IdempotencyRecord(c.tenant_id, c.idempotency_key, call.id, c.request_hash)
                 for (_, c), call in zip(chunk, calls, strict=True)
@@ -234,12 +237,14 @@ def _ids(messages: Sequence[OutboxMessage]) -> list[int]:
     return [m.id for m in messages if m.id is not None]
 
 
-def _new_call(command: SubmitServiceCall) -> ServiceCall:
+def _new_call(command: SubmitServiceCall, box: SecretBox) -> ServiceCall:
+    """The new call, its secret header values sealed: only ciphertext is ever recorded (in its
+    events and in the messages that carry its request); the worker opens them to send."""
     return ServiceCall.submit(
         id=new_service_call_id(),
         tenant_id=command.tenant_id,
         name=command.name,
-        request=command.request,
+        request=command.request.sealed(box.seal),
         due_at=command.due_at,
         tags=command.tags,
         correlation_id=command.correlation_id,

@@ -52,6 +52,19 @@ class Timer:
                 self._held.clear()  # their leases end; they will be claimed again
                 self.stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self._hand_back()
+
+    def _hand_back(self) -> None:
+        """Stopping: the messages held for their due time go back (another timer starts them
+        on time, instead of after their leases)."""
+        held, self._held = self._held, []
+        try:
+            released = self._outbox.release(held)
+        except Exception:  # the database is away: their leases end on their own
+            log.exception("timer_hand_back_failed", held=len(held))
+            return
+        if held:
+            log.info("timer_handed_back", held=len(held), released=released)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -3,6 +3,7 @@
 import asyncio
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ class WorkerOptions:
     timer_lookahead: float = 1.0
     switch_interval: float = 0.0005
     linger: float = 0.02  # orchestration and outcome recording: batch for this long
+    shutdown_timeout: float = 30.0  # stop(): attempts in flight finish or are handed back
 
 
 class Workers:
@@ -41,6 +43,7 @@ class Workers:
         signer: RequestSigner | None = None,
     ) -> None:
         self._executions = executions
+        self._secret_box = service_calls.secret_box  # opens what submit sealed
         self._signer = signer
         self._outbox = outbox
         self._sender_factory = sender_factory
@@ -72,14 +75,22 @@ class Workers:
         self._execution_ready.wait(5)
         log.info("workers_started", stages=[s.name for s in self._stages] + ["execution"])
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; let work in hand finish (attempts in flight: up to the shutdown
+        timeout, then handed back); return within ``timeout`` (default: the shutdown timeout
+        and a second)."""
+        began = time.monotonic()
+        deadline = began + (self._options.shutdown_timeout + 1 if timeout is None else timeout)
         for stage in self._stages:
             stage.stop()
         if self._loop and self._stop_execution:
             self._loop.call_soon_threadsafe(self._stop_execution.set)
         for thread in self._threads:
-            thread.join(timeout)
-        log.info("workers_stopped")
+            thread.join(max(0.0, deadline - time.monotonic()))
+        unfinished = [thread.name for thread in self._threads if thread.is_alive()]
+        log.info(
+            "workers_stopped", seconds=round(time.monotonic() - began, 3), unfinished=unfinished
+        )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"duecall-{name}", daemon=True)
@@ -99,6 +110,8 @@ class Workers:
             poll_interval=self._options.poll_interval,
             linger=self._options.linger,
             signer=self._signer,
+            secret_box=self._secret_box,
+            shutdown_timeout=self._options.shutdown_timeout,
         )
         self._execution_ready.set()
         try:

@@ -6,7 +6,9 @@ closed ──(N consecutive failures)──► open ──(open period over)─�
 
 While open, due attempts for the host are held (rescheduled to the half-open time without
 spending an attempt). Only failures that say "the host is unwell" count: timeouts, network
-errors and 5xx answers. State changes are events, so a call's history can say why it waited.
+errors and 5xx answers. An attempt the outbound guard refused (``rejected``) never reached the
+host, so it says nothing either way. State changes are events, so a call's history can say why
+it waited.
 """
 
 from datetime import datetime, timedelta
@@ -20,6 +22,11 @@ _NAMESPACE = UUID("0b5e7c3a-2f4d-4a8e-9b1c-7d6e5f4a3b2c")
 
 def circuit_id_for(tenant_id: str, host: str) -> UUID:
     return uuid5(_NAMESPACE, f"{tenant_id}|{host.lower()}")
+
+
+def says_nothing_about_host(error_kind: str | None) -> bool:
+    """The attempt never reached the host (duecall refused to send it)."""
+    return error_kind == "rejected"
 
 
 def counts_against_host(error_kind: str | None, status_code: int | None) -> bool:

@@ -2,6 +2,7 @@
 
 DomainError
  ├── InvalidRequestError      a value broke a rule (names the field)
+ │    └── RequestTooLargeError a value is larger than the limit (names the field)
  ├── ServiceCallNotFoundError unknown id, or another tenant's id
  └── InvalidTransitionError   a command is not allowed in the call's current state
 """
@@ -16,6 +17,10 @@ class InvalidRequestError(DomainError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """A value (the body to send) is larger than the deployment allows."""
 
 
 class ServiceCallNotFoundError(DomainError):

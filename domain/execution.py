@@ -11,6 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.outcome import AttemptOutcome, AttemptResult
+from domain.redaction import redact_headers
 from domain.request import RequestSpec
 from domain.retry_after import parse_retry_after
 
@@ -170,7 +171,12 @@ class Execution(Aggregate):
             "id": str(self.id),
             "service_call_id": str(self.service_call_id),
             "attempt": self.attempt,
-            "request": {"method": self.method, "url": self.url, "headers": self.headers},
+            # secret values were recorded sealed; credential-bearing names are redacted too
+            "request": {
+                "method": self.method,
+                "url": self.url,
+                "headers": redact_headers(self.headers),
+            },
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration_ms": self.duration_ms,
@@ -178,6 +184,8 @@ class Execution(Aggregate):
             "status_code": self.status_code,
             "error_kind": self.error_kind,
             "message": self.message,
-            "response_headers": self.response_headers,
+            "response_headers": (
+                None if self.response_headers is None else redact_headers(self.response_headers)
+            ),
             "body_snippet": self.body_snippet,
         }

@@ -14,6 +14,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import InvalidTransitionError
 from domain.ids import execution_id_for
 from domain.outcome import AttemptOutcome
+from domain.redaction import redact_headers
 from domain.request import RequestSpec
 from domain.retry_policy import RetryPolicy, ScheduleReason, decide_retry
 from domain.status import CANCELLABLE, PAUSABLE, TERMINAL, Status
@@ -33,7 +34,37 @@ class ServiceCall(Aggregate):
     class Created(Event, Aggregate.Created):
         TOPIC = "duecall:ServiceCall.Created"
 
-    @event("Submitted", topic="duecall:ServiceCall.Submitted")
+    class Submitted(Created):
+        TOPIC = "duecall:ServiceCall.Submitted"
+        class_version = 3
+        tenant_id: str
+        name: str
+        method: str
+        url: str
+        headers: dict[str, str]
+        body: str | None
+        timeout_seconds: float
+        due_at: datetime
+        tags: list[str]
+        correlation_id: str | None
+        idempotency_key: str | None
+        retry_policy: dict[str, Any]
+        follow_redirects: bool
+        secret_headers: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Added ``follow_redirects`` (the request's redirect option); a v1 call did not
+            follow redirects."""
+            state["follow_redirects"] = False
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """Added ``secret_headers`` (more header names whose values are secret, recorded
+            sealed); a v2 call listed none."""
+            state["secret_headers"] = []
+
+    @event(Submitted)
     def __init__(
         self,
         id: UUID,
@@ -49,10 +80,15 @@ class ServiceCall(Aggregate):
         correlation_id: str | None,
         idempotency_key: str | None,
         retry_policy: dict[str, Any],
+        follow_redirects: bool = False,
+        secret_headers: list[str] | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.name = name
-        self.request = RequestSpec.restored(method, url, dict(headers), body, timeout_seconds)
+        self.request = RequestSpec.restored(
+            method, url, dict(headers), body, timeout_seconds, follow_redirects,
+            secret_headers or (),
+        )
         self.due_at = due_at
         self.tags = list(tags)
         self.correlation_id = correlation_id
@@ -89,6 +125,8 @@ class ServiceCall(Aggregate):
             headers=request.headers,
             body=request.body,
             timeout_seconds=request.timeout_seconds,
+            follow_redirects=request.follow_redirects,
+            secret_headers=list(request.secret_headers),
             due_at=due_at,
             tags=tags or [],
             correlation_id=correlation_id,
@@ -316,7 +354,8 @@ class ServiceCall(Aggregate):
         return {"tenant_id": self.tenant_id, "service_call_id": str(self.id)}
 
     def describe(self) -> dict[str, Any]:
-        """The call's state as plain values, for the API and the CLI."""
+        """The call's state as plain values, for the API and the CLI (secret header values
+        redacted)."""
         return {
             "id": str(self.id),
             "tenant_id": self.tenant_id,
@@ -327,9 +366,11 @@ class ServiceCall(Aggregate):
             "request": {
                 "method": self.request.method,
                 "url": self.request.url,
-                "headers": self.request.headers,
+                "headers": redact_headers(self.request.headers, self.request.secret_headers),
                 "body": self.request.body,
                 "timeout_seconds": self.request.timeout_seconds,
+                "follow_redirects": self.request.follow_redirects,
+                "secret_headers": list(self.request.secret_headers),
             },
             "tags": self.tags,
             "correlation_id": self.correlation_id,

@@ -16,7 +16,13 @@ from application.tenant_defaults import TenantDefaults
 from application.tenants import Tenants
 from application.workers import WorkerOptions, Workers
 from infrastructure.circuit_registry import PostgresCircuitRegistry
-from infrastructure.database import eventsourcing_env, migrate, resolve_database_url, schema_lock
+from infrastructure.database import (
+    DATABASE_UNAVAILABLE,
+    eventsourcing_env,
+    migrate,
+    resolve_database_url,
+    schema_lock,
+)
 from infrastructure.event_hashes import migrate_event_store
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
@@ -57,6 +63,7 @@ class Container:
     @classmethod
     def build(cls, settings: Settings) -> "Container":
         url = resolve_database_url(settings)
+        box = AesSecretBox(secret_key(settings))
         with schema_lock(url):  # one process at a time creates or migrates tables
             migrate(url)
             env = eventsourcing_env(url, settings)
@@ -65,9 +72,11 @@ class Container:
                 ConcurrencyLimits(
                     per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
                 ),
+                connect_timeout=settings.db_connect_timeout_seconds,
             )
             service_calls = ServiceCalls(
                 env,
+                secret_box=box,
                 idempotency_keys=PostgresIdempotencyKeys(outbox.pool),
                 execution_grace_seconds=settings.execution_grace_seconds,
                 circuit_options=CircuitOptions(
@@ -78,7 +87,6 @@ class Container:
             )
             executions = Executions(env, max_deliveries=settings.max_deliveries)
             migrate_event_store(url)  # the events table exists now: chain its events
-        box = AesSecretBox(secret_key(settings))
         return cls(
             settings=settings,
             database_url=url,
@@ -87,7 +95,7 @@ class Container:
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
             tenant_defaults=TenantDefaults(service_calls),
-            submits=GroupCommit(service_calls.submit_many),
+            submits=GroupCommit(service_calls.submit_many, unavailable=DATABASE_UNAVAILABLE),
             secret_box=box,
             tenants=Tenants(service_calls, box, PostgresTenantRegistry(outbox.pool)),
         )
@@ -98,6 +106,7 @@ class Container:
             max_in_flight=self.settings.max_in_flight,
             poll_interval=self.settings.poll_interval_seconds,
             timer_lookahead=self.settings.timer_lookahead_seconds,
+            shutdown_timeout=self.settings.shutdown_timeout_seconds,
         )
         self.workers = Workers(
             self.service_calls,
@@ -106,6 +115,7 @@ class Container:
             lambda: HttpxSender(
                 snippet_bytes=self.settings.response_snippet_bytes,
                 max_connections=self.settings.max_in_flight,
+                allowlist=self.settings.allowlist,
             ),
             options,
             signer=RequestSigner(self.tenants),

@@ -4,7 +4,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import PoolTimeout
 
 from infrastructure.embedded_postgres import embedded_database_url
 from infrastructure.migrations import apply_migrations
@@ -13,6 +16,29 @@ from infrastructure.settings import Settings
 from projections.read_models import migrate_read_models
 
 EVENTS_NAME = "duecall"  # every duecall application records into duecall_events
+
+# What a read or write raises when the database is away (stopped, restarting, unreachable) or
+# its connection broke: eventsourcing's wrappers and psycopg's own (the outbox's pool; a pool
+# that cannot hand out a connection in time raises PoolTimeout, an OperationalError).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    StoreOperationalError,
+    StoreInterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def no_connection(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) is a pool that could not hand out a connection
+    within its timeout: the database is away, and trying again at once only waits again."""
+    seen: BaseException | None = error
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, PoolTimeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -32,6 +58,7 @@ def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
         "POSTGRES_LOCK_TIMEOUT": str(settings.db_lock_timeout_seconds),
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout_seconds),
         "POSTGRES_PRE_PING": "y",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:OutboxRecorder",

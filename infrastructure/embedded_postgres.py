@@ -38,6 +38,24 @@ def embedded_database_url(data_dir: Path) -> str:
     return url
 
 
+def start_embedded(data_dir: Path) -> str:
+    """Start the embedded server in ``data_dir`` again after ``stop_embedded`` (fault
+    injection, restarts); its URL, which is the same as before (a socket in ``data_dir``).
+
+    ``embedded_database_url`` keeps a handle per data directory for the life of the process, so
+    asking it again does not notice a stopped server; this does.
+    """
+    data_dir = data_dir.expanduser().resolve()
+    lock_path = data_dir.parent / f".{data_dir.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = get_server(data_dir, cleanup_mode=None)
+        server.ensure_postgres_running()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    url: str = server.get_uri()
+    return url
+
+
 def stop_embedded(data_dir: Path) -> None:
     """Stop the embedded server in ``data_dir`` (tests, benchmarks, fault injection).
 

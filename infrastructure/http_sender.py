@@ -3,7 +3,13 @@
 httpx's exceptions map onto attempt outcomes:
     TimeoutException (connect/read/write/pool timeouts) → ``timeout``
     TransportError and any other HTTPError (refused, reset, DNS, protocol) → ``network``
+    OutboundRefusedError (the outbound guard), TooManyRedirects → ``rejected`` (not sent)
 A non-2xx answer is a result, classified as ``http_error`` by the domain.
+
+Every request passes the outbound guard (``outbound_guard.py``): the URL's host before
+sending, each hop at the transport, and every resolved address at connect time. Redirects are
+followed only when the request asks for it (``follow_redirects``), at most ``max_redirects``.
+The response body is streamed: the first ``snippet_bytes`` are kept, the rest is discarded.
 
 The transport is aiohttp's (``httpx-aiohttp``): httpx's default transport spent most of the
 worker's CPU in its connection-pool bookkeeping at a few hundred requests in flight.
@@ -14,10 +20,19 @@ import time
 from collections.abc import Mapping
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
+from infrastructure.outbound_guard import (
+    Allowlist,
+    GuardedTransport,
+    OutboundGuard,
+    OutboundRefusedError,
+    guarded_aiohttp_transport,
+)
+
+MAX_REDIRECTS = 5
+_ORIGIN, _SECRETS = "duecall_origin", "duecall_secret_headers"  # request extensions
 
 
 class HttpxSender:
@@ -26,17 +41,28 @@ class HttpxSender:
         *,
         snippet_bytes: int = 64 * 1024,
         max_connections: int = 256,
+        allowlist: Allowlist | None = None,
+        max_redirects: int = MAX_REDIRECTS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the guarded aiohttp one; it is still guarded per request
+        (host checks), but resolving is then its own."""
         self._snippet_bytes = snippet_bytes
+        self._guard = OutboundGuard(allowlist)
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._client = httpx.AsyncClient(
             limits=limits,
             follow_redirects=False,
-            transport=transport or AiohttpTransport(limits=limits, trust_env=False),
+            max_redirects=max_redirects,
+            transport=(
+                GuardedTransport(transport, self._guard, snippet_bytes)
+                if transport is not None
+                else guarded_aiohttp_transport(self._guard, limits, snippet_bytes)
+            ),
             headers={"User-Agent": "duecall/0.1"},
+            event_hooks={"request": [_strip_secrets_off_origin]},
         )
 
     async def send(self, request: RequestSpec, extra_headers: Mapping[str, str]) -> AttemptResult:
@@ -44,9 +70,18 @@ class HttpxSender:
         headers = {**request.headers, **extra_headers}
         content = request.body.encode() if request.body is not None else None
         try:
+            self._guard.check_host(request.host)
             async with asyncio.timeout(request.timeout_seconds):
                 return await self._exchange(request, headers, content, started)
+        except OutboundRefusedError as error:
+            return _failure(started, ErrorKind.REJECTED, str(error))
+        except httpx.TooManyRedirects:
+            message = f"refused: more than {self._client.max_redirects} redirects"
+            return _failure(started, ErrorKind.REJECTED, message)
         except (TimeoutError, httpx.HTTPError) as error:
+            refused = _refusal_in(error)
+            if refused is not None:
+                return _failure(started, ErrorKind.REJECTED, str(refused))
             kind = _kind_of(error)
             if kind is ErrorKind.TIMEOUT:
                 return _failure(started, kind, f"timed out after {request.timeout_seconds:g} s")
@@ -62,7 +97,8 @@ class HttpxSender:
     ) -> AttemptResult:
         async with self._client.stream(
             request.method, request.url, headers=headers, content=content,
-            timeout=request.timeout_seconds,
+            timeout=request.timeout_seconds, follow_redirects=request.follow_redirects,
+            extensions={_ORIGIN: _origin(httpx.URL(request.url)), _SECRETS: request.secret_names},
         ) as response:
             snippet = bytearray()
             async for chunk in response.aiter_bytes():
@@ -79,6 +115,19 @@ class HttpxSender:
         await self._client.aclose()
 
 
+async def _strip_secrets_off_origin(request: httpx.Request) -> None:
+    """A redirect to another origin does not carry the call's secret headers (httpx itself
+    drops only Authorization and Cookie): their values go in clear to the target only."""
+    origin = request.extensions.get(_ORIGIN)
+    if origin is not None and _origin(request.url) != origin:
+        for name in request.extensions.get(_SECRETS, ()):
+            request.headers.pop(name, None)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
 def _kind_of(error: Exception) -> ErrorKind:
     """Timeout or network. httpx-aiohttp reports a refused connection as ConnectTimeout, so
     the underlying error decides: an OSError that is not a TimeoutError is a network error."""
@@ -88,6 +137,16 @@ def _kind_of(error: Exception) -> ErrorKind:
     if isinstance(error, TimeoutError | httpx.TimeoutException):
         return ErrorKind.TIMEOUT
     return ErrorKind.NETWORK
+
+
+def _refusal_in(error: BaseException) -> OutboundRefusedError | None:
+    """The guard's refusal, if a library wrapped it in its own error."""
+    seen: BaseException | None = error
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None or isinstance(seen, OutboundRefusedError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _elapsed_ms(started: float) -> float:

@@ -1,11 +1,26 @@
-"""structlog set-up: JSON when not on a terminal (or when asked), key-values on a terminal."""
+"""structlog set-up: JSON when not on a terminal (or when asked), key-values on a terminal.
+
+No line shows a secret header value: every ``*headers`` mapping in a line is redacted (see
+domain/redaction.py), and so is any sealed value.
+"""
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
+from domain.redaction import redact_payload
 from infrastructure.settings import Settings
+
+
+def redact_secrets(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: the line with secret header values (and sealed values)
+    redacted, wherever they are in it."""
+    return redact_payload(event_dict)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -19,6 +34,7 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            redact_secrets,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -1,6 +1,7 @@
 """Postgres implementation of the outbox port: leased claims and LISTEN/NOTIFY wake-ups."""
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,14 @@ FROM allowed WHERE o.id = allowed.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
 """
+# Handing back (a worker stopping): available again at once, or at its due time if that is
+# still ahead (a timer's held ``start`` message). Only claims still ours: same claim count.
+_RELEASE = f"""
+UPDATE {OUTBOX_TABLE} AS o
+SET available_at = greatest(o.due_at, now())
+FROM unnest(%(ids)s::bigint[], %(claims)s::integer[]) AS mine(id, claims)
+WHERE o.id = mine.id AND o.claims = mine.claims AND o.available_at > now()
+"""
 _NEXT = f"""
 SELECT extract(epoch FROM min(available_at) - now()) AS seconds
 FROM {OUTBOX_TABLE} WHERE kind = %s
@@ -91,8 +100,14 @@ class ConcurrencyLimits:
 
 class PostgresOutbox:
     def __init__(
-        self, conninfo: str, limits: ConcurrencyLimits | None = None, pool_size: int = 3
+        self,
+        conninfo: str,
+        limits: ConcurrencyLimits | None = None,
+        pool_size: int = 3,
+        connect_timeout: float = 5.0,
     ) -> None:
+        """``connect_timeout``: how long an operation waits for a connection (while the
+        database is away) before it raises ``PoolTimeout``."""
         self._conninfo = conninfo
         self._limits = limits or ConcurrencyLimits()
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
@@ -101,6 +116,7 @@ class PostgresOutbox:
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
             check=ConnectionPool.check_connection,
+            timeout=connect_timeout,
             open=True,
         )
         self._wakeups = {kind: threading.Event() for kind in KINDS}
@@ -129,6 +145,15 @@ class PostgresOutbox:
                     _CLAIM, {"kind": kind, "limit": limit, "lookahead": lookahead}
                 ).fetchall()
         return [_message(row) for row in sorted(rows, key=lambda r: r["due_at"])]
+
+    def release(self, messages: Sequence[OutboxMessage]) -> int:
+        """Hand claimed messages back before their leases end (a worker stopping); how many."""
+        mine = [m for m in messages if m.id is not None]
+        if not mine:
+            return 0
+        params = {"ids": [m.id for m in mine], "claims": [m.claims for m in mine]}
+        with self._pool.connection() as conn:
+            return conn.execute(_RELEASE, params).rowcount
 
     def seconds_until_next(self, kind: str) -> float | None:
         with self._pool.connection() as conn:

@@ -7,12 +7,13 @@ So the messages a transaction consumes disappear, and the messages it publishes 
 only if its events are recorded.
 """
 
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -20,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from application.idempotency import IdempotencyRecord
 from application.outbox import OutboxChanges
+from infrastructure.database import no_connection
 from infrastructure.schema import (
     CIRCUITS_TABLE,
     IDEMPOTENCY_TABLE,
@@ -29,6 +31,9 @@ from infrastructure.schema import (
 )
 
 DEFAULT_LEASE_SECONDS = 30.0
+RETRIES = 2  # after a connection broke mid-statement (not when none could be had)
+RETRY_WAIT_SECONDS = 0.2
+T = TypeVar("T")
 
 _DELETE = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%s)"
 _INSERT = (
@@ -47,6 +52,55 @@ _INSERT_KEY = (
 
 
 class OutboxRecorder(PostgresApplicationRecorder):
+    # eventsourcing retries these 10 times, 0.2 s apart, on OperationalError/InterfaceError.
+    # While the database is away each try first waits the pool's whole timeout for a
+    # connection, so a request would hang for minutes before failing. Here: a few quick retries
+    # when a connection broke mid-statement, none when no connection could be had, so callers
+    # learn at once (the API answers 503; workers back off in their own loops).
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        insert = _undecorated(PostgresApplicationRecorder.insert_events)
+        result: Sequence[int] | None = _few_retries(lambda: insert(self, stored_events, **kwargs))
+        return result
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        select = _undecorated(PostgresAggregateRecorder.select_events)
+        result: Sequence[StoredEvent] = _few_retries(
+            lambda: select(self, originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        )
+        return result
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        select = _undecorated(PostgresApplicationRecorder.select_notifications)
+        result: Sequence[Notification] = _few_retries(
+            lambda: select(
+                self, start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+            )
+        )
+        return result
+
+    def max_notification_id(self) -> int | None:
+        select = _undecorated(PostgresApplicationRecorder.max_notification_id)
+        result: int | None = _few_retries(lambda: select(self))
+        return result
+
     def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of these aggregates in one query (the primary key serves it)."""
         statement = SQL(
@@ -114,3 +168,19 @@ def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
         )
         for kind in sorted({m.kind for m in changes.publish}):
             curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, kind))
+
+
+def _undecorated(method: Any) -> Callable[..., Any]:
+    """The recorder method without eventsourcing's retry decorator."""
+    return getattr(method, "__wrapped__", method)  # type: ignore[no-any-return]
+
+
+def _few_retries(operation: Callable[[], T]) -> T:
+    for attempt in range(RETRIES + 1):
+        try:
+            return operation()
+        except (OperationalError, InterfaceError) as error:
+            if attempt == RETRIES or no_connection(error):
+                raise
+            time.sleep(RETRY_WAIT_SECONDS)
+    raise AssertionError("unreachable")

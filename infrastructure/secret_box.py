@@ -11,9 +11,10 @@ import os
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.utils import Environment
 
+from domain.redaction import SEALED_PREFIX, is_sealed
 from infrastructure.settings import Settings
 
-SEALED_PREFIX = "enc:v1:"
+__all__ = ["SEALED_PREFIX", "AesSecretBox", "is_sealed", "secret_key"]
 
 
 class AesSecretBox:
@@ -27,11 +28,8 @@ class AesSecretBox:
     def open(self, sealed: str) -> str:
         if not sealed.startswith(SEALED_PREFIX):
             raise ValueError("not a sealed value")
-        return self._cipher.decrypt(base64.b64decode(sealed[len(SEALED_PREFIX) :])).decode()
-
-
-def is_sealed(value: str) -> bool:
-    return value.startswith(SEALED_PREFIX)
+        encrypted = base64.b64decode(sealed[len(SEALED_PREFIX) :], validate=True)
+        return self._cipher.decrypt(encrypted).decode()
 
 
 def secret_key(settings: Settings) -> str:

@@ -3,8 +3,11 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.request import DEFAULT_MAX_BODY_BYTES
+from infrastructure.outbound_guard import Allowlist
 
 
 class Settings(BaseSettings):
@@ -35,6 +38,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     db_pool_size: int = 4
     db_lock_timeout_seconds: int = 5
+    db_connect_timeout_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="How long a read or write waits for a database connection before it fails "
+        "(while the database is away: the API answers 503, workers back off and retry).",
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long a worker lets attempts in flight finish; what is "
+        "still running then is handed back for another worker, and the process exits.",
+    )
     batch_size: int = Field(default=500, ge=1, le=1000, description="Messages per transaction.")
     max_in_flight: int = Field(
         default=256, ge=1, description="Concurrent HTTP attempts per worker process."
@@ -63,3 +78,25 @@ class Settings(BaseSettings):
     )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
     response_snippet_bytes: int = 64 * 1024
+    max_request_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest body a call may send (→ 413)."
+    )
+    max_api_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest API request body (→ 413)."
+    )
+    outbound_allowlist: str = Field(
+        default="",
+        description="Internal targets the outbound guard admits: comma-separated CIDRs and "
+        "host names, e.g. 127.0.0.1/32,::1/128,localhost (empty → public addresses only).",
+    )
+
+    @field_validator("outbound_allowlist")
+    @classmethod
+    def _allowlist_parses(cls, value: str) -> str:
+        Allowlist.parse(value)  # ValueError names the bad entry
+        return value
+
+    @property
+    def allowlist(self) -> Allowlist:
+        """``outbound_allowlist`` parsed."""
+        return Allowlist.parse(self.outbound_allowlist)

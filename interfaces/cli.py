@@ -13,7 +13,7 @@ from rich.table import Table
 from infrastructure.container import Container
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
-from interfaces import cli_audit, cli_projections, cli_queries, cli_tenants
+from interfaces import cli_audit, cli_projections, cli_queries, cli_tenants, worker_process
 from interfaces.api.app import create_app
 from interfaces.cli_support import (
     DEFAULT_API,
@@ -111,20 +111,25 @@ def worker(
         typer.Option(help="Serve this process's Prometheus metrics on this port (/metrics)."),
     ] = None,
 ) -> None:
-    """Run the workers only (timer, execution, orchestration); run as many as you like."""
+    """Run the workers only (timer, execution, orchestration); run as many as you like.
+
+    SIGTERM stops it gracefully within DUECALL_SHUTDOWN_TIMEOUT_SECONDS: attempts in flight
+    finish (or are handed back to other workers), no new ones start."""
     settings = Settings()
     configure_logging(settings)
-    container = Container.build(settings)
-    if metrics_port is not None:
-        prometheus_client.start_http_server(metrics_port, addr=settings.host)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    container = worker_process.build_when_reachable(settings, stop)
+    if container is None:
+        return
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port, addr=settings.host)
     container.start_workers()
     if projections:
         container.start_projections()
     stop.wait()
-    container.close()
+    worker_process.shut_down(container, settings.shutdown_timeout_seconds)
 
 
 @app.command()
@@ -133,6 +138,14 @@ def submit(
     method: Annotated[str, typer.Option("--method", "-X")] = "POST",
     header: Annotated[
         list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
+    ] = None,
+    secret_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret-header",
+            help="A header name whose value is secret: stored encrypted, shown redacted "
+            "(repeatable; Authorization, Cookie, X-Api-Key... always are).",
+        ),
     ] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Body, sent as is.")] = None,
     json_body: Annotated[
@@ -158,7 +171,7 @@ def submit(
     payload = {
         "name": name,
         "request": {"method": method, "url": url, "headers": headers, "body": body,
-                    "timeout_seconds": timeout},
+                    "timeout_seconds": timeout, "secret_headers": secret_header or []},
         "due_at": at,
         "delay_seconds": delay,
         "tags": tag or [],

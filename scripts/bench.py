@@ -11,6 +11,9 @@ the embedded Postgres (``--data-dir``) or on ``DATABASE_URL``, in a fresh databa
 ``duecall_bench_<timestamp>`` that is dropped afterwards (unless ``--keep``). A fast asyncio
 target (scripts/bench_target.py) runs in its own process and records each request's arrival
 time and ``Idempotency-Key``. The load generator is ``httpx.AsyncClient`` in this process.
+Each phase submits as a tenant of its own, created with an API key through the admin API (the
+processes get a random ``DUECALL_ADMIN_KEY`` per run); the keys' rate limits are the highest
+the API allows, so they never shape a figure.
 
 All phases run on the same stack and the same database, one after the other:
 
@@ -44,6 +47,7 @@ import functools
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import statistics
@@ -435,12 +439,17 @@ def duecall_env(database_url: str, extra: Sequence[str]) -> tuple[dict[str, str]
         # limits are a feature with their own tests: keep them from shaping the figures
         DUECALL_HOST_MAX_IN_FLIGHT="1000000",
         DUECALL_TENANT_MAX_IN_FLIGHT="1000000",
+        # the bench target listens on loopback, which the outbound guard refuses by default
+        DUECALL_OUTBOUND_ALLOWLIST="127.0.0.1/32,::1/128,localhost",
+        # the bench creates its tenants and their API keys through the admin API
+        DUECALL_ADMIN_KEY=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",
     )
     for item in extra:
         key, _, value = item.partition("=")
         env[key.strip()] = value
     shown = {k: v for k, v in sorted(env.items()) if k.startswith("DUECALL_")}
+    shown["DUECALL_ADMIN_KEY"] = "(set, not recorded)"
     return env, shown
 
 
@@ -535,10 +544,19 @@ class Stack:
     postgres: PostgresProcesses
     db: Database
     env_shown: dict[str, str]
+    admin_key: str
+    api_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def target_url(self) -> str:
         return self.target.url
+
+    def key_for(self, tenant: str) -> str:
+        """An API key of ``tenant``, created (with the tenant) through the admin API on first
+        use; its rate limit is as high as the API allows, so it never shapes a figure."""
+        if tenant not in self.api_keys:
+            self.api_keys[tenant] = issue_api_key(self.api_urls[0], self.admin_key, tenant)
+        return self.api_keys[tenant]
 
     @property
     def api_urls(self) -> list[str]:
@@ -590,6 +608,21 @@ def start_api(processes: Processes, index: int, env: dict[str, str], timeout: fl
     raise BenchError(f"api-{index}: no free port after 3 tries")
 
 
+def issue_api_key(api_url: str, admin_key: str, tenant: str) -> str:
+    """A new API key of ``tenant`` (created if new), limited to 1,000,000 requests a second."""
+    limits = {"rate_per_second": 1_000_000.0, "burst": 1_000_000}
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=10.0, trust_env=False) as client:
+        response = client.post("/v1/admin/tenants", json={"name": tenant, **limits})
+        if response.status_code == 409:  # the tenant exists: another key of it
+            response = client.post(f"/v1/admin/tenants/{tenant}/keys", json=limits)
+        if response.status_code != 201:
+            raise BenchError(f"creating an API key of {tenant!r}: HTTP {response.status_code}: "
+                             f"{response.text[:500]}")
+        key: str = response.json()["key"]
+        return key
+
+
 def wait_healthy(api: Managed, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0, trust_env=False) as client:
@@ -625,7 +658,7 @@ def start_stack(args: argparse.Namespace, processes: Processes, db: Database) ->
     apis += [start_api(processes, i, env, args.start_timeout) for i in range(1, args.api_procs)]
     with psycopg.connect(db.url, autocommit=True) as conn:
         postgres = PostgresProcesses.find(conn)
-    stack = Stack(processes, target, apis, workers, postgres, db, shown)
+    stack = Stack(processes, target, apis, workers, postgres, db, shown, env["DUECALL_ADMIN_KEY"])
     time.sleep(0.5)
     stack.check_alive()
     console.print(f"api: {', '.join(f'{a.url} (pid {a.pid})' for a in apis)}; "
@@ -666,7 +699,7 @@ class Submitted:
 
 
 async def post_batches(
-    client: httpx.AsyncClient, api_urls: Sequence[str], tenant: str,
+    client: httpx.AsyncClient, api_urls: Sequence[str], api_key: str,
     payloads: Sequence[dict[str, Any]], batch_size: int, concurrency: int,
     progress: Callable[[int], None] | None = None,
 ) -> Submitted:
@@ -675,7 +708,7 @@ async def post_batches(
     results: list[list[str]] = [[] for _ in batches]
     out = Submitted()
     next_batch = 0
-    headers = {"Content-Type": "application/json", "X-Tenant-Id": tenant}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
 
     async def sender() -> None:
         nonlocal next_batch
@@ -702,13 +735,13 @@ async def post_batches(
 
 
 async def post_singles(
-    client: httpx.AsyncClient, api_urls: Sequence[str], tenant: str, count: int,
+    client: httpx.AsyncClient, api_urls: Sequence[str], api_key: str, count: int,
     concurrency: int, make: Callable[[int], dict[str, Any]],
     progress: Callable[[int], None] | None = None,
 ) -> Submitted:
     out = Submitted()
     next_index = 0
-    headers = {"Content-Type": "application/json", "X-Tenant-Id": tenant}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
 
     async def client_loop() -> None:
         nonlocal next_index
@@ -740,10 +773,14 @@ async def post_singles(
 def submit_batches(args: argparse.Namespace, stack: Stack, tenant: str,
                    payloads: Sequence[dict[str, Any]], progress: Callable[[int], None] | None
                    ) -> Submitted:
+    """POST ``payloads`` as ``tenant`` (with its key: ``stack.key_for`` issues it before the
+    first batch is timed, if the phase did not already)."""
+    api_key = stack.key_for(tenant)
+
     async def go() -> Submitted:
         connections = args.batch_concurrency * len(stack.apis)
         async with load_generator(args.client, connections) as client:
-            return await post_batches(client, stack.api_urls, tenant, payloads,
+            return await post_batches(client, stack.api_urls, api_key, payloads,
                                       args.batch_size, args.batch_concurrency, progress)
 
     return run_async(go())
@@ -953,6 +990,7 @@ def warm_up(args: argparse.Namespace, stack: Stack, conn: psycopg.Connection[Any
 def phase_throughput(args: argparse.Namespace, stack: Stack,
                      conn: psycopg.Connection[Any]) -> dict[str, Any]:
     tenant = "bench-throughput"
+    stack.key_for(tenant)  # now, not inside the timed part
     payloads = [call_payload(stack.target_url, i) for i in range(args.calls)]
     arrivals_before = target_count(stack.target_url)
     head_before = head(conn)
@@ -1000,13 +1038,14 @@ def phase_throughput(args: argparse.Namespace, stack: Stack,
 def phase_submit(args: argparse.Namespace, stack: Stack,
                  conn: psycopg.Connection[Any]) -> dict[str, Any]:
     tenant = "bench-submit"
+    api_key = stack.key_for(tenant)
 
     def make(index: int) -> dict[str, Any]:
         return call_payload(stack.target_url, index, delay_seconds=FAR_FUTURE_SECONDS)
 
     async def go(advance: Callable[[int], None]) -> Submitted:
         async with load_generator(args.client, args.concurrency) as client:
-            return await post_singles(client, stack.api_urls, tenant, args.submits,
+            return await post_singles(client, stack.api_urls, api_key, args.submits,
                                       args.concurrency, make, advance)
 
     with ProgressLike(not args.no_progress) as bars:
@@ -1049,6 +1088,7 @@ def phase_batch(args: argparse.Namespace, stack: Stack,
 def phase_precision(args: argparse.Namespace, stack: Stack,
                     conn: psycopg.Connection[Any]) -> dict[str, Any]:
     tenant = "bench-precision"
+    stack.key_for(tenant)  # now, not between computing the due times and submitting
     n = args.precision_calls
     since = target_count(stack.target_url)
     first_due = time.time() + args.precision_lead

@@ -18,6 +18,7 @@ from infrastructure.container import Container
 from infrastructure.embedded_postgres import embedded_database_url, stop_embedded
 from infrastructure.settings import Settings
 from tests.support.databases import fresh_database
+from tests.support.duecall_process import LOOPBACK_ALLOWLIST
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,6 +56,7 @@ def settings(database_url: str) -> Settings:
         log_format="console",
         tenant_max_in_flight=10_000,  # limits have their own tests
         host_max_in_flight=10_000,
+        outbound_allowlist=LOOPBACK_ALLOWLIST,  # the targets run on 127.0.0.1
     )
 
 

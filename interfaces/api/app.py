@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from interfaces.api import metrics
+from interfaces.api.body_limit import BodyLimit
 from interfaces.api.problems import install_problem_handlers
 from interfaces.api.routes import (
     admin,
@@ -25,10 +26,11 @@ from interfaces.api.routes import (
 
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
     """The API; with ``with_workers`` the same process also runs the workers."""
+    configured = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = await run_in_threadpool(Container.build, settings or Settings())
+        container = await run_in_threadpool(Container.build, configured)
         app.state.container = container
         app.state.metrics_registry = metrics.database_registry(container)
         # What start-up built lives as long as the process: out of the collector's sight, a
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=configured.max_api_body_bytes)
     app.add_middleware(metrics.RequestTiming)
     app.include_router(metrics.router)
     app.include_router(health.router)

@@ -4,18 +4,23 @@ import math
 from typing import Any
 
 import structlog
-from eventsourcing.persistence import OperationalError as StoreOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg import OperationalError as PgOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application.circuit_admin import CircuitNotFoundError
+from application.group_commit import NotRecordedError
 from application.idempotency import IdempotencyKeyReusedError
 from application.tenants import TenantExistsError, TenantNotFoundError
-from domain.errors import InvalidRequestError, InvalidTransitionError, ServiceCallNotFoundError
+from domain.errors import (
+    InvalidRequestError,
+    InvalidTransitionError,
+    RequestTooLargeError,
+    ServiceCallNotFoundError,
+)
 from domain.tenant import ApiKeyNotFoundError
+from infrastructure.database import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -66,6 +71,12 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Invalid request", str(exc), errors=errors)
 
 
+async def _too_large(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestTooLargeError)
+    errors = [{"field": exc.field, "message": exc.message}]
+    return problem(413, "Content too large", str(exc), errors=errors)
+
+
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return problem(404, "Not found", str(exc))
 
@@ -96,8 +107,17 @@ async def _exists(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("database_unavailable", error=str(exc))
-    return problem(503, "Service unavailable", "the database is unavailable; try again")
+    """The database is away (stopped, restarting, unreachable) or too slow to answer. A write
+    is recorded whole or not at all (one transaction; a batch of more than 250 calls is one
+    per 250), so trying again is safe with Idempotency-Keys (per item for a batch): they also
+    cover the rare case where the commit happened and only its answer was lost."""
+    log.warning("database_unavailable", error=str(exc), error_type=type(exc).__name__)
+    return problem(
+        503,
+        "Service unavailable",
+        "the database is unavailable; try again",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
@@ -108,6 +128,7 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidRequestError, _invalid)
+    app.add_exception_handler(RequestTooLargeError, _too_large)
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
     app.add_exception_handler(CircuitNotFoundError, _not_found)
     app.add_exception_handler(TenantNotFoundError, _not_found)
@@ -117,6 +138,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidTransitionError, _conflict)
     app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
-    app.add_exception_handler(StoreOperationalError, _database_unavailable)
-    app.add_exception_handler(PgOperationalError, _database_unavailable)
+    for unavailable in (*DATABASE_UNAVAILABLE, NotRecordedError):
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http)

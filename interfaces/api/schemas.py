@@ -13,7 +13,14 @@ from pydantic import (
     field_validator,
 )
 
-from domain.request import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
+from domain.request import (
+    DEFAULT_TIMEOUT_SECONDS,
+    MAX_HEADERS,
+    MAX_SECRET_HEADERS,
+    MAX_TIMEOUT_SECONDS,
+    MAX_URL_LENGTH,
+    MIN_TIMEOUT_SECONDS,
+)
 from domain.retry_policy import DEFAULT_RETRY_ON
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -22,15 +29,29 @@ EARLIEST_DUE = datetime(2000, 1, 1, tzinfo=UTC)  # a past due time means "now"
 
 class RequestCreate(BaseModel):
     method: str = Field(default="POST", examples=["POST"])
-    url: str = Field(examples=["https://example.com/webhook"])
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: str = Field(max_length=MAX_URL_LENGTH, examples=["https://example.com/webhook"])
+    headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_HEADERS)
     body: JsonValue = Field(
         default=None,
         description="A string is sent as is; any other JSON value is sent JSON-encoded "
-        "(with Content-Type: application/json unless a Content-Type header is given).",
+        "(with Content-Type: application/json unless a Content-Type header is given). "
+        "At most 1 MiB as sent, unless the deployment says otherwise (larger → 413).",
     )
     timeout_seconds: float = Field(
         default=DEFAULT_TIMEOUT_SECONDS, ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS
+    )
+    follow_redirects: bool = Field(
+        default=False,
+        description="Follow up to 5 redirects (each hop passes the outbound guard); "
+        "false → a 3xx answer is the attempt's result.",
+    )
+    secret_headers: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_SECRET_HEADERS,
+        examples=[["X-Custom-Token"]],
+        description="More header names whose values are secret (any case), besides "
+        "Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key: their values "
+        "are stored encrypted, shown as [REDACTED], and sent in clear only to the target.",
     )
 
     def encoded(self) -> tuple[dict[str, str], str | None]:
@@ -80,6 +101,8 @@ class RequestPublic(BaseModel):
     headers: dict[str, str]
     body: str | None
     timeout_seconds: float
+    follow_redirects: bool = False
+    secret_headers: list[str] = Field(default_factory=list)
 
 
 class ServiceCallPublic(BaseModel):

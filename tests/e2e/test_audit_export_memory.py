@@ -19,7 +19,7 @@ from domain.ids import execution_id_for
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from tests.support.audit_scenario import run_audit_scenario
-from tests.support.duecall_process import DuecallProcess
+from tests.support.duecall_process import DuecallProcess, bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -34,10 +34,12 @@ ORDER BY g, e.notification_id
 """
 
 
-def _seed(url: str, events: int) -> int:
-    """Record the scenario for TENANT, clone it up to ``events``; the tenant's event count."""
+def _seed(url: str, events: int) -> tuple[int, str]:
+    """Create TENANT, record the scenario for it, clone it up to ``events``; the tenant's event
+    count and an API key of it."""
     container = Container.build(Settings(database_url=url, log_format="console"))
     try:
+        key = container.tenants.create(TENANT).key
         call_id = run_audit_scenario(container, TENANT).call_id
     finally:
         container.close()
@@ -48,7 +50,7 @@ def _seed(url: str, events: int) -> int:
         row = conn.execute("SELECT count(*) FROM duecall_event_hashes WHERE tenant_id = %s",
                            (TENANT,)).fetchone()
     assert row is not None
-    return int(row[0])
+    return int(row[0]), key
 
 
 def _peak_rss_kb(pid: int) -> int:
@@ -57,10 +59,10 @@ def _peak_rss_kb(pid: int) -> int:
     return int(line.split()[1])
 
 
-def _export(server: DuecallProcess, **params: int) -> tuple[int, int]:
-    """(lines, bytes) of the tenant's export, checked to be in log order."""
+def _export(server: DuecallProcess, key: str, **params: int) -> tuple[int, int]:
+    """(lines, bytes) of the export of the tenant of ``key``, checked to be in log order."""
     lines = size = last = 0
-    headers = {"X-Tenant-Id": TENANT}
+    headers = bearer(key)
     with httpx.stream("GET", f"{server.url}/v1/audit/export", params=params, headers=headers,
                       timeout=120) as response:
         assert response.status_code == 200
@@ -80,13 +82,13 @@ def _export(server: DuecallProcess, **params: int) -> tuple[int, int]:
     ],
 )
 def test_export_streams_in_bounded_memory(isolated_database_url: str, events: int) -> None:
-    total = _seed(isolated_database_url, events)
+    total, key = _seed(isolated_database_url, events)
     assert total >= events
     with DuecallProcess(isolated_database_url, command="api") as server:
-        warm_lines, _ = _export(server, after=max(0, total - 2_000))  # imports, pools, a page
+        warm_lines, _ = _export(server, key, after=max(0, total - 2_000))  # imports, pools, a page
         assert warm_lines > 0
         before = _peak_rss_kb(server.pid)
-        lines, size = _export(server)
+        lines, size = _export(server, key)
         growth_kb = _peak_rss_kb(server.pid) - before
     assert lines == total
     assert size > 300 * events  # what a buffered export would have held

@@ -11,23 +11,25 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces import cli
-from tests.support.duecall_process import DuecallProcess
+from tests.support.duecall_process import DuecallProcess, bearer, issue_tenant_key
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def _status(api: httpx.Client, tenant: str, call_id: str) -> str:
-    response = api.get(f"/v1/service-calls/{call_id}", headers={"X-Tenant-Id": tenant})
+def _status(api: httpx.Client, headers: dict[str, str], call_id: str) -> str:
+    response = api.get(f"/v1/service-calls/{call_id}", headers=headers)
     status: str = response.json()["status"]
     return status
 
 
 @pytest.fixture(scope="module")
 def replayed(api: httpx.Client, target: TargetServer) -> tuple[str, str]:
-    """(tenant, call id) of a call answered 500, 503 (failed), then retried by hand: 200."""
+    """(API key of a new tenant, call id) of a call of that tenant answered 500, 503 (failed),
+    then retried by hand: 200."""
     tenant, name = f"audit-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    key = issue_tenant_key(str(api.base_url).rstrip("/"), tenant)
     target.set_sequence(name, [500, 503, 200])
     body = {
         "name": "replayed",
@@ -35,12 +37,12 @@ def replayed(api: httpx.Client, target: TargetServer) -> tuple[str, str]:
                     "headers": {"Authorization": "Bearer s3cret"}},
         "retry_policy": {"max_attempts": 2, "initial_backoff_seconds": 0.2, "jitter": "none"},
     }
-    headers = {"X-Tenant-Id": tenant}
+    headers = bearer(key)
     call_id = api.post("/v1/service-calls", json=body, headers=headers).json()["id"]
-    wait_until(lambda: _status(api, tenant, call_id) == "failed", timeout=15)
+    wait_until(lambda: _status(api, headers, call_id) == "failed", timeout=15)
     assert api.post(f"/v1/service-calls/{call_id}/retry", headers=headers).status_code == 200
-    wait_until(lambda: _status(api, tenant, call_id) == "succeeded", timeout=15)
-    return tenant, call_id
+    wait_until(lambda: _status(api, headers, call_id) == "succeeded", timeout=15)
+    return key, call_id
 
 
 def _cli(server: DuecallProcess, *args: str) -> str:
@@ -53,8 +55,8 @@ def _cli(server: DuecallProcess, *args: str) -> str:
 def test_replay_tells_the_story_of_the_call(
     replayed: tuple[str, str], duecall_server: DuecallProcess
 ) -> None:
-    tenant, call_id = replayed
-    out = " ".join(_cli(duecall_server, "replay", call_id, "--tenant", tenant).split())
+    key, call_id = replayed
+    out = " ".join(_cli(duecall_server, "replay", call_id, "--api-key", key).split())
     story = [
         "submitted 'replayed': POST", "attempt 1 scheduled", "attempt 1 started",
         "✗ http_error 500", "attempt 1 failed (http_error 500): retryable",
@@ -72,8 +74,8 @@ def test_replay_tells_the_story_of_the_call(
 def test_replay_json_is_the_recorded_history(
     replayed: tuple[str, str], duecall_server: DuecallProcess
 ) -> None:
-    tenant, call_id = replayed
-    history = json.loads(_cli(duecall_server, "replay", call_id, "--tenant", tenant, "--json"))
+    key, call_id = replayed
+    history = json.loads(_cli(duecall_server, "replay", call_id, "--api-key", key, "--json"))
     assert len(history["items"]) == 18
     assert history["items"][0]["payload"]["headers"]["Authorization"] == "[REDACTED]"
 
@@ -81,8 +83,8 @@ def test_replay_json_is_the_recorded_history(
 def test_the_tenants_export_holds_the_history_and_resumes(
     replayed: tuple[str, str], api: httpx.Client
 ) -> None:
-    tenant, call_id = replayed
-    headers = {"X-Tenant-Id": tenant}
+    key, call_id = replayed
+    headers = bearer(key)
     history = api.get(f"/v1/service-calls/{call_id}/events", headers=headers).json()["items"]
 
     def export(**params: Any) -> list[dict[str, Any]]:

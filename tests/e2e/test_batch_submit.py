@@ -1,5 +1,7 @@
 """POST /v1/service-calls:batch — all validated before any is recorded; keys per item."""
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -8,23 +10,24 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 BATCH = "/v1/service-calls:batch"
+AsTenant = Callable[[str], dict[str, str]]
 
 
 def _item(url: str, **extra: object) -> dict[str, object]:
     return {"name": "batch", "request": {"method": "GET", "url": url}, **extra}
 
 
-def _count(api: httpx.Client, tenant: str) -> int:
+def _count(api: httpx.Client, tenant: dict[str, str]) -> int:
     response = api.get("/v1/service-calls", params={"include_total": "true", "limit": 1},
-                       headers={"X-Tenant-Id": tenant})
+                       headers=tenant)
     return int(response.json()["total"])
 
 
 def test_a_batch_is_recorded_and_every_call_is_made(
-    api: httpx.Client, target: TargetServer
+    api: httpx.Client, target: TargetServer, as_tenant: AsTenant
 ) -> None:
     calls = [_item(f"{target.url}/batch-made/{n}") for n in range(300)]
-    response = api.post(BATCH, json={"calls": calls}, headers={"X-Tenant-Id": "batch-a"})
+    response = api.post(BATCH, json={"calls": calls}, headers=as_tenant("batch-a"))
     assert response.status_code == 201, response.text
     items = response.json()["items"]
     assert len({item["id"] for item in items}) == 300
@@ -34,21 +37,22 @@ def test_a_batch_is_recorded_and_every_call_is_made(
 
 
 def test_one_invalid_item_rejects_the_whole_batch_naming_it(
-    api: httpx.Client, target: TargetServer
+    api: httpx.Client, target: TargetServer, as_tenant: AsTenant
 ) -> None:
+    tenant = as_tenant("batch-b")
     calls = [_item(f"{target.url}/ok"), _item(f"{target.url}/ok"), _item("ftp://nowhere")]
-    response = api.post(BATCH, json={"calls": calls}, headers={"X-Tenant-Id": "batch-b"})
+    response = api.post(BATCH, json={"calls": calls}, headers=tenant)
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "calls.2.request.url"
     api.post("/v1/service-calls", json=_item(f"{target.url}/ok", delay_seconds=3600),
-             headers={"X-Tenant-Id": "batch-b"})  # the read model has caught up past it
-    wait_until(lambda: _count(api, "batch-b") == 1, timeout=5)
+             headers=tenant)  # the read model has caught up past it
+    wait_until(lambda: _count(api, tenant) == 1, timeout=5)
 
 
 def test_items_with_keys_seen_before_answer_with_the_original(
-    api: httpx.Client, target: TargetServer
+    api: httpx.Client, target: TargetServer, as_tenant: AsTenant
 ) -> None:
-    tenant = {"X-Tenant-Id": "batch-c"}
+    tenant = as_tenant("batch-c")
     first = api.post(BATCH, headers=tenant, json={"calls": [
         _item(f"{target.url}/ok", delay_seconds=3600, idempotency_key="k1"),
         _item(f"{target.url}/ok", delay_seconds=3600, idempotency_key="k2"),

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.support.duecall_process import DuecallProcess
+from tests.support.duecall_process import DuecallProcess, bearer
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
@@ -16,7 +16,9 @@ def test_a_due_at_before_year_one_in_utc_does_not_wedge_the_timer(
     with (
         TargetServer() as target,
         DuecallProcess(isolated_database_url) as server,
-        httpx.Client(base_url=server.url, timeout=10) as api,
+        httpx.Client(
+            base_url=server.url, headers=bearer(server.tenant_key("extreme")), timeout=10
+        ) as api,
     ):
         extreme = api.post(
             "/v1/service-calls",

@@ -8,7 +8,8 @@ read from the database.
 
 One server process serves the module, with short timings (polling every 0.1 s, circuits that
 open after 3 failures for 1 s). Circuits are per tenant and host, and every target here is on
-127.0.0.1, so each test uses a tenant of its own.
+127.0.0.1, so each test uses a tenant of its own (created through the admin API; its requests
+carry an API key of it).
 """
 
 import itertools
@@ -23,11 +24,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from interfaces import cli
-from tests.support.duecall_process import DuecallProcess
+from tests.support.duecall_process import DuecallProcess, tenant_headers
 from tests.support.problems import assert_problem
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
@@ -65,8 +65,9 @@ def unique_path(prefix: str) -> str:
     return f"/{prefix}/{uuid.uuid4().hex[:12]}"
 
 
-def headers_for(tenant: str, **extra: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, **extra}
+def headers_for(api: httpx.Client, tenant: str, **extra: str) -> dict[str, str]:
+    """The headers of a request as ``tenant`` (its API key) to ``api``'s server, and ``extra``."""
+    return {**tenant_headers(str(api.base_url).rstrip("/"), tenant), **extra}
 
 
 def call_body(url: str, **fields: Any) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def call_body(url: str, **fields: Any) -> dict[str, Any]:
 
 def submit(api: httpx.Client, tenant: str, url: str, **fields: Any) -> dict[str, Any]:
     response = api.post(
-        "/v1/service-calls", json=call_body(url, **fields), headers=headers_for(tenant)
+        "/v1/service-calls", json=call_body(url, **fields), headers=headers_for(api, tenant)
     )
     assert response.status_code == 201, response.text
     call: dict[str, Any] = response.json()
@@ -89,18 +90,20 @@ def submit(api: httpx.Client, tenant: str, url: str, **fields: Any) -> dict[str,
 def command(
     api: httpx.Client, tenant: str, call_id: str, action: str, body: dict[str, Any] | None = None
 ) -> httpx.Response:
-    return api.post(f"/v1/service-calls/{call_id}/{action}", json=body, headers=headers_for(tenant))
+    path = f"/v1/service-calls/{call_id}/{action}"
+    return api.post(path, json=body, headers=headers_for(api, tenant))
 
 
 def get_call(api: httpx.Client, tenant: str, call_id: str) -> dict[str, Any]:
-    response = api.get(f"/v1/service-calls/{call_id}", headers=headers_for(tenant))
+    response = api.get(f"/v1/service-calls/{call_id}", headers=headers_for(api, tenant))
     assert response.status_code == 200, response.text
     call: dict[str, Any] = response.json()
     return call
 
 
 def executions(api: httpx.Client, tenant: str, call_id: str) -> list[dict[str, Any]]:
-    response = api.get(f"/v1/service-calls/{call_id}/executions", headers=headers_for(tenant))
+    path = f"/v1/service-calls/{call_id}/executions"
+    response = api.get(path, headers=headers_for(api, tenant))
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return sorted(items, key=lambda e: e["attempt"])
@@ -259,7 +262,7 @@ def test_cancel_while_running_lets_the_attempt_finish_without_retrying(
             "request": {"method": "POST", "url": f"{target.url}{path}", "timeout_seconds": 1},
             "retry_policy": FAST_RETRIES,
         },
-        headers=headers_for(tenant),
+        headers=headers_for(api, tenant),
     )
     assert response.status_code == 201, response.text
     call_id = response.json()["id"]
@@ -352,9 +355,9 @@ def test_manual_retry_over_http(api: httpx.Client, target: TargetServer) -> None
 # -- the same commands in the CLI ----------------------------------------------------------------
 
 
-def run_cli(server: DuecallProcess, tenant: str, *args: str) -> Result:
-    """`duecall <args> --api <server> --tenant <tenant>`, in process, against the real server."""
-    options = ["--api", server.url, "--tenant", tenant]
+def run_cli(server: DuecallProcess, api_key: str, *args: str) -> Result:
+    """`duecall <args> --api <server> --api-key <key>`, in process, against the real server."""
+    options = ["--api", server.url, "--api-key", api_key]
     return CliRunner().invoke(cli.app, [*args, *options], env={"COLUMNS": "200"})
 
 
@@ -370,21 +373,22 @@ def test_cli_cancel_pause_resume_and_retry(
     tenant = new_tenant("cli")
     call = submit(api, tenant, f"{target.url}{unique_path('cli')}", delay_seconds=60)
     call_id = call["id"]
+    key = duecall_server.tenant_key(tenant)  # another key of the same tenant
 
-    paused = cli_json(run_cli(duecall_server, tenant, "pause", call_id, "--json"))
+    paused = cli_json(run_cli(duecall_server, key, "pause", call_id, "--json"))
     assert paused["status"] == "paused"
-    resumed = cli_json(run_cli(duecall_server, tenant, "resume", call_id, "--json"))
+    resumed = cli_json(run_cli(duecall_server, key, "resume", call_id, "--json"))
     assert (resumed["status"], resumed["due_at"]) == ("scheduled", call["due_at"])
-    shown = run_cli(duecall_server, tenant, "cancel", call_id, "--reason", "via the CLI")
+    shown = run_cli(duecall_server, key, "cancel", call_id, "--reason", "via the CLI")
     assert shown.exit_code == 0, shown.output
     assert "cancelled" in shown.output
-    refused = run_cli(duecall_server, tenant, "cancel", call_id)
+    refused = run_cli(duecall_server, key, "cancel", call_id)
     assert refused.exit_code == 1
     assert "cannot cancel a call that is cancelled" in refused.output
 
     failed = submit(api, tenant, f"{target.url}/status/404")
     assert wait_terminal(api, tenant, failed["id"])["status"] == "failed"
-    retried = cli_json(run_cli(duecall_server, tenant, "retry", failed["id"], "--json"))
+    retried = cli_json(run_cli(duecall_server, key, "retry", failed["id"], "--json"))
     assert (retried["status"], retried["attempt"]) == ("scheduled", 2)
     assert wait_terminal(api, tenant, failed["id"])["attempt"] == 2
 
@@ -393,7 +397,7 @@ def test_cli_cancel_pause_resume_and_retry(
 
 
 def circuits(api: httpx.Client, tenant: str) -> dict[str, dict[str, Any]]:
-    response = api.get("/v1/circuits", headers=headers_for(tenant))
+    response = api.get("/v1/circuits", headers=headers_for(api, tenant))
     assert response.status_code == 200, response.text
     return {c["host"]: c for c in response.json()["items"]}
 
@@ -441,11 +445,12 @@ def test_a_failing_host_opens_its_circuit_and_held_calls_complete_once_it_recove
     assert circuits(api, tenant)["127.0.0.1"]["state"] == "closed"
     assert "127.0.0.1" not in circuits(api, new_tenant("other"))
 
-    reset = api.post("/v1/circuits/127.0.0.1/reset", headers=headers_for(tenant))
+    reset = api.post("/v1/circuits/127.0.0.1/reset", headers=headers_for(api, tenant))
     assert reset.status_code == 200, reset.text
     assert (reset.json()["host"], reset.json()["state"]) == ("127.0.0.1", "closed")
     assert reset.json()["consecutive_failures"] == 0
-    assert_problem(api.post("/v1/circuits/unknown.example/reset", headers=headers_for(tenant)), 404)
+    unknown = api.post("/v1/circuits/unknown.example/reset", headers=headers_for(api, tenant))
+    assert_problem(unknown, 404)
 
 
 def test_reset_closes_an_open_circuit(api: httpx.Client, target: TargetServer) -> None:
@@ -456,7 +461,7 @@ def test_reset_closes_an_open_circuit(api: httpx.Client, target: TargetServer) -
         assert wait_terminal(api, tenant, call["id"])["status"] == "failed"
     assert circuits(api, tenant)["127.0.0.1"]["state"] == "open"
 
-    reset = api.post("/v1/circuits/127.0.0.1/reset", headers=headers_for(tenant))
+    reset = api.post("/v1/circuits/127.0.0.1/reset", headers=headers_for(api, tenant))
 
     assert reset.status_code == 200, reset.text
     assert reset.json()["state"] == "closed"
@@ -485,14 +490,13 @@ def test_concurrent_identical_submits_with_one_idempotency_key_create_one_call(
     lock = threading.Lock()
     limits = httpx.Limits(max_connections=submitters, max_keepalive_connections=submitters)
     client = httpx.Client(base_url=duecall_server.url, timeout=30, limits=limits)
+    headers = headers_for(api, tenant, **{"Idempotency-Key": key})
 
     def submit_once() -> None:
         try:
             barrier.wait(timeout=10)
             response: httpx.Response | BaseException = client.post(
-                "/v1/service-calls",
-                json=body,
-                headers=headers_for(tenant, **{"Idempotency-Key": key}),
+                "/v1/service-calls", json=body, headers=headers
             )
         except BaseException as error:
             response = error
@@ -523,7 +527,7 @@ def test_concurrent_identical_submits_with_one_idempotency_key_create_one_call(
     reused = api.post(
         "/v1/service-calls",
         json=other_body,
-        headers=headers_for(tenant, **{"Idempotency-Key": key}),
+        headers=headers_for(api, tenant, **{"Idempotency-Key": key}),
     )
     problem = assert_problem(reused, 409)
     assert problem["service_call_id"] == call_id
@@ -531,7 +535,7 @@ def test_concurrent_identical_submits_with_one_idempotency_key_create_one_call(
     elsewhere = api.post(
         "/v1/service-calls",
         json=body,
-        headers=headers_for(new_tenant("idempotent"), **{"Idempotency-Key": key}),
+        headers=headers_for(api, new_tenant("idempotent"), **{"Idempotency-Key": key}),
     )
     assert elsewhere.status_code == 201, elsewhere.text
     assert elsewhere.json()["id"] != call_id
@@ -562,7 +566,7 @@ def test_an_invalid_retry_policy_is_422_naming_the_field(
     response = api.post(
         "/v1/service-calls",
         json=call_body(f"{target.url}/ok", retry_policy=policy),
-        headers=headers_for(tenant),
+        headers=headers_for(api, tenant),
     )
 
     problem = assert_problem(response, 422)

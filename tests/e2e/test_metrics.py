@@ -37,9 +37,16 @@ def test_metrics_count_attempts_lateness_requests_and_read_the_database(
                  headers=as_tenant("metrics")).json()
         for url in (f"{target.url}/ok", f"{target.url}/status/404")
     ]
+    def finished(call_id: str) -> Callable[[], str | None]:
+        def probe() -> str | None:
+            response = api.get(f"/v1/service-calls/{call_id}", headers=as_tenant("metrics"))
+            finished_at: str | None = response.json()["finished_at"]
+            return finished_at
+
+        return probe
+
     for call in calls:
-        wait_until(lambda c=call: api.get(f"/v1/service-calls/{c['id']}",
-                                          headers=as_tenant("metrics")).json()["finished_at"])
+        wait_until(finished(call["id"]))
 
     def moved() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
         now = _samples(api)

@@ -11,16 +11,17 @@ from application.clock import utcnow
 from infrastructure.container import Container
 from interfaces.api.app import create_app
 from interfaces.api.query_schemas import StatsReport
+from tests.support.duecall_process import bearer
 from tests.support.read_models import catch_up, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls, workload_settings
-
-T1 = {"X-Tenant-Id": "t1"}
 
 
 @pytest.fixture
 def client(database_url: str, clean_database: str) -> Iterator[TestClient]:
+    """A client of the app with an API key of the tenant "t1", the workload's tenant."""
     with TestClient(create_app(workload_settings(database_url))) as test_client:
         reset_read_models(_container(test_client))
+        test_client.headers.update(bearer(_container(test_client).tenants.create("t1").key))
         yield test_client
 
 
@@ -36,7 +37,7 @@ def _workload(client: TestClient, count: int) -> None:
 
 
 def _get(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
-    response = client.get(path, params=params, headers=T1)
+    response = client.get(path, params=params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -44,7 +45,7 @@ def _get(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
 
 def test_calls_are_filtered_and_say_how_fresh_they_are(client: TestClient) -> None:
     _workload(client, 12)
-    response = client.get("/v1/service-calls", params={"status": ["failed"]}, headers=T1)
+    response = client.get("/v1/service-calls", params={"status": ["failed"]})
     body = response.json()
     assert {item["status"] for item in body["items"]} == {"failed"}
     assert len(body["items"]) == 6
@@ -59,7 +60,8 @@ def test_calls_are_filtered_and_say_how_fresh_they_are(client: TestClient) -> No
 
 def test_another_tenant_sees_none_of_the_calls(client: TestClient) -> None:
     _workload(client, 4)
-    other = client.get("/v1/service-calls", headers={"X-Tenant-Id": "t2"}).json()
+    t2 = bearer(_container(client).tenants.create("t2").key)
+    other = client.get("/v1/service-calls", headers=t2).json()
     assert other["items"] == []
 
 
@@ -113,7 +115,7 @@ def test_executions_latest_one_and_statistics(client: TestClient) -> None:
 
 
 def test_an_unknown_execution_is_404(client: TestClient) -> None:
-    response = client.get("/v1/executions/00000000-0000-0000-0000-000000000000", headers=T1)
+    response = client.get("/v1/executions/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -138,7 +140,7 @@ def test_an_unknown_execution_is_404(client: TestClient) -> None:
 def test_bad_filter_values_are_422_naming_the_field(
     client: TestClient, path: str, params: dict[str, Any], field: str
 ) -> None:
-    response = client.get(path, params=params, headers=T1)
+    response = client.get(path, params=params)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert field in [error["field"] for error in response.json()["errors"]]

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.duecall_process import DuecallProcess
+from tests.support.duecall_process import DuecallProcess, bearer
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
@@ -26,12 +26,14 @@ def assert_stopped_cleanly(process: DuecallProcess) -> None:
 def test_a_call_accepted_by_one_process_is_made_by_the_next(database_url: str) -> None:
     with TargetServer() as target:
         with DuecallProcess(database_url, command="api") as api_only:
+            key = api_only.tenant_key("restart")  # kept in the database: the next process knows it
             response = httpx.post(
                 f"{api_only.url}/v1/service-calls",
                 json={
                     "name": "e2e-restart",
                     "request": {"method": "POST", "url": f"{target.url}/durable"},
                 },
+                headers=bearer(key),
                 timeout=10,
             )
             assert response.status_code == 201, response.text
@@ -44,7 +46,7 @@ def test_a_call_accepted_by_one_process_is_made_by_the_next(database_url: str) -
 
             def finished() -> dict[str, Any] | None:
                 call: dict[str, Any] = httpx.get(
-                    f"{server.url}/v1/service-calls/{call_id}", timeout=10
+                    f"{server.url}/v1/service-calls/{call_id}", headers=bearer(key), timeout=10
                 ).json()
                 return call if call["status"] in ("succeeded", "failed", "cancelled") else None
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +38,7 @@ def submit(
     url: str,
     *,
     name: str = "e2e",
-    tenant: str | None = None,
+    headers: dict[str, str] | None = None,
     **fields: Any,
 ) -> httpx.Response:
     payload: dict[str, Any] = {
@@ -50,7 +51,6 @@ def submit(
         },
         **fields,
     }
-    headers = {"X-Tenant-Id": tenant} if tenant else {}
     return api.post("/v1/service-calls", json=payload, headers=headers)
 
 
@@ -61,9 +61,11 @@ def submitted(response: httpx.Response) -> dict[str, Any]:
 
 
 def wait_terminal(
-    api: httpx.Client, call_id: str, tenant: str | None = None, timeout: float = 15.0
+    api: httpx.Client,
+    call_id: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
 ) -> dict[str, Any]:
-    headers = {"X-Tenant-Id": tenant} if tenant else {}
 
     def terminal() -> dict[str, Any] | None:
         response = api.get(f"/v1/service-calls/{call_id}", headers=headers)
@@ -276,18 +278,20 @@ def test_an_unknown_id_is_404_and_a_malformed_id_is_422(api: httpx.Client) -> No
     assert [e["field"] for e in problem["errors"]] == ["service_call_id"]
 
 
-def test_another_tenants_call_is_404(api: httpx.Client, target: TargetServer) -> None:
-    call = submitted(submit(api, f"{target.url}/tenant-a", tenant="a"))
+def test_another_tenants_call_is_404(
+    api: httpx.Client, target: TargetServer, as_tenant: Callable[[str], dict[str, str]]
+) -> None:
+    call = submitted(submit(api, f"{target.url}/tenant-a", headers=as_tenant("a")))
     path = f"/v1/service-calls/{call['id']}"
 
     assert call["tenant_id"] == "a"
-    mine = api.get(path, headers={"X-Tenant-Id": "a"})
+    mine = api.get(path, headers=as_tenant("a"))
     assert mine.status_code == 200
     assert mine.json()["id"] == call["id"]
-    assert_problem(api.get(path, headers={"X-Tenant-Id": "b"}), 404)
-    assert_problem(api.get(f"{path}/executions", headers={"X-Tenant-Id": "b"}), 404)
+    assert_problem(api.get(path, headers=as_tenant("b")), 404)
+    assert_problem(api.get(f"{path}/executions", headers=as_tenant("b")), 404)
     assert_problem(api.get(path), 404)  # the default tenant is another tenant too
-    wait_terminal(api, call["id"], tenant="a")
+    wait_terminal(api, call["id"], headers=as_tenant("a"))
 
 
 # -- health --------------------------------------------------------------------------------------
@@ -327,8 +331,9 @@ def test_cli_submit_and_show(
     duecall_server: DuecallProcess, api: httpx.Client, target: TargetServer
 ) -> None:
     url = f"{target.url}/cli/{'x' * 120}"  # longer than a terminal line
+    key = duecall_server.tenant_key("default")  # another key of `api`'s tenant
     submitted_ = run_cli(
-        "submit", url, "--api", duecall_server.url, "--json",
+        "submit", url, "--api", duecall_server.url, "--api-key", key, "--json",
         "-H", "X-Test: cli", "--json-body", '{"from": "cli"}', "--name", "e2e-cli",
     )  # fmt: skip
     assert submitted_.returncode == 0, submitted_.stdout + submitted_.stderr
@@ -337,7 +342,7 @@ def test_cli_submit_and_show(
     assert call["request"]["url"] == url
     wait_terminal(api, call["id"])
 
-    shown = run_cli("show", call["id"], "--api", duecall_server.url, "--json")
+    shown = run_cli("show", call["id"], "--api", duecall_server.url, "--api-key", key, "--json")
 
     assert shown.returncode == 0, shown.stdout + shown.stderr
     state = json.loads(shown.stdout)
@@ -350,7 +355,8 @@ def test_cli_submit_and_show(
 
 
 def test_cli_show_of_an_unknown_id_fails(duecall_server: DuecallProcess) -> None:
-    shown = run_cli("show", str(uuid.uuid4()), "--api", duecall_server.url)
+    key = duecall_server.tenant_key("default")
+    shown = run_cli("show", str(uuid.uuid4()), "--api", duecall_server.url, "--api-key", key)
 
     assert shown.returncode == 1
     assert "not found" in (shown.stdout + shown.stderr).lower()

@@ -12,9 +12,9 @@ from domain.ids import execution_id_for
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from tests.support.audit_scenario import TENANT, Scenario, run_audit_scenario
+from tests.support.duecall_process import bearer
 from tests.support.read_models import catch_up, reset_read_models
 
-HEADERS = {"X-Tenant-Id": TENANT}
 EXPECTED = [
     "ServiceCall.Submitted", "ServiceCall.Scheduled",
     "ServiceCall.Started", "Execution.Started", "Execution.Failed",
@@ -29,7 +29,10 @@ EXPECTED = [
 
 @pytest.fixture
 def client(settings: Settings, clean_database: str) -> Iterator[TestClient]:
+    """A client of the app with an API key of the scenario's tenant."""
     with TestClient(create_app(settings)) as client:
+        container = client.app.state.container  # type: ignore[attr-defined]
+        client.headers.update(bearer(container.tenants.create(TENANT).key))
         yield client
 
 
@@ -41,7 +44,7 @@ def scenario(client: TestClient) -> Scenario:
 
 
 def _history(client: TestClient, scenario: Scenario) -> list[dict[str, Any]]:
-    response = client.get(f"/v1/service-calls/{scenario.call_id}/events", headers=HEADERS)
+    response = client.get(f"/v1/service-calls/{scenario.call_id}/events")
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
@@ -93,7 +96,7 @@ def test_history_says_why_each_retry_waited_and_redacts_secrets(
 
 def test_history_streams_as_ndjson(client: TestClient, scenario: Scenario) -> None:
     url = f"/v1/service-calls/{scenario.call_id}/events?format=ndjson"
-    response = client.get(url, headers=HEADERS)
+    response = client.get(url)
     assert response.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert [line["type"] for line in lines] == EXPECTED
@@ -102,14 +105,16 @@ def test_history_streams_as_ndjson(client: TestClient, scenario: Scenario) -> No
 
 
 def test_another_tenants_call_has_no_history(client: TestClient, scenario: Scenario) -> None:
+    container = client.app.state.container  # type: ignore[attr-defined]
+    someone_else = bearer(container.tenants.create("someone-else").key)
     url = f"/v1/service-calls/{scenario.call_id}/events"
-    assert client.get(url, headers={"X-Tenant-Id": "someone-else"}).status_code == 404
+    assert client.get(url, headers=someone_else).status_code == 404
     url = f"/v1/service-calls/{scenario.call_id}?version=1"
-    assert client.get(url, headers={"X-Tenant-Id": "someone-else"}).status_code == 404
+    assert client.get(url, headers=someone_else).status_code == 404
 
 
 def _then(client: TestClient, scenario: Scenario, **params: Any) -> dict[str, Any]:
-    response = client.get(f"/v1/service-calls/{scenario.call_id}", params=params, headers=HEADERS)
+    response = client.get(f"/v1/service-calls/{scenario.call_id}", params=params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -140,13 +145,13 @@ def test_the_call_at_a_version_and_the_limits_of_the_past(
     latest = _then(client, scenario)
     assert _then(client, scenario, version=latest["version"]) == latest
     url = f"/v1/service-calls/{scenario.call_id}"
-    too_far = client.get(url, params={"version": latest["version"] + 1}, headers=HEADERS)
+    too_far = client.get(url, params={"version": latest["version"] + 1})
     assert too_far.status_code == 422
     assert too_far.json()["errors"][0]["field"] == "version"
-    early = client.get(url, params={"at": scenario.moments["before"].isoformat()}, headers=HEADERS)
+    early = client.get(url, params={"at": scenario.moments["before"].isoformat()})
     assert early.status_code == 422
     assert early.json()["errors"][0]["field"] == "at"
-    naive = client.get(url, params={"at": "2025-01-01T00:00:00"}, headers=HEADERS)
+    naive = client.get(url, params={"at": "2025-01-01T00:00:00"})
     assert naive.status_code == 422
 
 
@@ -166,6 +171,6 @@ def test_which_calls_were_in_a_status_at_a_moment(
 ) -> None:
     catch_up(client.app.state.container)  # type: ignore[attr-defined]
     params = {"as_of": scenario.moments[moment].isoformat(), "status": status}
-    page = client.get("/v1/service-calls", params=params, headers=HEADERS).json()
+    page = client.get("/v1/service-calls", params=params).json()
     assert [item["id"] for item in page["items"]] == ([str(scenario.call_id)] if listed else [])
     assert all(item["status"] == status for item in page["items"])

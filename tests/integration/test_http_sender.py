@@ -5,12 +5,16 @@ import asyncio
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from infrastructure.http_sender import HttpxSender
+from infrastructure.outbound_guard import Allowlist
+from tests.support.duecall_process import LOOPBACK_ALLOWLIST
 from tests.support.target_server import TargetServer, closed_port_url
 
 
 def _send(url: str, timeout: float = 2.0, snippet_bytes: int = 64) -> AttemptResult:
     async def go() -> AttemptResult:
-        sender = HttpxSender(snippet_bytes=snippet_bytes)
+        sender = HttpxSender(
+            snippet_bytes=snippet_bytes, allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST)
+        )
         try:
             return await sender.send(RequestSpec("GET", url, timeout_seconds=timeout), {})
         finally:

@@ -166,3 +166,21 @@ def test_another_tenants_ids_are_not_found_on_every_route(client: TestClient) ->
         assert_problem(theirs, 404)
         walked += 1
     assert walked >= 8
+
+
+def test_an_api_body_over_the_limit_is_413_before_it_is_read(
+    settings: Settings, clean_database: str
+) -> None:
+    small = settings.model_copy(update={"max_api_body_bytes": 4096})
+    with TestClient(create_app(small)) as client:
+        key = client.app.state.container.tenants.create("big-bodies").key  # type: ignore[attr-defined]
+        huge = {"calls": [{"request": {"method": "POST", "url": "http://example.com/",
+                                       "body": "x" * 3000}}] * 2}
+        declared = client.post("/v1/service-calls:batch", json=huge, headers=bearer(key))
+        streamed = client.post("/v1/service-calls:batch", headers=bearer(key),
+                               content=iter([b'{"calls": [', b" " * 5000, b"]}"]))
+        for response in (declared, streamed):
+            problem = assert_problem(response, 413)
+            assert problem["errors"][0]["field"] == "body"
+        listed = client.get("/v1/service-calls", headers=bearer(key)).json()
+    assert listed["items"] == []

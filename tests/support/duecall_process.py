@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _HOST = "127.0.0.1"
 _ENTRY = "from interfaces.cli import main; main()"
 ADMIN_KEY = "test-admin-key"
+LOOPBACK_ALLOWLIST = "127.0.0.1/32,::1/128,localhost"  # the tests' targets run on 127.0.0.1
 
 
 def duecall_command(*args: str) -> list[str]:
@@ -42,7 +43,8 @@ def duecall_command(*args: str) -> list[str]:
 
 def duecall_env(database_url: str, settings: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a `duecall` subprocess: this one's, less any duecall settings, then
-    ``database_url``, JSON logs, unbuffered output and ``settings`` (DUECALL_* variables)."""
+    ``database_url``, JSON logs, unbuffered output, the outbound guard admitting loopback
+    targets, and ``settings`` (DUECALL_* variables; they override these)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -52,6 +54,7 @@ def duecall_env(database_url: str, settings: Mapping[str, str] | None = None) ->
         DATABASE_URL=database_url,
         DUECALL_LOG_FORMAT="json",
         DUECALL_ADMIN_KEY=ADMIN_KEY,
+        DUECALL_OUTBOUND_ALLOWLIST=LOOPBACK_ALLOWLIST,
         PYTHONUNBUFFERED="1",
     )
     env.update(settings or {})

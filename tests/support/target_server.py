@@ -12,6 +12,8 @@ Paths:
     /slow/<seconds>          sleeps (only that request's thread), then 200 {"ok": true}
     /retry-after/<seconds>   503 with "Retry-After: <seconds>"
     /sequence/<name>         successive codes from set_sequence(name, ...); the last repeats
+    /redirect?to=<url>       302 to <url> (/redirect/<code>?to=<url> for another 3xx code)
+    /large/<bytes>           200 with a body of <bytes> "x" (streamed in 64 KiB writes)
     anything else            200 {"ok": true}
 
 Every request is recorded (before any sleep) as a ReceivedRequest.
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 _HOST = "127.0.0.1"
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -66,7 +68,9 @@ class ReceivedRequest:
 class TargetServer:
     """Threaded HTTP server on 127.0.0.1; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = _HOST) -> None:
+        """``host``: another loopback address (127.0.0.2) to stand for a second machine."""
+        self._host = host
         self._port = port
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -79,7 +83,7 @@ class TargetServer:
     def start(self) -> TargetServer:
         if self._httpd is not None:
             raise RuntimeError("TargetServer already started")
-        self._httpd = _HTTPServer((_HOST, self._port), self)
+        self._httpd = _HTTPServer((self._host, self._port), self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -118,7 +122,7 @@ class TargetServer:
 
     @property
     def url(self) -> str:
-        return f"http://{_HOST}:{self.port}"
+        return f"http://{self._host}:{self.port}"
 
     # -- configuration ----------------------------------------------------------
 
@@ -274,8 +278,25 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "sequence" and arg:
             code = self._httpd.target._next_in_sequence(arg)
             self._send(code, {"status": code})
+        elif kind == "redirect":
+            location = parse_qs(request.query).get("to", ["/ok"])[0]
+            code = int(arg) if arg else 302
+            self._send(code, {"location": location}, {"Location": location})
+        elif kind == "large" and arg:
+            self._send_large(int(arg))
         else:
             self._send(200, {"ok": True})
+
+    def _send_large(self, size: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"x" * 65536
+        with contextlib.suppress(OSError):  # the client may stop reading early
+            while size > 0:
+                self.wfile.write(chunk[:size])
+                size -= len(chunk)
 
     def _send(self, code: int, payload: object, headers: dict[str, str] | None = None) -> None:
         body = b"" if code in _NO_BODY_STATUSES else json.dumps(payload).encode()

@@ -24,6 +24,7 @@ from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
 from infrastructure.container import Container
 from infrastructure.settings import Settings
+from tests.support.duecall_process import LOOPBACK_ALLOWLIST
 
 BEHAVIOURS = ("ok", "flaky", "timeout", "missing")
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff_seconds=0, jitter=Jitter.NONE)
@@ -36,6 +37,7 @@ def workload_settings(database_url: str) -> Settings:
         poll_interval_seconds=0.2,
         circuit_failure_threshold=1_000_000,
         log_format="console",
+        outbound_allowlist=LOOPBACK_ALLOWLIST,
     )
 
 

@@ -13,6 +13,7 @@ from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
 from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind, is_success
 from domain.request import RequestSpec
+from tests.support.domain_events import collect
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 LATER = NOW + timedelta(milliseconds=250)
@@ -49,13 +50,13 @@ def _begin(attempt: int = 1) -> tuple[Execution, UUID]:
 @pytest.fixture
 def execution() -> Execution:
     execution, _ = _begin()
-    execution.collect_events()
+    collect(execution)
     return execution
 
 
 def test_begin_records_started_with_the_request_fields() -> None:
     execution, call_id = _begin(attempt=3)
-    events = execution.collect_events()
+    events = collect(execution)
     assert _names(events) == ["Started"]
     started = cast(Any, events[0])
     assert started.originator_id == execution_id_for(call_id, 3)
@@ -95,7 +96,7 @@ def test_finish_with_200_records_succeeded_and_returns_a_successful_outcome(
         status_code=200,
         finished_at_epoch=LATER.timestamp(),
     )
-    events = execution.collect_events()
+    events = collect(execution)
     assert _names(events) == ["Succeeded"]
     succeeded = cast(Any, events[0])
     assert succeeded.status_code == 200
@@ -124,7 +125,7 @@ def test_finish_with_500_records_failed_of_kind_http_error(execution: Execution)
     assert outcome.message == "HTTP 500"
     assert outcome.attempt == 1
     assert outcome.execution_id == str(execution.id)
-    events = execution.collect_events()
+    events = collect(execution)
     assert _names(events) == ["Failed"]
     failed = cast(Any, events[0])
     assert failed.error_kind == "http_error"
@@ -145,7 +146,7 @@ def test_finish_with_a_timeout_records_failed_of_kind_timeout(execution: Executi
     assert outcome.error_kind == "timeout"
     assert outcome.status_code is None
     assert outcome.message == "timed out after 5s"
-    events = execution.collect_events()
+    events = collect(execution)
     assert _names(events) == ["Failed"]
     failed = cast(Any, events[0])
     assert failed.error_kind == "timeout"
@@ -190,7 +191,7 @@ def test_a_second_finish_returns_none_and_records_nothing(
     assert execution.finish(first, LATER) is not None
     before = execution.describe()
     assert execution.finish(second, LATER + timedelta(seconds=1)) is None
-    events = execution.collect_events()
+    events = collect(execution)
     assert len([e for e in events if type(e).__name__ in {"Succeeded", "Failed"}]) == 1
     assert len(events) == 1
     assert execution.describe() == before
@@ -225,7 +226,7 @@ def test_the_execution_rebuilt_from_its_events_equals_the_live_one(result: Attem
     execution, _ = _begin(attempt=2)
     execution.finish(result, LATER)
     execution.finish(result, LATER + timedelta(seconds=1))  # duplicate: ignored
-    events = execution.collect_events()
+    events = collect(execution)
     assert _names(events)[0] == "Started"
     assert len(events) == 2
     rebuilt = _rebuild(events)
@@ -236,7 +237,7 @@ def test_the_execution_rebuilt_from_its_events_equals_the_live_one(result: Attem
 
 def test_a_running_execution_rebuilt_from_its_events_equals_the_live_one() -> None:
     execution, _ = _begin()
-    rebuilt = _rebuild(execution.collect_events())
+    rebuilt = _rebuild(collect(execution))
     assert rebuilt.describe() == execution.describe()
 
 
@@ -244,8 +245,8 @@ def test_execution_event_topics_all_start_with_duecall(execution: Execution) -> 
     execution.finish(AttemptResult(duration_ms=1.0, status_code=200), LATER)
     other, _ = _begin()
     other.finish(AttemptResult(duration_ms=1.0, status_code=500), LATER)
-    events = [*execution.collect_events(), *other.collect_events()]
-    topics = {type(e).TOPIC for e in events}  # type: ignore[attr-defined]
+    events = [*collect(execution), *collect(other)]
+    topics = {type(e).TOPIC for e in events}
     assert topics == {
         "duecall:Execution.Started",
         "duecall:Execution.Succeeded",
@@ -285,7 +286,7 @@ def test_retry_after_is_read_from_the_recorded_headers_after_a_rebuild() -> None
     execution.finish(
         AttemptResult(duration_ms=3.0, status_code=429, headers={"Retry-After": "9"}), LATER
     )
-    events = execution.collect_events()
+    events = collect(execution)
     failed = cast(Any, events[-1])
     assert failed.headers == {"Retry-After": "9"}
     rebuilt = _rebuild(events)

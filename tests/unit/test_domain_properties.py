@@ -29,6 +29,7 @@ from domain.request import RequestSpec
 from domain.retry_policy import FailReason, Jitter, RetryPolicy, ScheduleReason
 from domain.service_call import TERMINAL, ServiceCall, Status
 from domain.status import CANCELLABLE, PAUSABLE
+from tests.support.domain_events import collect
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 REQUEST = RequestSpec("POST", "https://api.example.com/hooks/1", {"X-A": "1"}, "{}", 10.0)
@@ -142,7 +143,7 @@ class ServiceCallMachine(RuleBasedStateMachine):
             due_at=NOW + timedelta(seconds=due_offset),
             retry_policy=policy,
         )
-        self.events = self.call.collect_events()
+        self.events = collect(self.call)
         self.previous_status = self.call.status
 
     # --- helpers ---------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class ServiceCallMachine(RuleBasedStateMachine):
         return self.now
 
     def _new_events(self) -> list[ServiceCall.Event]:
-        new = self.call.collect_events()
+        new = collect(self.call)
         self.events.extend(new)
         return new
 

@@ -14,6 +14,7 @@ from domain.outcome import AttemptOutcome
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
 from domain.service_call import TERMINAL, ServiceCall, Status
+from tests.support.domain_events import collect
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 DUE = NOW + timedelta(minutes=5)
@@ -82,14 +83,14 @@ def _submit(policy: RetryPolicy | None = None) -> ServiceCall:
         due_at=DUE,
         retry_policy=policy,
     )
-    call.collect_events()
+    collect(call)
     return call
 
 
 def _start(call: ServiceCall, at: datetime) -> UUID:
     execution_id = call.start(call.attempt, at)
     assert execution_id is not None
-    call.collect_events()
+    collect(call)
     return execution_id
 
 
@@ -110,14 +111,14 @@ def call() -> ServiceCall:
         correlation_id="corr-1",
         idempotency_key="idem-1",
     )
-    call.collect_events()
+    collect(call)
     return call
 
 
 @pytest.fixture
 def running(call: ServiceCall) -> ServiceCall:
     assert call.start(1, DUE) is not None
-    call.collect_events()
+    collect(call)
     return call
 
 
@@ -129,7 +130,7 @@ def test_submit_records_submitted_then_scheduled_for_attempt_one() -> None:
     call = ServiceCall.submit(
         id=call_id, tenant_id="tenant-a", name="n", request=REQUEST, due_at=DUE
     )
-    events = call.collect_events()
+    events = collect(call)
     assert _names(events) == ["Submitted", "Scheduled"]
     submitted, scheduled = cast(list[Any], events)
     assert submitted.originator_id == call_id
@@ -173,14 +174,14 @@ def test_submit_without_tags_records_an_empty_tag_list() -> None:
 
 def test_start_before_due_at_records_nothing_and_returns_none(call: ServiceCall) -> None:
     assert call.start(1, DUE - timedelta(microseconds=1)) is None
-    assert call.collect_events() == []
+    assert collect(call) == []
     assert call.status is Status.SCHEDULED
 
 
 def test_start_of_the_current_attempt_when_due_records_started(call: ServiceCall) -> None:
     execution_id = call.start(1, DUE)
     assert execution_id == execution_id_for(call.id, 1)
-    events = call.collect_events()
+    events = collect(call)
     assert _names(events) == ["Started"]
     started = cast(Any, events[0])
     assert started.attempt == 1
@@ -197,14 +198,14 @@ def test_start_after_due_at_is_allowed(call: ServiceCall) -> None:
 
 def test_a_duplicate_start_returns_none_and_records_nothing(running: ServiceCall) -> None:
     assert running.start(1, DUE + timedelta(seconds=1)) is None
-    assert running.collect_events() == []
+    assert collect(running) == []
     assert running.status is Status.RUNNING
 
 
 @pytest.mark.parametrize("attempt", [0, 2, 3, -1])
 def test_start_with_a_wrong_attempt_number_records_nothing(call: ServiceCall, attempt: int) -> None:
     assert call.start(attempt, DUE) is None
-    assert call.collect_events() == []
+    assert collect(call) == []
     assert call.status is Status.SCHEDULED
 
 
@@ -212,11 +213,11 @@ def test_start_with_a_wrong_attempt_number_records_nothing(call: ServiceCall, at
 def test_start_of_a_finished_call_records_nothing(running: ServiceCall, succeeded: bool) -> None:
     eid = execution_id_for(running.id, 1)
     running.record_outcome(_success(eid) if succeeded else _failure(eid, status_code=404), DUE)
-    running.collect_events()
+    collect(running)
     assert running.is_terminal
     assert running.start(1, DUE + timedelta(days=1)) is None
     assert running.start(2, DUE + timedelta(days=1)) is None
-    assert running.collect_events() == []
+    assert collect(running) == []
 
 
 # --- record_outcome ----------------------------------------------------------------------
@@ -226,7 +227,7 @@ def test_a_successful_outcome_records_succeeded_and_ends_the_call(running: Servi
     execution_id = execution_id_for(running.id, 1)
     finished = DUE + timedelta(seconds=2)
     assert running.record_outcome(_success(execution_id), finished) is True
-    events = running.collect_events()
+    events = collect(running)
     assert _names(events) == ["Succeeded"]
     succeeded = cast(Any, events[0])
     assert succeeded.attempt == 1
@@ -245,7 +246,7 @@ def test_a_404_records_attempt_failed_then_failed_as_not_retryable(running: Serv
     execution_id = execution_id_for(running.id, 1)
     finished = DUE + timedelta(seconds=2)
     assert running.record_outcome(_failure(execution_id, status_code=404), finished) is True
-    events = running.collect_events()
+    events = collect(running)
     assert _names(events) == ["AttemptFailed", "Failed"]
     attempt_failed, failed = cast(list[Any], events)
     assert attempt_failed.attempt == 1
@@ -287,7 +288,7 @@ def test_a_failure_without_a_status_code_keeps_its_error_kind(running: ServiceCa
 def test_an_outcome_for_a_wrong_attempt_is_ignored(running: ServiceCall, attempt: int) -> None:
     outcome = _success(execution_id_for(running.id, attempt), attempt=attempt)
     assert running.record_outcome(outcome, DUE) is False
-    assert running.collect_events() == []
+    assert collect(running) == []
     assert running.status is Status.RUNNING
 
 
@@ -295,7 +296,7 @@ def test_an_outcome_for_a_wrong_attempt_is_ignored(running: ServiceCall, attempt
 def test_an_outcome_when_not_running_is_ignored(call: ServiceCall, succeeded: bool) -> None:
     eid = execution_id_for(call.id, 1)
     assert call.record_outcome(_success(eid) if succeeded else _failure(eid), DUE) is False
-    assert call.collect_events() == []
+    assert collect(call) == []
     assert call.status is Status.SCHEDULED
 
 
@@ -311,9 +312,9 @@ def test_a_duplicate_outcome_after_the_terminal_one_is_ignored(
     second = _success(eid) if second_succeeded else _failure(eid, status_code=404)
     assert running.record_outcome(first, DUE) is True
     terminal_status = running.status
-    running.collect_events()
+    collect(running)
     assert running.record_outcome(second, DUE + timedelta(seconds=5)) is False
-    assert running.collect_events() == []
+    assert collect(running) == []
     assert running.status is terminal_status
     assert running.finished_at == DUE
 
@@ -335,14 +336,14 @@ def _full_history(succeeded: bool) -> tuple[ServiceCall, list[ServiceCall.Event]
         tags=["x"],
         correlation_id="c",
     )
-    events = call.collect_events()
+    events = collect(call)
     call.start(1, DUE - timedelta(seconds=1))  # too early: ignored
     execution_id = call.start(1, DUE)
     assert execution_id is not None
     outcome = _success(execution_id) if succeeded else _failure(execution_id, status_code=404)
     call.record_outcome(outcome, DUE + timedelta(seconds=1))
     call.record_outcome(outcome, DUE + timedelta(seconds=2))  # duplicate: ignored
-    events += call.collect_events()
+    events += collect(call)
     return call, events
 
 
@@ -365,10 +366,10 @@ def test_a_call_rebuilt_after_each_event_matches_the_live_call_at_that_point() -
     call = ServiceCall.submit(
         id=new_service_call_id(), tenant_id="t", name="n", request=REQUEST, due_at=DUE
     )
-    events = call.collect_events()
+    events = collect(call)
     assert _rebuild(events).describe() == call.describe()
     call.start(1, DUE)
-    events += call.collect_events()
+    events += collect(call)
     assert _rebuild(events).describe() == call.describe()
 
 
@@ -385,6 +386,8 @@ def test_describe_reports_plain_values(running: ServiceCall) -> None:
         "headers": {"X-Trace": "abc"},
         "body": '{"x": 1}',
         "timeout_seconds": 12.5,
+        "follow_redirects": False,
+        "secret_headers": [],
     }
     assert described["finished_at"] is None
     assert described["version"] == 3
@@ -393,7 +396,7 @@ def test_describe_reports_plain_values(running: ServiceCall) -> None:
 @pytest.mark.parametrize("succeeded", [True, False])
 def test_event_topics_all_start_with_duecall(succeeded: bool) -> None:
     _, events = _full_history(succeeded)
-    topics = [type(e).TOPIC for e in events]  # type: ignore[attr-defined]
+    topics = [type(e).TOPIC for e in events]
     assert all(topic.startswith("duecall:") for topic in topics), topics
     assert topics[0] == "duecall:ServiceCall.Submitted"
     assert ServiceCall.TOPIC == "duecall:ServiceCall"
@@ -407,7 +410,7 @@ def test_every_recorded_event_is_a_service_call_event() -> None:
 def test_an_outcome_from_another_execution_is_ignored(running: ServiceCall) -> None:
     other = execution_id_for(new_service_call_id(), 1)
     assert running.record_outcome(_success(other), NOW) is False
-    assert running.collect_events() == []
+    assert collect(running) == []
     assert running.status == Status.RUNNING
 
 
@@ -425,7 +428,7 @@ def test_submit_records_the_retry_policy(call: ServiceCall) -> None:
         due_at=DUE,
         retry_policy=NO_JITTER,
     )
-    submitted = cast(Any, custom.collect_events()[0])
+    submitted = cast(Any, collect(custom)[0])
     assert submitted.retry_policy == NO_JITTER.as_dict()
     assert custom.retry_policy == NO_JITTER
 
@@ -436,7 +439,7 @@ def test_a_retryable_failure_with_attempts_left_schedules_the_next_attempt(
     execution_id = execution_id_for(running.id, 1)
     finished = DUE + timedelta(seconds=2)
     assert running.record_outcome(_failure(execution_id), finished, random_fraction=0.5) is True
-    events = running.collect_events()
+    events = collect(running)
     assert _names(events) == ["AttemptFailed", "Scheduled"]
     attempt_failed, scheduled = cast(list[Any], events)
     assert attempt_failed.attempt == 1
@@ -462,7 +465,7 @@ def test_default_retryable_status_codes_schedule_a_retry(
 ) -> None:
     eid = execution_id_for(running.id, 1)
     assert running.record_outcome(_failure(eid, status_code=status_code), DUE) is True
-    assert _names(running.collect_events()) == ["AttemptFailed", "Scheduled"]
+    assert _names(collect(running)) == ["AttemptFailed", "Scheduled"]
     assert running.status is Status.SCHEDULED
     assert running.attempt == 2
 
@@ -473,7 +476,7 @@ def test_other_status_codes_fail_at_once_as_not_retryable(
 ) -> None:
     eid = execution_id_for(running.id, 1)
     assert running.record_outcome(_failure(eid, status_code=status_code), DUE) is True
-    events = running.collect_events()
+    events = collect(running)
     assert _names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[0]).retryable is False
     assert cast(Any, events[1]).reason == "not_retryable"
@@ -485,7 +488,7 @@ def test_timeouts_network_errors_and_lost_executions_retry_by_default(
     running: ServiceCall, kind: str
 ) -> None:
     assert running.record_outcome(_error(execution_id_for(running.id, 1), kind), DUE) is True
-    assert _names(running.collect_events()) == ["AttemptFailed", "Scheduled"]
+    assert _names(collect(running)) == ["AttemptFailed", "Scheduled"]
     assert running.last_error_kind == kind
     assert running.last_status_code is None
 
@@ -493,7 +496,7 @@ def test_timeouts_network_errors_and_lost_executions_retry_by_default(
 @pytest.mark.parametrize("kind", ["rejected", "circuit_open"])
 def test_error_kinds_not_in_retry_on_fail_as_not_retryable(running: ServiceCall, kind: str) -> None:
     assert running.record_outcome(_error(execution_id_for(running.id, 1), kind), DUE) is True
-    events = running.collect_events()
+    events = collect(running)
     assert _names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[1]).reason == "not_retryable"
     assert cast(Any, events[1]).error_kind == kind
@@ -503,13 +506,13 @@ def test_a_custom_retry_on_decides_what_retries() -> None:
     call = _submit(RetryPolicy(retry_on=("404", "rejected")))
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid, status_code=404), DUE) is True
-    assert _names(call.collect_events()) == ["AttemptFailed", "Scheduled"]
+    assert _names(collect(call)) == ["AttemptFailed", "Scheduled"]
     eid = _start(call, call.due_at)
     assert call.record_outcome(_error(eid, "rejected", attempt=2), call.due_at) is True
-    assert _names(call.collect_events()) == ["AttemptFailed", "Scheduled"]
+    assert _names(collect(call)) == ["AttemptFailed", "Scheduled"]
     eid = _start(call, call.due_at)
     assert call.record_outcome(_failure(eid, attempt=3, status_code=503), call.due_at) is True
-    failed = call.collect_events()[-1]
+    failed = collect(call)[-1]
     assert cast(Any, failed).reason == "not_retryable"
     assert call.status is Status.FAILED
 
@@ -522,7 +525,7 @@ def test_backoff_grows_by_the_multiplier_until_attempts_are_exhausted() -> None:
         eid = _start(call, now)
         now += timedelta(seconds=1)
         assert call.record_outcome(_failure(eid, attempt=attempt), now) is True
-        _, scheduled = cast(list[Any], call.collect_events())
+        _, scheduled = cast(list[Any], collect(call))
         assert type(scheduled).__name__ == "Scheduled"
         assert scheduled.attempt == attempt + 1
         assert scheduled.reason == "backoff"
@@ -532,7 +535,7 @@ def test_backoff_grows_by_the_multiplier_until_attempts_are_exhausted() -> None:
     assert delays == [2.0, 6.0, 18.0]
     eid = _start(call, now)
     assert call.record_outcome(_failure(eid, attempt=4), now) is True
-    events = call.collect_events()
+    events = collect(call)
     assert _names(events) == ["AttemptFailed", "Failed"]
     failed = cast(Any, events[1])
     assert failed.reason == "attempts_exhausted"
@@ -548,17 +551,17 @@ def test_the_backoff_is_capped_by_max_backoff() -> None:
     call = _submit(policy)
     eid = _start(call, DUE)
     call.record_outcome(_failure(eid), DUE)
-    assert cast(Any, call.collect_events()[-1]).delay_seconds == 5.0
+    assert cast(Any, collect(call)[-1]).delay_seconds == 5.0
     eid = _start(call, call.due_at)
     call.record_outcome(_failure(eid, attempt=2), call.due_at)
-    assert cast(Any, call.collect_events()[-1]).delay_seconds == 7.0
+    assert cast(Any, collect(call)[-1]).delay_seconds == 7.0
 
 
 def test_a_policy_with_one_attempt_fails_at_once_as_attempts_exhausted() -> None:
     call = _submit(RetryPolicy(max_attempts=1))
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid), DUE) is True
-    events = call.collect_events()
+    events = collect(call)
     assert _names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[0]).retryable is True
     assert cast(Any, events[1]).reason == "attempts_exhausted"
@@ -574,10 +577,10 @@ def test_max_retry_duration_fails_the_call_as_duration_exhausted() -> None:
     call = _submit(policy)
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid), DUE) is True  # next due DUE+4 <= DUE+10
-    assert _names(call.collect_events()) == ["AttemptFailed", "Scheduled"]
+    assert _names(collect(call)) == ["AttemptFailed", "Scheduled"]
     eid = _start(call, DUE + timedelta(seconds=4))
     assert call.record_outcome(_failure(eid, attempt=2), DUE + timedelta(seconds=5)) is True
-    events = call.collect_events()  # next due would be DUE+13 > DUE+10
+    events = collect(call)  # next due would be DUE+13 > DUE+10
     assert _names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[1]).reason == "duration_exhausted"
     assert call.status is Status.FAILED
@@ -601,7 +604,7 @@ def test_retry_after_on_429_and_503_sets_the_delay(status_code: int) -> None:
     finished = DUE + timedelta(seconds=1)
     outcome = _failure(eid, status_code=status_code, retry_after_seconds=42.0)
     assert call.record_outcome(outcome, finished) is True
-    scheduled = cast(Any, call.collect_events()[-1])
+    scheduled = cast(Any, collect(call)[-1])
     assert scheduled.reason == "retry_after"
     assert scheduled.delay_seconds == 42.0
     assert scheduled.due_at == finished + timedelta(seconds=42)
@@ -612,7 +615,7 @@ def test_retry_after_is_capped_by_max_backoff() -> None:
     call = _submit(RetryPolicy(max_backoff_seconds=60.0))
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid, status_code=429, retry_after_seconds=3600), DUE)
-    scheduled = cast(Any, call.collect_events()[-1])
+    scheduled = cast(Any, collect(call)[-1])
     assert scheduled.reason == "retry_after"
     assert scheduled.delay_seconds == 60.0
     assert scheduled.due_at == DUE + timedelta(seconds=60)
@@ -632,7 +635,7 @@ def test_retry_after_on_other_statuses_is_ignored(status_code: int) -> None:
     eid = _start(call, DUE)
     outcome = _failure(eid, status_code=status_code, retry_after_seconds=42.0)
     assert call.record_outcome(outcome, DUE) is True
-    scheduled = cast(Any, call.collect_events()[-1])
+    scheduled = cast(Any, collect(call)[-1])
     assert scheduled.reason == "backoff"
     assert scheduled.delay_seconds == 1.0
 
@@ -641,20 +644,20 @@ def test_retry_after_beyond_max_retry_duration_fails_the_call() -> None:
     call = _submit(RetryPolicy(max_retry_duration_seconds=30.0))
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid, status_code=503, retry_after_seconds=31), DUE)
-    assert cast(Any, call.collect_events()[-1]).reason == "duration_exhausted"
+    assert cast(Any, collect(call)[-1]).reason == "duration_exhausted"
     assert call.status is Status.FAILED
 
 
 def test_after_a_retry_is_scheduled_the_old_attempt_is_stale(running: ServiceCall) -> None:
     first = execution_id_for(running.id, 1)
     assert running.record_outcome(_failure(first), DUE) is True
-    running.collect_events()
+    collect(running)
     due = running.due_at
     # late duplicates of attempt 1 change nothing
     assert running.start(1, due) is None
     assert running.record_outcome(_failure(first), due) is False
     assert running.record_outcome(_success(first), due) is False
-    assert running.collect_events() == []
+    assert collect(running) == []
     # attempt 2 cannot start before its due time, then starts with its own execution id
     assert running.start(2, due - timedelta(microseconds=1)) is None
     second = running.start(2, due)
@@ -664,7 +667,7 @@ def test_after_a_retry_is_scheduled_the_old_attempt_is_stale(running: ServiceCal
     stale = _success(first, attempt=2)
     assert running.record_outcome(stale, due) is False
     assert running.record_outcome(_success(second, attempt=2), due) is True
-    events = running.collect_events()
+    events = collect(running)
     assert _names(events) == ["Started", "Succeeded"]
     assert cast(Any, events[1]).attempt == 2
     assert running.status is Status.SUCCEEDED
@@ -679,19 +682,19 @@ def test_a_call_that_retried_rebuilds_from_its_events() -> None:
         due_at=DUE,
         retry_policy=NO_JITTER,
     )
-    events = call.collect_events()
+    events = collect(call)
     now = DUE
     for attempt in (1, 2):
         eid = call.start(attempt, now)
         assert eid is not None
         call.record_outcome(_failure(eid, attempt=attempt, retry_after_seconds=3), now)
-        events += call.collect_events()
+        events += collect(call)
         assert _rebuild(events).describe() == call.describe()
         now = call.due_at
     eid = call.start(3, now)
     assert eid is not None
     call.record_outcome(_success(eid, attempt=3), now)
-    events += call.collect_events()
+    events += collect(call)
     assert _names(events) == [
         "Submitted",
         "Scheduled",

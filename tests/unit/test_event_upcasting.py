@@ -72,3 +72,16 @@ def test_the_v1_fixtures_replay_into_the_aggregates_they_were_recorded_from() ->
     assert settings.retry_policy.max_attempts == 2
     executions = [a for a in aggregates.values() if type(a).__name__ == "Execution"]
     assert sorted(e.outcome for e in executions) == ["failed", "failed", "failed", "succeeded"]
+
+
+def test_v1_submitted_events_are_upcast_to_calls_that_do_not_follow_redirects() -> None:
+    submitted = [
+        MAPPER.to_domain_event(row)
+        for row in stored_events()
+        if row.topic == "duecall:ServiceCall.Submitted"
+    ]
+    assert len(submitted) == 3
+    assert all(e.follow_redirects is False for e in submitted)  # type: ignore[attr-defined]
+    call = _replayed()[V1_CALL]
+    assert call.request.follow_redirects is False
+    assert call.request.as_dict()["follow_redirects"] is False

@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 def create_tenant(body: TenantCreate, container: ContainerDep) -> IssuedKeyPublic:
     """Create a tenant with its first API key (shown in this answer only)."""
     issued = container.tenants.create(body.name, body.rate_per_second, body.burst)
+    container.authenticator.forget(body.name)
     return IssuedKeyPublic.of(issued)
 
 
@@ -40,7 +41,9 @@ def get_tenant(name: str, container: ContainerDep) -> TenantPublic:
     "/tenants/{name}/keys", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyPublic
 )
 def issue_key(name: str, body: KeyLimits, container: ContainerDep) -> IssuedKeyPublic:
-    return IssuedKeyPublic.of(container.tenants.issue_key(name, body.rate_per_second, body.burst))
+    issued = container.tenants.issue_key(name, body.rate_per_second, body.burst)
+    container.authenticator.forget(name)
+    return IssuedKeyPublic.of(issued)
 
 
 @router.post(

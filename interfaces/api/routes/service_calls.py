@@ -2,7 +2,7 @@
 
 import hashlib
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
@@ -12,8 +12,9 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.tenant_defaults import TenantDefaults
 from domain.errors import InvalidRequestError
-from domain.request import RequestSpec
+from domain.request import RequestSpec, check_body_size
 from domain.service_call import ServiceCall
+from infrastructure.container import Container
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.schemas import (
     CancelRequest,
@@ -36,12 +37,16 @@ def _public(call: ServiceCall) -> ServiceCallPublic:
 
 
 def _command(
-    body: ServiceCallCreate, tenant: str, key: str | None, defaults: TenantDefaults
+    body: ServiceCallCreate, tenant: str, key: str | None, container: Container
 ) -> SubmitServiceCall:
+    """The submit command, validated (limits included) before anything is recorded."""
     headers, payload = body.request.encoded()
+    check_body_size(payload, container.settings.max_request_body_bytes)
     request = RequestSpec(
-        body.request.method, body.request.url, headers, payload, body.request.timeout_seconds
+        body.request.method, body.request.url, headers, payload, body.request.timeout_seconds,
+        body.request.follow_redirects, secret_headers=tuple(body.request.secret_headers),
     )
+    defaults: TenantDefaults = container.tenant_defaults
     overrides = body.retry_policy.model_dump(exclude_unset=True) if body.retry_policy else None
     return SubmitServiceCall(
         tenant_id=tenant,
@@ -51,11 +56,28 @@ def _command(
         tags=body.tags,
         correlation_id=body.correlation_id,
         idempotency_key=key,
-        request_hash=hashlib.sha256(
-            body.model_dump_json(exclude={"idempotency_key"}).encode()
-        ).hexdigest(),
+        request_hash=_request_hash(body),
         retry_policy=defaults.policy_for_call(tenant, overrides),
     )
+
+
+def _request_hash(body: ServiceCallCreate) -> str:
+    """Identifies a request for Idempotency-Key reuse; ``follow_redirects`` and
+    ``secret_headers`` count only when set, so a request hashes as it did before the options
+    existed. It is taken over the request in clear, so the same secret matches again whatever
+    nonce it was sealed with; only this SHA-256 digest is stored, never the secret."""
+    exclude: dict[str, Any] = {"idempotency_key": True}
+    unset = {
+        name
+        for name, value in (
+            ("follow_redirects", body.request.follow_redirects),
+            ("secret_headers", body.request.secret_headers),
+        )
+        if not value
+    }
+    if unset:
+        exclude["request"] = unset
+    return hashlib.sha256(body.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 
 def _tell_position(response: Response, position: int | None) -> None:
@@ -78,7 +100,7 @@ def submit_service_call(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ServiceCallPublic:
-    command = _command(body, tenant, idempotency_key, container.tenant_defaults)
+    command = _command(body, tenant, idempotency_key, container)
     submitted = container.submits.submit(command)  # group commit with concurrent submits
     call, created = submitted[0]
     response.status_code = 201 if created else 200
@@ -104,9 +126,9 @@ def submit_service_calls(
     commands = []
     for index, item in enumerate(body.calls):
         try:
-            commands.append(_command(item, tenant, item.idempotency_key, container.tenant_defaults))
-        except InvalidRequestError as error:
-            raise InvalidRequestError(f"calls.{index}.{error.field}", error.message) from None
+            commands.append(_command(item, tenant, item.idempotency_key, container))
+        except InvalidRequestError as error:  # the same kind (a too large body stays a 413)
+            raise type(error)(f"calls.{index}.{error.field}", error.message) from None
     results = container.service_calls.submit_many(commands)
     response.status_code = 201 if any(created for _, created in results) else 200
     _tell_position(response, results.position)
