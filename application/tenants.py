@@ -102,6 +102,8 @@ class Tenants:
     def create(
         self, name: str, rate_per_second: float | None = None, burst: int | None = None
     ) -> IssuedKey:
+        if self.find(name) is not None:
+            raise TenantExistsError(name)
         now = utcnow()
         sealed = self._box.seal(_new_signing_secret())
         tenant = Tenant.register(check_tenant_name(name), sealed, now)

@@ -44,7 +44,7 @@ _REGISTER_CIRCUIT = (
     f"INSERT INTO {CIRCUITS_TABLE} (tenant_id, host, circuit_id) VALUES (%s, %s, %s) "
     "ON CONFLICT DO NOTHING"
 )
-_REGISTER_TENANT = f"INSERT INTO {TENANTS_TABLE} (name) VALUES (%s)"
+_REGISTER_TENANT = f"INSERT INTO {TENANTS_TABLE} (name) VALUES (%s) ON CONFLICT DO NOTHING"
 _INSERT_KEY = (
     f"INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash) "
     "VALUES (%s, %s, %s, %s)"
@@ -137,7 +137,7 @@ class OutboxRecorder(PostgresApplicationRecorder):
         if circuits:
             curs.executemany(_REGISTER_CIRCUIT, circuits)
         tenants: Sequence[str] = kwargs.get("tenants", ())
-        if tenants:  # a tenant registered twice fails the whole transaction
+        if tenants:  # a second registration fails on its events (the id is the name's)
             curs.executemany(_REGISTER_TENANT, [(name,) for name in tenants])
         changes: OutboxChanges | None = kwargs.get("outbox")
         if changes is not None:

@@ -164,6 +164,6 @@ def test_oversized_inputs_are_refused_naming_the_field_and_nothing_is_recorded(
 
 def test_a_body_at_the_limit_is_accepted(api: httpx.Client, target: TargetServer) -> None:
     body = _call(f"{target.url}/ok", request={"body": "x" * (1024 * 1024)}, delay_seconds=3600)
-    submitted = api.post("/v1/service-calls", json=body)
+    submitted = api.post("/v1/service-calls", json=body, timeout=60)  # 0.4 s when idle
     assert submitted.status_code == 201, submitted.text
     assert api.post(f"/v1/service-calls/{submitted.json()['id']}/cancel").status_code == 200
