@@ -118,19 +118,8 @@ class Target:
                 self.records.append(
                     (arrival, key, headers.get("duecall-id"), path, action.partition("-")[0])
                 )
-                if action == "reset":
-                    _reset(writer)
+                if not await _answer(writer, action, argument):
                     return
-                if action == "slow":
-                    await asyncio.sleep(argument)
-                if action == "503":
-                    writer.write(UNAVAILABLE)
-                elif action == "503-retry-after":
-                    writer.write(_response(503, "Service Unavailable", b'{"status":503}',
-                                           f"Retry-After: {argument:g}\r\n"))
-                else:
-                    writer.write(OK)
-                await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     return
         except (ConnectionError, asyncio.CancelledError):
@@ -149,6 +138,24 @@ class Target:
         else:
             return _response(404, "Not Found", b'{"error":"unknown control path"}')
         return _response(200, "OK", json.dumps(payload, separators=(",", ":")).encode())
+
+
+async def _answer(writer: asyncio.StreamWriter, action: str, argument: float) -> bool:
+    """Answer as planned; False when the connection is gone (reset)."""
+    if action == "reset":
+        _reset(writer)
+        return False
+    if action == "slow":
+        await asyncio.sleep(argument)
+    if action == "503":
+        writer.write(UNAVAILABLE)
+    elif action == "503-retry-after":
+        writer.write(_response(503, "Service Unavailable", b'{"status":503}',
+                               f"Retry-After: {argument:g}\r\n"))
+    else:
+        writer.write(OK)
+    await writer.drain()
+    return True
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
