@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from domain.request import DEFAULT_MAX_BODY_BYTES
 from tests.support.problems import assert_problem
 from tests.support.target_server import TargetServer
 
@@ -133,8 +134,8 @@ def test_oversized_inputs_are_refused_naming_the_field_and_nothing_is_recorded(
     too_long_url = f"{target.url}/{'a' * (2049 - len(target.url) - 1)}"
     assert len(too_long_url) == 2049
     cases = [
-        (_call(url, request={"body": "x" * (1024 * 1024 + 1)}), 413, "request.body"),
-        (_call(url, request={"body": {"blob": "x" * (1024 * 1024)}}), 413, "request.body"),
+        (_call(url, request={"body": "x" * (DEFAULT_MAX_BODY_BYTES + 1)}), 413, "request.body"),
+        (_call(url, request={"body": {"blob": "x" * DEFAULT_MAX_BODY_BYTES}}), 413, "request.body"),
         (_call(url, request={"headers": {f"X-H{i}": "v" for i in range(65)}}),
          422, "request.headers"),
         (_call(too_long_url), 422, "request.url"),
@@ -144,7 +145,8 @@ def test_oversized_inputs_are_refused_naming_the_field_and_nothing_is_recorded(
         assert _field_of(response, status) == field
 
     ok = {**_call(url), "correlation_id": marker}
-    big = {**_call(url, request={"body": "x" * (1024 * 1024 + 1)}), "correlation_id": marker}
+    too_big = "x" * (DEFAULT_MAX_BODY_BYTES + 1)
+    big = {**_call(url, request={"body": too_big}), "correlation_id": marker}
     many = {**_call(url, request={"headers": {f"X-H{i}": "v" for i in range(65)}}),
             "correlation_id": marker}
     batch = api.post("/v1/service-calls:batch", json={"calls": [ok, big]})
@@ -163,7 +165,8 @@ def test_oversized_inputs_are_refused_naming_the_field_and_nothing_is_recorded(
 
 
 def test_a_body_at_the_limit_is_accepted(api: httpx.Client, target: TargetServer) -> None:
-    body = _call(f"{target.url}/ok", request={"body": "x" * (1024 * 1024)}, delay_seconds=3600)
+    at_limit = "x" * DEFAULT_MAX_BODY_BYTES
+    body = _call(f"{target.url}/ok", request={"body": at_limit}, delay_seconds=3600)
     submitted = api.post("/v1/service-calls", json=body, timeout=60)  # 0.4 s when idle
     assert submitted.status_code == 201, submitted.text
     assert api.post(f"/v1/service-calls/{submitted.json()['id']}/cancel").status_code == 200
