@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 
+from application.aggregate_cache import catch_up_cache
 from domain.circuit import Circuit, circuit_id_for, counts_against_host, says_nothing_about_host
 from domain.outcome import AttemptOutcome
 from domain.service_call import ServiceCall
@@ -26,6 +27,7 @@ class CircuitBoard:
     def __init__(self, app: Application[UUID], options: CircuitOptions) -> None:
         self._app = app
         self._options = options
+        self._cache = catch_up_cache(app)  # a circuit's history grows with every outcome
         self._circuits: dict[UUID, Circuit | None] = {}
         self._registered: list[Circuit] = []
 
@@ -78,8 +80,5 @@ class CircuitBoard:
     def _get(self, tenant_id: str, host: str) -> Circuit | None:
         circuit_id = circuit_id_for(tenant_id, host)
         if circuit_id not in self._circuits:
-            try:
-                self._circuits[circuit_id] = self._app.repository.get(circuit_id)
-            except AggregateNotFoundError:
-                self._circuits[circuit_id] = None
+            self._circuits[circuit_id] = self._cache.get(circuit_id)
         return self._circuits[circuit_id]

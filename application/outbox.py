@@ -9,7 +9,7 @@ deletes it (``OutboxChanges.consume``) and adds the messages those events cause
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -32,6 +32,14 @@ class OutboxMessage:
     id: int | None = None
     claims: int = 0
     due_at: datetime | None = None
+
+
+def still_leased(messages: Sequence[OutboxMessage], margin: float = 1.0) -> list[OutboxMessage]:
+    """The claimed messages whose leases (``available_at`` after a claim) last at least
+    ``margin`` seconds more: work a worker may still do itself (after a database outage, say)
+    instead of leaving it for the lease to end."""
+    limit = datetime.now(UTC) + timedelta(seconds=margin)
+    return [m for m in messages if m.available_at > limit]
 
 
 @dataclass(frozen=True)

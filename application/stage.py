@@ -1,4 +1,9 @@
-"""A worker stage: claim messages of one kind in batches, handle them, sleep until more are due."""
+"""A worker stage: claim messages of one kind in batches, handle them, sleep until more are due.
+
+When handling fails because the database is away (``unavailable`` errors), the claimed messages
+stay in hand and are handled again once it is back, while their leases last; other errors leave
+them for redelivery when their leases end.
+"""
 
 import threading
 from collections.abc import Callable, Sequence
@@ -6,7 +11,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from application.batching import in_batch_or_one_by_one
-from application.outbox import Outbox, OutboxMessage
+from application.outbox import Outbox, OutboxMessage, still_leased
 
 log = structlog.get_logger(__name__)
 
@@ -21,8 +26,11 @@ class Stage:
         batch_size: int,
         poll_interval: float,
         linger: float = 0.0,
+        unavailable: tuple[type[Exception], ...] = (),
     ) -> None:
         self.name = name
+        self._unavailable = unavailable
+        self._in_hand: list[OutboxMessage] = []
         self._linger = linger
         self.kind = kind
         self._outbox = outbox
@@ -40,16 +48,22 @@ class Stage:
                 if self.run_once() == 0:
                     self._idle()
                 backoff = 0.1
-            except Exception:
+            except Exception as error:
                 log.exception("stage_failed", stage=self.name, backoff=backoff)
+                if not isinstance(error, self._unavailable):
+                    self._in_hand = []  # redelivered when their leases end
                 self.stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     def run_once(self) -> int:
-        messages = self._outbox.claim(self.kind, self._batch_size)
+        messages = still_leased(self._in_hand) or self._outbox.claim(self.kind, self._batch_size)
         if messages:
             self._looked_again = False
-            in_batch_or_one_by_one(self._handle, messages)
+            self._in_hand = messages
+            left = in_batch_or_one_by_one(self._handle, messages)
+            self._in_hand = []
+            if left:  # still conflicting: available again now, not when the lease ends
+                self._outbox.release(left)
             if len(messages) < self._batch_size and self._linger > 0:
                 # Not latency-critical: let more gather, so this stage holds the events
                 # table's write lock for fewer, larger transactions.

@@ -14,7 +14,7 @@ import structlog
 
 from application.batching import in_batch_or_one_by_one
 from application.metrics import START_LATENESS_SECONDS
-from application.outbox import START, Outbox, OutboxMessage
+from application.outbox import START, Outbox, OutboxMessage, still_leased
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,11 @@ class Timer:
         poll_interval: float,
         lookahead: float,
         group_window: float = 0.002,
+        unavailable: tuple[type[Exception], ...] = (),
     ) -> None:
+        """``unavailable``: errors meaning the database is away; the calls held then are kept
+        (and started once it is back, while their leases last)."""
+        self._unavailable = unavailable
         self._outbox = outbox
         self._start_due = start_due
         self._batch_size = batch_size
@@ -47,9 +51,12 @@ class Timer:
             try:
                 self.run_once()
                 backoff = 0.1
-            except Exception:
+            except Exception as error:
                 log.exception("timer_failed", backoff=backoff)
-                self._held.clear()  # their leases end; they will be claimed again
+                if isinstance(error, self._unavailable):
+                    self._held = still_leased(self._held)
+                else:
+                    self._held.clear()  # their leases end; they will be claimed again
                 self.stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._hand_back()
@@ -89,7 +96,13 @@ class Timer:
         if late_enough > 0:  # never before its due time, by this clock too
             time.sleep(late_enough)
         began = time.time()
-        in_batch_or_one_by_one(self._start_due, group)
+        try:
+            left = in_batch_or_one_by_one(self._start_due, group)
+            if left:  # still conflicting: available again now, not when the lease ends
+                self._outbox.release(left)
+        except Exception:
+            self._held = sorted([*group, *self._held], key=_due)  # run() decides what stays
+            raise
         for message in group:
             START_LATENESS_SECONDS.observe(max(0.0, began - _due(message)))
         log.debug(

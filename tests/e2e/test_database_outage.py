@@ -1,0 +1,187 @@
+"""End to end, on a private embedded PostgreSQL that the tests stop and start (issue 8).
+
+* ``/readyz`` says 503 while the database is stopped and 200 once it is back; ``/healthz``
+  stays 200 (the process is up);
+* a write while the database is down is answered quickly with 503 problem+json and records
+  nothing: the same Idempotency-Key creates the call once the database is back;
+* a worker started while the database is down waits for it, then does its work;
+* SIGTERM stops a worker within ``DUECALL_SHUTDOWN_TIMEOUT_SECONDS``: an attempt still at its
+  (slow) target is handed back and another worker makes it again at once, with the same
+  Idempotency-Key, instead of after its lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infrastructure.embedded_postgres import (
+    embedded_database_url,
+    start_embedded,
+    stop_embedded,
+)
+from tests.support.db_queries import event_count
+from tests.support.duecall_process import LOOPBACK_ALLOWLIST, DuecallProcess, bearer
+from tests.support.problems import assert_problem
+from tests.support.target_server import TargetServer
+from tests.support.waiting import wait_until
+from tests.support.worker_processes import WorkerProcesses
+
+pytestmark = pytest.mark.e2e
+
+SETTINGS = {"DUECALL_OUTBOUND_ALLOWLIST": LOOPBACK_ALLOWLIST}
+UNLIMITED = {"rate_per_second": 1e6, "burst": 1_000_000}
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[tuple[Path, str]]:
+    """An embedded server of this module's own (the tests stop it): (data dir, URL)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="dc-outage-", dir="/tmp")) / "pg"
+    url = embedded_database_url(data_dir)
+    try:
+        yield data_dir, url
+    finally:
+        with contextlib.suppress(Exception):
+            stop_embedded(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def database_stopped(data_dir: Path) -> Iterator[None]:
+    stop_embedded(data_dir)
+    try:
+        yield
+    finally:
+        start_embedded(data_dir)
+
+
+def ready(api: DuecallProcess) -> bool:
+    return httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200
+
+
+def call(target: TargetServer, path: str, **request: Any) -> dict[str, Any]:
+    return {"name": "outage", "request": {"method": "POST", "url": f"{target.url}{path}",
+                                          **request}}
+
+
+def test_readyz_is_503_while_the_database_is_stopped_and_200_after(
+    private_server: tuple[Path, str],
+) -> None:
+    data_dir, url = private_server
+    with DuecallProcess(url, command="api", extra_env=SETTINGS) as api:
+        assert ready(api)
+        with database_stopped(data_dir):
+            answer = httpx.get(f"{api.url}/readyz", timeout=10)
+            assert_problem(answer, 503)
+            assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
+        wait_until(lambda: ready(api), timeout=20, interval=0.2)
+
+
+def test_a_write_while_the_database_is_down_is_503_and_records_nothing(
+    private_server: tuple[Path, str],
+) -> None:
+    data_dir, url = private_server
+    with TargetServer() as target, DuecallProcess(url, command="api", extra_env=SETTINGS) as api:
+        headers = bearer(api.tenant_key("outage", **UNLIMITED))
+        with httpx.Client(base_url=api.url, headers=headers, timeout=60) as client:
+            before = event_count(url)
+            with database_stopped(data_dir):
+                began = time.monotonic()
+                single = client.post("/v1/service-calls", json=call(target, "/one"),
+                                     headers={"Idempotency-Key": "while-down"})
+                batch = client.post("/v1/service-calls:batch", json={
+                    "calls": [call(target, "/two"), call(target, "/three")]})
+                took = time.monotonic() - began
+            for answer in (single, batch):
+                problem = assert_problem(answer, 503)
+                assert "database" in problem["detail"]
+                assert answer.headers["retry-after"]
+                assert "Traceback" not in answer.text
+            assert took < 30  # a pool timeout or two, not minutes of retries
+
+            wait_until(lambda: ready(api), timeout=20, interval=0.2)
+            assert event_count(url) == before  # nothing half-written
+            again = client.post("/v1/service-calls", json=call(target, "/one"),
+                                headers={"Idempotency-Key": "while-down"})
+            assert again.status_code == 201, again.text  # created now: it was not before
+
+
+def test_a_worker_started_while_the_database_is_down_waits_for_it(
+    private_server: tuple[Path, str], tmp_path: Path
+) -> None:
+    data_dir, url = private_server
+    workers = WorkerProcesses(url, tmp_path, {**SETTINGS, "DUECALL_POLL_INTERVAL_SECONDS": "0.2"})
+    try:
+        with TargetServer() as target, DuecallProcess(url, command="api",
+                                                      extra_env=SETTINGS) as api:
+            headers = bearer(api.tenant_key("waiting", **UNLIMITED))
+            with database_stopped(data_dir):
+                worker = workers.start()
+                time.sleep(3)
+                assert worker.poll() is None, workers.logs()  # still there, waiting
+            wait_until(lambda: ready(api), timeout=20, interval=0.2)
+            submitted = httpx.post(f"{api.url}/v1/service-calls", headers=headers,
+                                   json=call(target, "/after-the-outage"), timeout=30)
+            assert submitted.status_code == 201, submitted.text
+            target.wait_for(1, path="/after-the-outage", timeout=30)
+            log = (tmp_path / "worker-0.log").read_text()
+            assert '"database_unreachable_at_start"' in log
+    finally:
+        workers.kill_all()
+
+
+def test_sigterm_stops_a_worker_in_time_and_hands_back_its_attempt(
+    private_server: tuple[Path, str], tmp_path: Path
+) -> None:
+    _, url = private_server
+    shutdown_timeout = 2.0
+    workers = WorkerProcesses(url, tmp_path, {
+        **SETTINGS,
+        "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
+        "DUECALL_SHUTDOWN_TIMEOUT_SECONDS": str(shutdown_timeout),
+        "DUECALL_LOG_LEVEL": "INFO",
+    })
+    try:
+        with TargetServer() as target, DuecallProcess(url, command="api",
+                                                      extra_env=SETTINGS) as api:
+            headers = bearer(api.tenant_key("stopping", **UNLIMITED))
+            first = workers.start()
+            # the target answers after 6 s; the attempt's lease is 30 s + the 30 s grace
+            submitted = httpx.post(f"{api.url}/v1/service-calls", headers=headers,
+                                   json=call(target, "/slow/6", timeout_seconds=30), timeout=30)
+            assert submitted.status_code == 201, submitted.text
+            call_id = submitted.json()["id"]
+            target.wait_for(1, path="/slow/6", timeout=30)
+
+            began = time.monotonic()
+            first.send_signal(signal.SIGTERM)
+            first.wait(timeout=shutdown_timeout + 10)
+            stopped_in = time.monotonic() - began
+            assert first.returncode == 0, workers.logs()
+            assert stopped_in < shutdown_timeout + 3, workers.logs()
+            assert '"execution_drained"' in workers.logs()
+
+            workers.start()
+            again = target.wait_for(2, path="/slow/6", timeout=20)  # not after 60 s
+            assert again[1].headers["idempotency-key"] == again[0].headers["idempotency-key"]
+            assert again[0].headers["idempotency-key"] == f"{call_id}:1"
+
+            def finished() -> dict[str, Any] | None:
+                state: dict[str, Any] = httpx.get(f"{api.url}/v1/service-calls/{call_id}",
+                                                  headers=headers, timeout=10).json()
+                return state if state["status"] in ("succeeded", "failed") else None
+
+            final = wait_until(finished, timeout=30, interval=0.2)
+            assert final["status"] == "succeeded"
+            assert final["attempt"] == 1  # handed back, not failed and retried
+    finally:
+        workers.kill_all()

@@ -1,0 +1,256 @@
+"""The pieces that carry work across a database outage, without a database.
+
+* a stage keeps the messages it claimed when handling fails because the database is away, and
+  handles those same messages once it is back (not after their leases end);
+* the timer keeps the calls it holds, and starts them once the database is back;
+* a write conflict on a shared aggregate is retried from fresh state (the batch, then each item)
+  and what still conflicts is handed back at once, not left to its lease;
+* group commit fails a whole batch at once while the database is away (no one-by-one retries),
+  and a submit that waited too long is withdrawn before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import cast
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError, OperationalError
+
+from application.batching import ITEM_ATTEMPTS, in_batch_or_one_by_one
+from application.commands import SubmitServiceCall
+from application.group_commit import GroupCommit, NotRecordedError
+from application.outbox import OUTCOME, START, OutboxMessage, still_leased
+from application.service_calls import Submissions
+from application.stage import Stage
+from application.timer import Timer
+from domain.request import RequestSpec
+from domain.service_call import ServiceCall
+
+UNAVAILABLE = (OperationalError,)
+
+
+def _message(kind: str, *, lease_left: float = 30.0, due_in: float = 0.0) -> OutboxMessage:
+    now = datetime.now(UTC)
+    return OutboxMessage(
+        kind, "t", uuid4(), 1,
+        available_at=now + timedelta(seconds=lease_left),
+        due_at=now + timedelta(seconds=due_in),
+        id=int(time.monotonic_ns() % 1_000_000_000), claims=1,
+    )
+
+
+class FakeOutbox:
+    def __init__(self, batches: list[list[OutboxMessage]]) -> None:
+        self.batches = batches
+        self.claims = 0
+        self.released: list[OutboxMessage] = []
+
+    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
+        self.claims += 1
+        return self.batches.pop(0) if self.batches else []
+
+    def release(self, messages: Sequence[OutboxMessage]) -> int:
+        self.released.extend(messages)
+        return len(messages)
+
+    def seconds_until_next(self, kind: str) -> float | None:
+        return None
+
+    def wait(self, kind: str, timeout: float) -> None:
+        time.sleep(min(timeout, 0.01))
+
+
+def test_a_stage_handles_its_claimed_messages_again_once_the_database_is_back() -> None:
+    claimed = [_message(OUTCOME), _message(OUTCOME)]
+    outbox = FakeOutbox([claimed])
+    handled: list[list[OutboxMessage]] = []
+    down = [True, True]  # the first two tries find the database away
+
+    def handle(messages: Sequence[OutboxMessage]) -> None:
+        if down:
+            down.pop()
+            raise OperationalError("couldn't get a connection after 5.00 sec")
+        handled.append(list(messages))
+
+    stage = Stage("orchestration", OUTCOME, outbox, handle, batch_size=10, poll_interval=0.01,
+                  unavailable=UNAVAILABLE)
+    thread = threading.Thread(target=stage.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not handled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stage.stop()
+    thread.join(5)
+    assert handled == [claimed]  # the very messages it had claimed
+    assert outbox.claims >= 1
+    assert not down
+
+
+def test_a_stage_leaves_messages_to_their_leases_after_other_errors() -> None:
+    claimed = [_message(OUTCOME)]
+    later = [_message(OUTCOME)]
+    outbox = FakeOutbox([claimed, later])
+    handled: list[list[OutboxMessage]] = []
+
+    def handle(messages: Sequence[OutboxMessage]) -> None:
+        if messages == claimed:
+            raise ValueError("a bug, not an outage")
+        handled.append(list(messages))
+
+    stage = Stage("orchestration", OUTCOME, outbox, handle, batch_size=10, poll_interval=0.01,
+                  unavailable=UNAVAILABLE)
+    with pytest.raises(ValueError, match="a bug"):
+        stage.run_once()
+    stage._in_hand = []  # what run() does after such an error
+    assert stage.run_once() == 1
+    assert handled == [later]
+
+
+def test_messages_whose_leases_are_ending_are_not_kept() -> None:
+    fresh, ending = _message(START, lease_left=20), _message(START, lease_left=0.5)
+    assert still_leased([fresh, ending]) == [fresh]
+
+
+def test_the_timer_starts_the_calls_it_held_once_the_database_is_back() -> None:
+    held = [_message(START, lease_left=30, due_in=-0.1)]
+    outbox = FakeOutbox([held])
+    started: list[list[OutboxMessage]] = []
+    down = [True]
+
+    def start_due(messages: Sequence[OutboxMessage]) -> None:
+        if down:
+            down.pop()
+            raise OperationalError("server closed the connection unexpectedly")
+        started.append(list(messages))
+
+    timer = Timer(outbox, start_due, batch_size=10, poll_interval=0.01, lookahead=1.0,
+                  unavailable=UNAVAILABLE)
+    thread = threading.Thread(target=timer.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    timer.stop()
+    thread.join(5)
+    assert started == [held]  # kept through the outage (claimed once: the fake has no more)
+
+
+def test_the_timer_hands_back_what_it_holds_when_it_stops() -> None:
+    held = [_message(START, lease_left=40, due_in=10)]  # due in 10 s: held, not started
+    outbox = FakeOutbox([held])
+    timer = Timer(outbox, lambda _: None, batch_size=10, poll_interval=0.01, lookahead=30.0)
+    thread = threading.Thread(target=timer.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while outbox.claims == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    timer.stop()
+    thread.join(5)
+    assert outbox.released == held
+
+
+def test_a_conflict_on_a_shared_aggregate_is_retried_from_fresh_state() -> None:
+    items = ["a", "b", "c"]
+    conflicts = {"b": ITEM_ATTEMPTS - 1}  # b keeps losing the race, then gets through
+    handled: list[str] = []
+
+    def handle(batch: Sequence[str]) -> None:
+        if len(batch) > 1:
+            raise IntegrityError("the batch lost a race")
+        item = batch[0]
+        if conflicts.get(item):
+            conflicts[item] -= 1
+            raise IntegrityError("duplicate key value violates unique constraint")
+        handled.append(item)
+
+    assert in_batch_or_one_by_one(handle, items) == []
+    assert handled == items
+
+
+def test_an_item_that_keeps_conflicting_is_returned_without_stopping_the_rest() -> None:
+    handled: list[str] = []
+
+    def handle(batch: Sequence[str]) -> None:
+        if len(batch) > 1 or batch[0] == "b":
+            raise IntegrityError("conflict")
+        handled.append(batch[0])
+
+    assert in_batch_or_one_by_one(handle, ["a", "b", "c"]) == ["b"]  # the caller hands it back
+    assert handled == ["a", "c"]
+
+
+def test_a_stage_hands_back_what_keeps_conflicting_at_once() -> None:
+    claimed = [_message(OUTCOME), _message(OUTCOME)]
+    outbox = FakeOutbox([claimed])
+
+    def handle(messages: Sequence[OutboxMessage]) -> None:
+        if len(messages) > 1 or messages[0] is claimed[1]:
+            raise IntegrityError("conflict on a shared aggregate")
+
+    stage = Stage("orchestration", OUTCOME, outbox, handle, batch_size=10, poll_interval=0.01)
+    assert stage.run_once() == 2
+    assert outbox.released == [claimed[1]]  # available again now, not after its lease
+
+
+def _command() -> SubmitServiceCall:
+    return SubmitServiceCall("t", "n", RequestSpec("GET", "http://x.test/"),
+                             datetime.now(UTC) + timedelta(hours=1))
+
+
+def test_group_commit_fails_a_whole_batch_at_once_while_the_database_is_away() -> None:
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def submit_many(commands: Sequence[SubmitServiceCall]) -> Submissions:
+        calls.append(len(commands))
+        gate.wait(5)  # let the other submits queue up behind the first
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    group = GroupCommit(submit_many, unavailable=UNAVAILABLE)
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            group.submit(_command(), timeout=10)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(errors) == 6
+    assert all(isinstance(e, OperationalError) for e in errors)
+    assert sum(calls) == 6  # each command tried once: no one-by-one retries
+    assert len(calls) < 6  # and in batches
+
+
+def test_a_submit_that_waited_too_long_is_withdrawn_before_it_is_recorded() -> None:
+    recorded: list[SubmitServiceCall] = []
+    gate = threading.Event()
+
+    def submit_many(commands: Sequence[SubmitServiceCall]) -> Submissions:
+        gate.wait(5)  # the writer is stuck on the first command
+        recorded.extend(commands)
+        return Submissions([(cast(ServiceCall, None), True) for _ in commands])
+
+    group = GroupCommit(submit_many, unavailable=UNAVAILABLE)
+    first = threading.Thread(target=lambda: group.submit(_command(), timeout=10),
+                             daemon=True)
+    first.start()
+    time.sleep(0.05)
+    late = _command()
+    with pytest.raises(NotRecordedError):
+        group.submit(late, timeout=0.1)
+    gate.set()
+    first.join(5)
+    time.sleep(0.1)
+    assert late not in recorded
