@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from application.cache_only import NotCachedError
 from application.clock import utcnow
 from application.tenants import Tenants, hash_secret, parse_key
 from domain.tenant import Tenant
@@ -53,13 +54,14 @@ class Authenticator:
             token.encode(), (self._admin_key or "").encode()
         )
 
-    def authenticate(self, token: str) -> Principal | None:
+    def authenticate(self, token: str, *, cached_only: bool = False) -> Principal | None:
+        """``cached_only``: raise ``NotCachedError`` rather than read the database."""
         parsed = parse_key(token)
         if parsed is None:
             return None
-        tenant = self._tenant(parsed.tenant)
-        if tenant is None or parsed.key_id not in tenant.keys:
-            tenant = self._tenant(parsed.tenant, max_age=RELOAD_SECONDS)  # a key just issued?
+        tenant = self._tenant(parsed.tenant, cached_only=cached_only)
+        if tenant is None or parsed.key_id not in tenant.keys:  # a key just issued?
+            tenant = self._tenant(parsed.tenant, max_age=RELOAD_SECONDS, cached_only=cached_only)
         key = tenant.key_for(parsed.key_id, utcnow()) if tenant else None
         if key is None or not hmac.compare_digest(hash_secret(parsed.secret), key.secret_hash):
             return None
@@ -75,12 +77,16 @@ class Authenticator:
         with self._lock:
             self._cache.pop(tenant, None)
 
-    def _tenant(self, name: str, max_age: float = CACHE_SECONDS) -> Tenant | None:
+    def _tenant(
+        self, name: str, max_age: float = CACHE_SECONDS, *, cached_only: bool = False
+    ) -> Tenant | None:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(name)
         if cached is not None and now - cached[0] < max_age:
             return cached[1]
+        if cached_only:
+            raise NotCachedError(name)
         tenant = self._tenants.find(name)
         with self._lock:
             if len(self._cache) >= _MAX_CACHED:

@@ -18,3 +18,4 @@ class SubmitServiceCall:
     idempotency_key: str | None = None
     request_hash: str = ""
     retry_policy: RetryPolicy | None = None
+    trace_parent: str | None = None  # the submitting request's (tracing on): see tracing.py

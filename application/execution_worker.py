@@ -18,7 +18,7 @@ message or a response that quotes them).
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import structlog
@@ -31,9 +31,10 @@ from application.metrics import (
     ATTEMPTS_IN_FLIGHT,
     ATTEMPTS_STARTED,
 )
-from application.outbox import EXECUTE, Outbox
+from application.outbox import EXECUTE, Outbox, OutboxMessage, still_leased
 from application.ports import HttpSender, SecretBox
 from application.signing import RequestSigner
+from application.tracing import NO_TRACING, Tracer
 from domain.outcome import AttemptResult, ErrorKind
 from domain.redaction import scrub_text, secret_values
 
@@ -56,8 +57,13 @@ class ExecutionWorker:
         signer: RequestSigner | None = None,
         secret_box: SecretBox,
         shutdown_timeout: float = 30.0,
+        unavailable: tuple[type[Exception], ...] = (),
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self._executions = executions
+        self._tracer = tracer
+        self._unavailable = unavailable
+        self._in_hand: list[OutboxMessage] = []  # claimed, not begun: the database went away
         self._shutdown_timeout = shutdown_timeout
         self._secret_box = secret_box
         self._signer = signer
@@ -121,16 +127,20 @@ class ExecutionWorker:
                     await asyncio.wait_for(self._slots_freed.wait(), self._poll_interval)
                 continue
             try:
-                claimed = await asyncio.to_thread(
+                claimed = still_leased(self._in_hand) or await asyncio.to_thread(
                     self._outbox.claim, EXECUTE, min(free, self._batch_size)
                 )
                 if not claimed:
                     await asyncio.to_thread(self._outbox.wait, EXECUTE, self._poll_interval)
                     continue
+                self._in_hand = claimed
                 attempts = await asyncio.to_thread(self._executions.begin, claimed)
+                self._in_hand = []
                 backoff = 0.1
-            except Exception:
+            except Exception as error:
                 log.exception("execution_claim_failed", backoff=backoff)
+                if not isinstance(error, self._unavailable):
+                    self._in_hand = []  # redelivered when their leases end
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -146,11 +156,20 @@ class ExecutionWorker:
     async def _send(self, attempt: Attempt) -> None:
         ATTEMPTS_STARTED.inc()
         ATTEMPTS_IN_FLIGHT.inc()
-        result = await self._attempt(attempt)
-        _count_finished(result.classified())
+        span = self._tracer.attempt(attempt)
+        try:
+            result = await self._attempt(attempt, span.headers)
+        except BaseException:  # cancelled at a stop: handed back, made again elsewhere
+            span.end(None)
+            raise
+        classified = result.classified()
+        span.end(classified)
+        _count_finished(classified)
         await self._results.put((attempt, result))
 
-    async def _attempt(self, attempt: Attempt) -> AttemptResult:
+    async def _attempt(self, attempt: Attempt, trace: Mapping[str, str]) -> AttemptResult:
+        """Send the request (with the Idempotency-Key, signature and ``trace`` headers: per
+        attempt, never recorded as part of the call's request)."""
         try:
             # the only place a secret header value is in clear after submit: opened right
             # before sending, never recorded (the execution's events keep the sealed values)
@@ -164,7 +183,7 @@ class ExecutionWorker:
                 "(sealed with another DUECALL_SECRET_KEY?)",
             )
         secrets = secret_values(request.headers, request.secret_names)
-        headers = {"Idempotency-Key": attempt.idempotency_key}
+        headers = {"Idempotency-Key": attempt.idempotency_key, **trace}
         try:
             if self._signer is not None:
                 body = (request.body or "").encode()
@@ -213,11 +232,17 @@ class ExecutionWorker:
     def _record_now(self, batch: Sequence[Finished], from_fresh_state: bool) -> None:
         if from_fresh_state:
             batch = [self._fresh(finished) for finished in batch]
-        in_batch_or_one_by_one(self._executions.finish, batch, self._fresh)
+        left = in_batch_or_one_by_one(self._executions.finish, batch, self._fresh)
+        if left:  # never hand back a finished attempt (it would be sent again): retry
+            raise OutcomesConflictError(f"{len(left)} outcomes still conflict; trying again")
 
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished
         return self._executions.reload(attempt), result
+
+
+class OutcomesConflictError(Exception):
+    """Recording outcomes kept conflicting with other writers; the batch is recorded again."""
 
 
 def _count_finished(result: AttemptResult) -> None:

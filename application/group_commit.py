@@ -13,6 +13,7 @@ was recorded, the client may try again); once the writer has it, its real outcom
 so an answer never says "not recorded" about a call that was.
 """
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -54,16 +55,28 @@ class GroupCommit:
     def submit(self, command: SubmitServiceCall, timeout: float = 30.0) -> Submissions:
         """Record the command with whatever else is waiting; its own result (with the batch's
         log position) or its own error."""
-        future: Future[Submissions] = Future()
-        self._queue.put((command, future))
+        future = self._enqueue(command)
         try:
             return future.result(timeout)
         except FutureTimeoutError:
-            if future.cancel():  # the writer never took it: nothing is recorded
-                raise NotRecordedError(
-                    f"the submit was not recorded within {timeout:g} s; try again"
-                ) from None
+            _withdraw(future, timeout)
             return future.result()  # the writer has it: its outcome, whatever it is
+
+    async def submit_async(self, command: SubmitServiceCall, timeout: float = 30.0) -> Submissions:
+        """``submit`` for a coroutine: the event loop goes on while the batch commits (no
+        thread waits for it)."""
+        future = self._enqueue(command)
+        waiting = asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
+        except TimeoutError:
+            _withdraw(future, timeout)
+            return await waiting  # the writer has it: its outcome, whatever it is
+
+    def _enqueue(self, command: SubmitServiceCall) -> Future[Submissions]:
+        future: Future[Submissions] = Future()
+        self._queue.put((command, future))
+        return future
 
     def _write(self) -> None:
         while True:
@@ -94,3 +107,11 @@ class GroupCommit:
             own = Submissions([result])
             own.position = results.position
             future.set_result(own)
+
+
+def _withdraw(future: Future[Submissions], timeout: float) -> None:
+    """Raise ``NotRecordedError`` if the writer never took the submit (it never will now)."""
+    if future.cancel():  # the writer never took it: nothing is recorded
+        raise NotRecordedError(
+            f"the submit was not recorded within {timeout:g} s; try again"
+        ) from None

@@ -2,6 +2,7 @@
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from application.outbox import EXECUTE, OUTCOME, START, OutboxMessage
@@ -9,8 +10,12 @@ from domain.outcome import AttemptOutcome
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
 
+# The W3C traceparent of the API request that submitted the call (tracing on only): carried
+# from message to message of the call, so that each attempt's span continues that trace.
+TRACE_PARENT = "trace_parent"
 
-def start_message(call: ServiceCall) -> OutboxMessage:
+
+def start_message(call: ServiceCall, trace_parent: str | None = None) -> OutboxMessage:
     """The timer message for the call's scheduled attempt."""
     return OutboxMessage(
         START,
@@ -20,6 +25,7 @@ def start_message(call: ServiceCall) -> OutboxMessage:
         available_at=call.due_at,
         due_at=call.due_at,
         host=call.request.host,
+        payload=_traced({}, trace_parent),
     )
 
 
@@ -31,7 +37,12 @@ def execute_message(
     request: RequestSpec,
     now: datetime,
     grace_seconds: float,
+    trace_parent: str | None = None,
+    correlation_id: str | None = None,
 ) -> OutboxMessage:
+    payload: dict[str, Any] = {"execution_id": str(execution_id), "request": request.as_dict()}
+    if correlation_id is not None:
+        payload["correlation_id"] = correlation_id
     return OutboxMessage(
         EXECUTE,
         tenant_id,
@@ -40,7 +51,7 @@ def execute_message(
         available_at=now,
         host=request.host,
         lease_seconds=request.timeout_seconds + grace_seconds,
-        payload={"execution_id": str(execution_id), "request": request.as_dict()},
+        payload=_traced(payload, trace_parent),
     )
 
 
@@ -50,6 +61,23 @@ def request_of(message: OutboxMessage) -> RequestSpec:
 
 def execution_id_of(message: OutboxMessage) -> UUID:
     return UUID(message.payload["execution_id"])
+
+
+def correlation_id_of(message: OutboxMessage) -> str | None:
+    """The call's correlation id, on an ``execute`` message."""
+    value: str | None = message.payload.get("correlation_id")
+    return value
+
+
+def trace_parent_of(message: OutboxMessage) -> str | None:
+    value: str | None = message.payload.get(TRACE_PARENT)
+    return value
+
+
+def _traced(payload: dict[str, Any], trace_parent: str | None) -> dict[str, Any]:
+    if trace_parent is not None:
+        payload[TRACE_PARENT] = trace_parent
+    return payload
 
 
 def outcome_message(
@@ -63,9 +91,12 @@ def outcome_message(
         outcome.attempt,
         available_at=now,
         host=execute.host,
-        payload=asdict(outcome),
+        payload=_traced(asdict(outcome), trace_parent_of(execute)),
     )
 
 
 def outcome_of(message: OutboxMessage) -> AttemptOutcome:
-    return AttemptOutcome(**message.payload)
+    fields = message.payload
+    if TRACE_PARENT in fields:
+        fields = {k: v for k, v in fields.items() if k != TRACE_PARENT}
+    return AttemptOutcome(**fields)

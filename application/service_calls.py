@@ -1,7 +1,7 @@
 """Orchestration: the ServiceCall application (the single writer of service-call events)."""
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -15,7 +15,7 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.loading import load_many
-from application.messages import execute_message, outcome_of, start_message
+from application.messages import execute_message, outcome_of, start_message, trace_parent_of
 from application.outbox import OutboxChanges, OutboxMessage
 from application.ports import SecretBox
 from application.recording import Recordable, save_with_outbox
@@ -75,7 +75,12 @@ class ServiceCalls(Application[UUID]):
                 for (_, c), call in zip(chunk, calls, strict=True)
                 if c.idempotency_key is not None
             ]
-            starts = OutboxChanges(publish=[start_message(call) for call in calls])
+            starts = OutboxChanges(
+                publish=[
+                    start_message(call, command.trace_parent)
+                    for (_, command), call in zip(chunk, calls, strict=True)
+                ]
+            )
             try:
                 positions.append(save_with_outbox(self, calls, starts, idempotency=keys))
             except IntegrityError:
@@ -116,10 +121,16 @@ class ServiceCalls(Application[UUID]):
         self._save_and_schedule([call], changed=[call] if resumed else [])
         return call
 
-    def retry(self, tenant_id: str, call_id: UUID, due_at: datetime | None) -> ServiceCall:
+    def retry(
+        self,
+        tenant_id: str,
+        call_id: UUID,
+        due_at: datetime | None,
+        trace_parent: str | None = None,
+    ) -> ServiceCall:
         call = self.get_call(tenant_id, call_id)
         call.retry(utcnow(), due_at)
-        self._save_and_schedule([call])
+        self._save_and_schedule([call], traces={call.id: trace_parent})
         return call
 
     def start_due(self, messages: Sequence[OutboxMessage]) -> None:
@@ -136,7 +147,7 @@ class ServiceCalls(Application[UUID]):
             held_until = circuits.gate(call, message.attempt, now)
             if held_until is not None:
                 call.hold(message.attempt, held_until)
-                publish.append(start_message(call))
+                publish.append(start_message(call, trace_parent_of(message)))
                 continue
             execution_id = call.start(message.attempt, now)
             assert execution_id is not None
@@ -149,6 +160,8 @@ class ServiceCalls(Application[UUID]):
                     call.request,
                     now,
                     self.execution_grace_seconds,
+                    trace_parent_of(message),
+                    call.correlation_id,
                 )
             )
         changes = OutboxChanges(consume=_ids(messages), publish=publish)
@@ -173,6 +186,7 @@ class ServiceCalls(Application[UUID]):
             consume=_ids(messages),
             changed=changed,
             others=circuits.touched,
+            traces={m.service_call_id: trace_parent_of(m) for m in messages},
             **circuits.registry,
         )
 
@@ -182,12 +196,15 @@ class ServiceCalls(Application[UUID]):
         consume: Sequence[int] = (),
         changed: Iterable[ServiceCall] | None = None,
         others: Iterable[Recordable] = (),
+        traces: Mapping[UUID, str | None] | None = None,
         **extra: Any,
     ) -> None:
-        """Save; every changed call (default: all) now scheduled gets its timer message."""
+        """Save; every changed call (default: all) now scheduled gets its timer message
+        (carrying on the trace context in ``traces``, by call)."""
         calls = list(calls)
+        traces = traces or {}
         starts = [
-            start_message(call)
+            start_message(call, traces.get(call.id))
             for call in (calls if changed is None else changed)
             if call.status == Status.SCHEDULED
         ]

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
+from application.cache_only import NotCachedError
 from application.outbox import OutboxChanges
 from application.recording import save_with_outbox
 from domain.retry_policy import RetryPolicy
@@ -25,11 +26,14 @@ class TenantDefaults:
         self._cache: dict[str, tuple[float, RetryPolicy]] = {}
         self._lock = threading.Lock()
 
-    def retry_policy(self, tenant_id: str) -> RetryPolicy:
+    def retry_policy(self, tenant_id: str, *, cached_only: bool = False) -> RetryPolicy:
+        """``cached_only``: raise ``NotCachedError`` rather than read the database."""
         with self._lock:
             cached = self._cache.get(tenant_id)
         if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
+        if cached_only:
+            raise NotCachedError(tenant_id)
         settings = self._find(tenant_id)
         policy = settings.retry_policy if settings else RetryPolicy()
         with self._lock:
@@ -44,9 +48,11 @@ class TenantDefaults:
             self._cache.pop(tenant_id, None)
         return settings.retry_policy
 
-    def policy_for_call(self, tenant_id: str, overrides: dict[str, Any] | None) -> RetryPolicy:
+    def policy_for_call(
+        self, tenant_id: str, overrides: dict[str, Any] | None, *, cached_only: bool = False
+    ) -> RetryPolicy:
         """The tenant's default, with the fields a call sets itself replaced."""
-        default = self.retry_policy(tenant_id)
+        default = self.retry_policy(tenant_id, cached_only=cached_only)
         if not overrides:
             return default
         return RetryPolicy.from_dict({**default.as_dict(), **overrides})

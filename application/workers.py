@@ -17,6 +17,7 @@ from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
 from application.stage import Stage
 from application.timer import Timer
+from application.tracing import NO_TRACING, Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,13 @@ class Workers:
         sender_factory: Callable[[], HttpSender],
         options: WorkerOptions,
         signer: RequestSigner | None = None,
+        unavailable: tuple[type[Exception], ...] = (),
+        tracer: Tracer = NO_TRACING,
     ) -> None:
+        """``unavailable``: the errors that mean the database is away (work in hand is kept
+        and done once it is back, instead of waiting for its leases to end)."""
+        self._unavailable = unavailable
+        self._tracer = tracer
         self._executions = executions
         self._secret_box = service_calls.secret_box  # opens what submit sealed
         self._signer = signer
@@ -55,9 +62,11 @@ class Workers:
                 batch_size=options.batch_size,
                 poll_interval=options.poll_interval,
                 lookahead=options.timer_lookahead,
+                unavailable=unavailable,
             ),
             Stage("orchestration", OUTCOME, outbox, service_calls.record_outcomes,
-                  options.batch_size, options.poll_interval, options.linger),
+                  options.batch_size, options.poll_interval, options.linger,
+                  unavailable=unavailable),
         ]
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,6 +121,8 @@ class Workers:
             signer=self._signer,
             secret_box=self._secret_box,
             shutdown_timeout=self._options.shutdown_timeout,
+            unavailable=self._unavailable,
+            tracer=self._tracer,
         )
         self._execution_ready.set()
         try:

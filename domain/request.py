@@ -16,7 +16,7 @@ MIN_TIMEOUT_SECONDS = 1.0
 MAX_TIMEOUT_SECONDS = 30 * 60.0
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 64
-DEFAULT_MAX_BODY_BYTES = 64 * 1024  # the deployment may set its own (check_body_size); see README
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # the deployment may set its own (check_body_size); see README
 MAX_SECRET_HEADERS = 64
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 

@@ -14,6 +14,7 @@ from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
 from application.tenant_defaults import TenantDefaults
 from application.tenants import Tenants
+from application.tracing import NO_TRACING, Tracer
 from application.workers import WorkerOptions, Workers
 from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import (
@@ -30,6 +31,7 @@ from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
 from infrastructure.secret_box import AesSecretBox, secret_key
 from infrastructure.settings import Settings
 from infrastructure.tenant_registry import PostgresTenantRegistry
+from infrastructure.tracing import build_tracer
 from projections.read_models import ReadModels
 
 
@@ -46,6 +48,7 @@ class Container:
     secret_box: AesSecretBox
     tenants: Tenants
     workers: Workers | None = field(default=None)
+    tracer: Tracer = field(default=NO_TRACING)
     read_models: ReadModels = field(init=False)
     authenticator: Authenticator = field(init=False)
     rate_limiter: RateLimiter = field(init=False, default_factory=RateLimiter)
@@ -98,6 +101,7 @@ class Container:
             submits=GroupCommit(service_calls.submit_many, unavailable=DATABASE_UNAVAILABLE),
             secret_box=box,
             tenants=Tenants(service_calls, box, PostgresTenantRegistry(outbox.pool)),
+            tracer=build_tracer(settings.tracing),
         )
 
     def start_workers(self) -> Workers:
@@ -119,6 +123,8 @@ class Container:
             ),
             options,
             signer=RequestSigner(self.tenants),
+            unavailable=DATABASE_UNAVAILABLE,
+            tracer=self.tracer,
         )
         self.workers.start()
         return self.workers
@@ -134,3 +140,4 @@ class Container:
         self.outbox.close()
         self.service_calls.close()
         self.executions.close()
+        self.tracer.flush()

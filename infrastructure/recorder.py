@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from application.idempotency import IdempotencyRecord
 from application.outbox import OutboxChanges
+from infrastructure import pipeline_flush
 from infrastructure.database import no_connection
 from infrastructure.schema import (
     CIRCUITS_TABLE,
@@ -34,6 +35,8 @@ DEFAULT_LEASE_SECONDS = 30.0
 RETRIES = 2  # after a connection broke mid-statement (not when none could be had)
 RETRY_WAIT_SECONDS = 0.2
 T = TypeVar("T")
+
+pipeline_flush.install()  # else a large event hangs the pipelined insert (see the module)
 
 _DELETE = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%s)"
 _INSERT = (

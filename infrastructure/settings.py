@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         description="Base64 AES key sealing secrets at rest; unset → a key file in .duecall/.",
     )
     log_format: Literal["auto", "json", "console"] = "auto"
+    tracing: Literal["none", "otlp", "console"] = Field(
+        default="none",
+        description="OpenTelemetry traces: none (off), otlp (OTLP/HTTP to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT) or console (stdout).",
+    )
     log_level: str = "INFO"
     db_pool_size: int = 4
     db_lock_timeout_seconds: int = 5
@@ -83,6 +88,16 @@ class Settings(BaseSettings):
     )
     max_api_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest API request body (→ 413)."
+    )
+    event_stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=300,
+        description="The live event stream sends a `: heartbeat` comment after this long "
+        "without an event.",
+    )
+    event_stream_queue_size: int = Field(
+        default=1000, ge=1,
+        description="Events held for one live-stream subscriber; one that falls further "
+        "behind is disconnected (it reconnects with Last-Event-ID and catches up).",
     )
     outbound_allowlist: str = Field(
         default="",

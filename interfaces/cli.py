@@ -1,20 +1,28 @@
 """The `duecall` command line: run the service, submit calls, look at them."""
 
-import json
 import signal
 import threading
 from typing import Annotated, Any
 
 import prometheus_client
 import typer
-import uvicorn
-from rich.table import Table
 
 from infrastructure.container import Container
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
-from interfaces import cli_audit, cli_projections, cli_queries, cli_tenants, worker_process
+from interfaces import (
+    cli_audit,
+    cli_projections,
+    cli_queries,
+    cli_stats,
+    cli_submit,
+    cli_tenants,
+    cli_watch,
+    worker_process,
+)
+from interfaces.api import serving
 from interfaces.api.app import create_app
+from interfaces.cli_errors import DuecallGroup
 from interfaces.cli_support import (
     DEFAULT_API,
     ApiOption,
@@ -22,19 +30,35 @@ from interfaces.cli_support import (
     KeyOption,
     call_api,
     console,
+    print_json,
 )
 
 app = typer.Typer(
+    cls=DuecallGroup,
     help="duecall: durable scheduled HTTP calls, event-sourced in PostgreSQL.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 app.add_typer(cli_projections.app, name="projections")
+app.command("submit")(cli_submit.submit)
 app.command("list")(cli_queries.list_calls)
+app.command("show")(cli_queries.show)
+app.command("stats")(cli_stats.stats)
 app.command("replay")(cli_audit.replay)
+app.command("watch")(cli_watch.watch)
 app.add_typer(cli_audit.app, name="audit")
 app.add_typer(cli_tenants.app, name="tenants")
 
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, show its traceback too.")
+    ] = False,
+) -> None:
+    # Errors are one sentence on stderr (exit 1); DuecallGroup reads --debug from here.
+    pass
 
 
 def _run_api(
@@ -47,7 +71,7 @@ def _run_api(
     console.print(f"duecall {label} on http://{host}:{port}  (OpenAPI docs: /docs)", style="bold")
     if dev_key:
         _show_dev_key(settings, f"http://{host}:{port}")
-    uvicorn.run(
+    serving.run(
         create_app(settings, with_workers=with_workers),
         host=host,
         port=port,
@@ -71,6 +95,7 @@ def _show_dev_key(settings: Settings, base_url: str) -> None:
     console.print(
         f'  curl -H "Authorization: Bearer {key}" {base_url}/v1/service-calls', soft_wrap=True
     )
+    console.print(f"dashboard: {base_url}/ui#key={key}", soft_wrap=True)
 
 
 @app.command()
@@ -132,91 +157,12 @@ def worker(
     worker_process.shut_down(container, settings.shutdown_timeout_seconds)
 
 
-@app.command()
-def submit(
-    url: Annotated[str, typer.Argument(help="The URL duecall will call.")],
-    method: Annotated[str, typer.Option("--method", "-X")] = "POST",
-    header: Annotated[
-        list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
-    ] = None,
-    secret_header: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--secret-header",
-            help="A header name whose value is secret: stored encrypted, shown redacted "
-            "(repeatable; Authorization, Cookie, X-Api-Key... always are).",
-        ),
-    ] = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="Body, sent as is.")] = None,
-    json_body: Annotated[
-        str | None, typer.Option("--json-body", help="Body as JSON text, sent as JSON.")
-    ] = None,
-    delay: Annotated[float | None, typer.Option(help="Seconds from now.")] = None,
-    at: Annotated[str | None, typer.Option(help="Due time, RFC 3339 with offset.")] = None,
-    name: Annotated[str, typer.Option(help="A name for the call.")] = "default",
-    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
-    correlation_id: Annotated[str | None, typer.Option()] = None,
-    timeout: Annotated[float, typer.Option(help="Request timeout, seconds.")] = 30.0,
-    max_attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="Submit at most once per key (per tenant).")
-    ] = None,
-    api_url: ApiOption = DEFAULT_API,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Submit a service call: duecall will make this request when it is due."""
-    headers = dict(_split_header(h) for h in header or [])
-    body: Any = json.loads(json_body) if json_body is not None else data
-    payload = {
-        "name": name,
-        "request": {"method": method, "url": url, "headers": headers, "body": body,
-                    "timeout_seconds": timeout, "secret_headers": secret_header or []},
-        "due_at": at,
-        "delay_seconds": delay,
-        "tags": tag or [],
-        "correlation_id": correlation_id,
-        "retry_policy": {"max_attempts": max_attempts} if max_attempts else None,
-    }
-    extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    call = call_api("POST", api_url, "/v1/service-calls", api_key, json=payload, headers=extra)
-    if as_json:
-        console.print_json(data=call)
-    else:
-        console.print(f"submitted [bold]{call['id']}[/] due {call['due_at']} ({call['status']})")
-
-
-@app.command()
-def show(
-    service_call_id: Annotated[str, typer.Argument(help="The call's id.")],
-    api_url: ApiOption = DEFAULT_API,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Show a call's current state and its attempts."""
-    call = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}", api_key)
-    path = f"/v1/service-calls/{service_call_id}/executions"
-    executions = call_api("GET", api_url, path, api_key)["items"]
-    if as_json:
-        console.print_json(data={**call, "executions": executions})
-        return
-    request = call["request"]
-    console.print(f"[bold]{call['id']}[/]  {call['name']}  status=[bold]{call['status']}[/]  "
-                  f"attempt={call['attempt']}")
-    console.print(f"{request['method']} {request['url']}  due {call['due_at']}")
-    table = Table("attempt", "outcome", "status", "error", "duration ms", "started")
-    for e in executions:
-        table.add_row(str(e["attempt"]), e["outcome"], str(e["status_code"] or ""),
-                      e["error_kind"] or "", f"{e['duration_ms'] or 0:.1f}", e["started_at"])
-    console.print(table)
-
-
 def _lifecycle(action: str, service_call_id: str, api_url: str, api_key: str | None,
                as_json: bool, body: dict[str, Any] | None = None) -> None:
     path = f"/v1/service-calls/{service_call_id}/{action}"
     call = call_api("POST", api_url, path, api_key, json=body)
     if as_json:
-        console.print_json(data=call)
+        print_json(call)
     else:
         console.print(f"{call['id']}: [bold]{call['status']}[/] (attempt {call['attempt']}, "
                       f"due {call['due_at']})")
@@ -269,13 +215,6 @@ def retry(
 ) -> None:
     """Retry a failed call: a new attempt, same call, history kept."""
     _lifecycle("retry", service_call_id, api_url, api_key, as_json, {"due_at": at})
-
-
-def _split_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep:
-        raise typer.BadParameter(f"header {text!r} is not 'Name: value'")
-    return name.strip(), value.strip()
 
 
 def main() -> None:

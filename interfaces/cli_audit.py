@@ -22,6 +22,7 @@ from interfaces.cli_support import (
     KeyOption,
     call_api,
     console,
+    print_json,
 )
 from interfaces.timeline import timeline
 
@@ -39,13 +40,18 @@ def replay(
     """Replay a call's recorded history: submission, each attempt, each wait and why."""
     history = call_api("GET", api_url, f"/v1/service-calls/{service_call_id}/events", api_key)
     if as_json:
-        console.print_json(data=history)
+        print_json(history)
         return
+    console.print(f"[bold]{service_call_id}[/]: {len(history['items'])} events")
+    print_timeline(history["items"])
+
+
+def print_timeline(events: list[dict[str, Any]]) -> None:
+    """A call's recorded events as a timeline, one line each (see ``interfaces.timeline``)."""
     table = Table("time", "+s", "", "what happened", box=None, pad_edge=False)
-    for line in timeline(history["items"]):
+    for line in timeline(events):
         table.add_row(line.at[11:23], f"{line.offset:.3f}", line.who, Text(line.what),
                       style=line.style or None)
-    console.print(f"[bold]{service_call_id}[/]: {len(history['items'])} events")
     console.print(table)
 
 

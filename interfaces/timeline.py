@@ -72,6 +72,13 @@ _EXECUTION: dict[str, Callable[[Payload], tuple[str, str]]] = {
 }
 
 
+def describe(event_type: str, payload: Payload) -> tuple[str, str]:
+    """What an event of a call or of an execution says, in words, and a rich style for it."""
+    aggregate, _, kind = event_type.partition(".")
+    described = {"ServiceCall": _CALL, "Execution": _EXECUTION}.get(aggregate, {}).get(kind)
+    return described(payload) if described else (f"{event_type} {payload}", "")
+
+
 def timeline(events: Sequence[dict[str, Any]]) -> list[Line]:
     """One line per event, in the order given (the order they were recorded)."""
     if not events:
@@ -80,15 +87,14 @@ def timeline(events: Sequence[dict[str, Any]]) -> list[Line]:
     attempts: dict[str, int] = {}  # execution id → its attempt (only Started names it)
     lines = []
     for event in events:
-        aggregate, _, kind = event["type"].partition(".")
+        aggregate = event["type"].partition(".")[0]
         payload = event["payload"]
         if aggregate == "Execution":
             attempts.setdefault(str(event["originator_id"]), payload.get("attempt", 0))
             who = f"attempt {attempts[str(event['originator_id'])]}"
-            describe = _EXECUTION.get(kind)
         else:
-            who, describe = "call", _CALL.get(kind)
-        what, style = describe(payload) if describe else (f"{event['type']} {payload}", "")
+            who = "call"
+        what, style = describe(event["type"], payload)
         at = _time(event)
         offset = (at - first).total_seconds() if at and first else 0.0
         lines.append(Line(str(event.get("timestamp") or ""), offset, who, what, style))

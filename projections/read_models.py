@@ -21,6 +21,7 @@ from projections.freshness import Freshness, ProjectionStatus, wait_until
 from projections.runner import (
     BATCH_SIZE,
     TRACKING_MIGRATIONS,
+    DecodedEvents,
     Projection,
     ProjectionRunner,
     ensure_tracking,
@@ -62,6 +63,7 @@ class ReadModels:
         self._poll = poll
         self._datastore = _datastore(url, pool_size=len(PROJECTIONS) + 1)
         self._queries = _datastore(url, pool_size=4)
+        self._decoded = DecodedEvents(mapper)  # one decode per event for all projections
         self.runners = {p.name: self.runner_for(p) for p in PROJECTIONS}
         self._stopped = threading.Event()
         self._wakeups = Wakeups(url, events.channel_name, self._stopped)
@@ -75,7 +77,9 @@ class ReadModels:
         return cls(url, app.recorder, app.mapper, poll)
 
     def runner_for(self, projection: Projection, batch_size: int = BATCH_SIZE) -> ProjectionRunner:
-        return ProjectionRunner(projection, self._datastore, self._events, self._mapper, batch_size)
+        return ProjectionRunner(
+            projection, self._datastore, self._events, self._mapper, batch_size, self._decoded
+        )
 
     def start(self) -> None:
         """Follow the log on one thread per projection, woken by LISTEN/NOTIFY (or polling)."""

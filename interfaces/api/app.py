@@ -16,12 +16,14 @@ from interfaces.api.routes import (
     admin,
     audit,
     circuits,
+    events,
     health,
     queries,
     retry_policy,
     service_calls,
     signing,
 )
+from interfaces.api.ui import install as install_ui
 
 
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
@@ -39,10 +41,12 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         if with_workers:
             container.start_workers()
             container.start_projections()
+        app.state.event_hub = events.hub_for(container)  # its tail starts with a subscriber
         try:
             yield
         finally:
             gc.unfreeze()
+            await app.state.event_hub.aclose()
             await run_in_threadpool(container.close)
 
     app = FastAPI(
@@ -50,6 +54,9 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         version="0.1.0",
         summary="Durable scheduled HTTP calls, event-sourced in PostgreSQL.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans: one per request (named by route template), only
+        # once DUECALL_TRACING set up a tracer provider; exporters are ours (tracing.py).
+        telemetry={"operation_spans": False, "auto_configure": False},
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=configured.max_api_body_bytes)
@@ -61,6 +68,8 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(retry_policy.router)
     app.include_router(queries.router)
     app.include_router(audit.router)
+    app.include_router(events.router)
     app.include_router(signing.router)
     app.include_router(admin.router)
+    install_ui(app)
     return app

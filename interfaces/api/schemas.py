@@ -20,6 +20,7 @@ from domain.request import (
     MAX_TIMEOUT_SECONDS,
     MAX_URL_LENGTH,
     MIN_TIMEOUT_SECONDS,
+    RequestSpec,
 )
 from domain.retry_policy import DEFAULT_RETRY_ON
 
@@ -62,6 +63,14 @@ class RequestCreate(BaseModel):
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
         return headers, json.dumps(self.body, separators=(",", ":"))
+
+    def spec(self) -> RequestSpec:
+        """The request as it will be sent (raises ``InvalidRequestError`` naming the field)."""
+        headers, body = self.encoded()
+        return RequestSpec(
+            self.method, self.url, headers, body, self.timeout_seconds, self.follow_redirects,
+            secret_headers=tuple(self.secret_headers),
+        )
 
 
 class ServiceCallCreate(BaseModel):

@@ -170,3 +170,17 @@ def test_a_body_at_the_limit_is_accepted(api: httpx.Client, target: TargetServer
     submitted = api.post("/v1/service-calls", json=body, timeout=60)  # 0.4 s when idle
     assert submitted.status_code == 201, submitted.text
     assert api.post(f"/v1/service-calls/{submitted.json()['id']}/cancel").status_code == 200
+
+
+def test_a_1_mib_body_is_delivered_whole(api: httpx.Client, target: TargetServer) -> None:
+    # 1 MiB once hung the recorder's pipelined insert on the embedded server (a psycopg
+    # pipeline that stopped flushing; infrastructure/pipeline_flush.py)
+    assert DEFAULT_MAX_BODY_BYTES == 1024 * 1024
+    path = f"/big-{uuid.uuid4().hex}"
+    body = _call(f"{target.url}{path}", request={"body": "y" * DEFAULT_MAX_BODY_BYTES})
+    submitted = api.post("/v1/service-calls", json=body, timeout=60)
+    assert submitted.status_code == 201, submitted.text
+    call = _finished(api, submitted.json()["id"], timeout=60)
+    assert (call["status"], call["attempt"]) == ("succeeded", 1)
+    (received,) = target.requests_for(path)
+    assert received.body == b"y" * DEFAULT_MAX_BODY_BYTES

@@ -54,6 +54,7 @@ def test_serve_with_dev_key_prints_a_working_key_and_the_same_one_again(
             found = re.search(r"dc_dev_[0-9a-f]+_\S+", server.log_text())
             assert found, server.log_tail()
             keys.append(found.group(0))
+            assert f"dashboard: {server.url}/ui#key={keys[-1]}" in server.log_text()
             listed = httpx.get(f"{server.url}/v1/service-calls", headers=bearer(keys[-1]))
             assert listed.status_code == 200, listed.text
     assert keys[0] == keys[1]

@@ -15,7 +15,7 @@ from domain.signing import signature_headers
 
 
 def _independent_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The five lines the README shows a target."""
+    """The lines docs/security.md shows a target."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{headers['Duecall-Id']}.{headers['Duecall-Timestamp']}.".encode() + body
     expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
@@ -71,11 +71,11 @@ def test_a_bucket_allows_its_burst_then_its_rate() -> None:
     assert bucket.tokens == pytest.approx(2.0)  # refilled to the burst, not beyond
 
 
-def test_the_readme_verification_snippet_accepts_a_fresh_signature_only() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    snippet = readme.split("A target verifies it like this:\n\n```python\n")[1].split("```")[0]
+def test_the_documented_verification_snippet_accepts_a_fresh_signature_only() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    snippet = doc.split("A target verifies it like this:\n\n```python\n")[1].split("```")[0]
     namespace: dict[str, Any] = {}
-    exec(snippet, namespace)  # the README's own code, as a target would paste it
+    exec(snippet, namespace)  # the documented code, as a target would paste it
     verify = namespace["verify"]
     body = b'{"order": 1}'
     headers = signature_headers([signing_key(SECRET_A)], "call-1", int(time.time()), body)

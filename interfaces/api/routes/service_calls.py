@@ -12,10 +12,10 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.tenant_defaults import TenantDefaults
 from domain.errors import InvalidRequestError
-from domain.request import RequestSpec, check_body_size
+from domain.request import check_body_size
 from domain.service_call import ServiceCall
 from infrastructure.container import Container
-from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
+from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep, cached_or_off_loop
 from interfaces.api.schemas import (
     CancelRequest,
     ExecutionList,
@@ -37,17 +37,20 @@ def _public(call: ServiceCall) -> ServiceCallPublic:
 
 
 def _command(
-    body: ServiceCallCreate, tenant: str, key: str | None, container: Container
+    body: ServiceCallCreate,
+    tenant: str,
+    key: str | None,
+    container: Container,
+    *,
+    cached_only: bool = False,
 ) -> SubmitServiceCall:
-    """The submit command, validated (limits included) before anything is recorded."""
-    headers, payload = body.request.encoded()
-    check_body_size(payload, container.settings.max_request_body_bytes)
-    request = RequestSpec(
-        body.request.method, body.request.url, headers, payload, body.request.timeout_seconds,
-        body.request.follow_redirects, secret_headers=tuple(body.request.secret_headers),
-    )
+    """The submit command, validated (limits included) before anything is recorded.
+    ``cached_only``: raise ``NotCachedError`` rather than read the tenant's defaults."""
     defaults: TenantDefaults = container.tenant_defaults
     overrides = body.retry_policy.model_dump(exclude_unset=True) if body.retry_policy else None
+    retry_policy = defaults.policy_for_call(tenant, overrides, cached_only=cached_only)
+    request = body.request.spec()
+    check_body_size(request.body, container.settings.max_request_body_bytes)
     return SubmitServiceCall(
         tenant_id=tenant,
         name=body.name,
@@ -57,7 +60,8 @@ def _command(
         correlation_id=body.correlation_id,
         idempotency_key=key,
         request_hash=_request_hash(body),
-        retry_policy=defaults.policy_for_call(tenant, overrides),
+        retry_policy=retry_policy,
+        trace_parent=container.tracer.current_trace_parent(),
     )
 
 
@@ -93,20 +97,25 @@ def _tell_position(response: Response, position: int | None) -> None:
     response_model=ServiceCallPublic,
     responses={200: {"description": "The call first submitted with this Idempotency-Key"}},
 )
-def submit_service_call(
+async def submit_service_call(
     body: ServiceCallCreate,
     container: ContainerDep,
     tenant: TenantDep,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> ServiceCallPublic:
-    command = _command(body, tenant, idempotency_key, container)
-    submitted = container.submits.submit(command)  # group commit with concurrent submits
+) -> Response:
+    # async: no worker thread per request (the group commit's writer thread records; this
+    # awaits it), and the answer is serialised once here rather than validated again by FastAPI
+    command = await cached_or_off_loop(_command, body, tenant, idempotency_key, container)
+    submitted = await container.submits.submit_async(command)  # with concurrent submits
     call, created = submitted[0]
-    response.status_code = 201 if created else 200
-    response.headers["Location"] = f"/v1/service-calls/{call.id}"
+    response = Response(
+        _public(call).model_dump_json(),
+        status_code=201 if created else 200,
+        headers={"Location": f"/v1/service-calls/{call.id}"},
+        media_type="application/json",
+    )
     _tell_position(response, submitted.position)
-    return _public(call)
+    return response
 
 
 @router.post(
@@ -204,4 +213,5 @@ def retry_service_call(
 ) -> ServiceCallPublic:
     """Retry a failed call: a new attempt now (or at due_at), same call, history kept."""
     due_at = body.due_at if body else None
-    return _public(container.service_calls.retry(tenant, service_call_id, due_at))
+    trace_parent = container.tracer.current_trace_parent()
+    return _public(container.service_calls.retry(tenant, service_call_id, due_at, trace_parent))

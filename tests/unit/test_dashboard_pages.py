@@ -1,0 +1,66 @@
+"""The dashboard's pages and static files: served without a key, and free of tenant data and
+secrets (the pages are shells; their script fetches the data with the key kept in the
+browser). No database: the app is not started, and the pages do not need it."""
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from infrastructure.settings import Settings
+from interfaces.api.app import create_app
+
+ADMIN_KEY = "admin-key-that-must-not-leak"
+SECRET_KEY = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWstMDA="
+CALL_ID = "01a22fce-32ea-7201-958b-eee806adb496"
+PAGES = ["/ui", "/ui/", "/ui/stats", f"/ui/calls/{CALL_ID}"]
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    settings = Settings(database_url="postgresql://nowhere.invalid/none", admin_key=ADMIN_KEY,
+                        secret_key=SECRET_KEY)
+    return TestClient(create_app(settings))  # lifespan not entered: no database needed
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_answer_html_without_a_key(client: TestClient, path: str) -> None:
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script src="/ui/static/app.js" defer></script>' in page.text
+    assert 'id="key-form"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_hold_no_secrets_and_no_tenant_data(client: TestClient, path: str) -> None:
+    text = client.get(path).text
+    assert ADMIN_KEY not in text
+    assert SECRET_KEY not in text
+    assert not re.search(r"dc_[a-z0-9-]+_[0-9a-f]+_", text)  # no API key
+    assert "whsec_" not in text
+
+
+def test_a_call_page_names_its_call_for_the_script(client: TestClient) -> None:
+    text = client.get(f"/ui/calls/{CALL_ID}").text
+    assert f'data-part="/ui/parts/calls/{CALL_ID}"' in text
+    assert client.get("/ui/calls/not-a-uuid").status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/ui/static/app.js", "javascript"), ("/ui/static/app.css", "text/css")],
+)
+def test_static_files_are_served(client: TestClient, path: str, kind: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 200
+    assert kind in answer.headers["content-type"]
+    assert len(answer.content) > 1000
+    assert client.get("/ui/static/missing.js").status_code == 404
+
+
+def test_the_pages_are_not_in_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not [path for path in paths if path.startswith("/ui")]
