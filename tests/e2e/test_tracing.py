@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.databases import fresh_database
 from tests.support.duecall_process import DuecallProcess, tenant_headers
-from tests.support.otlp_collector import ExportedSpan, OtlpCollector
+from tests.support.otlp_collector import ExportedSpan, OtlpCollector, otlp_collector
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
@@ -21,7 +21,7 @@ CLIENT_TRACE, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b
 
 @pytest.fixture(scope="module")
 def collector() -> Iterator[OtlpCollector]:
-    with OtlpCollector() as running:
+    with otlp_collector() as running:
         yield running
 
 
@@ -98,6 +98,7 @@ def test_attempts_send_a_traceparent_of_their_exported_spans_continuing_the_subm
         assert attempt.attributes.get("error.type") == ("http_error" if status == 503 else None)
 
     # per attempt, never part of the call's recorded request
+    wait_until(lambda: traced.get(f"/v1/service-calls/{call_id}").json()["finished_at"])
     executions = traced.get(f"/v1/service-calls/{call_id}/executions").json()["items"]
     assert len(executions) == 2
     for execution in executions:

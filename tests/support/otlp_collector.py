@@ -1,6 +1,6 @@
 """A tiny real OTLP/HTTP trace collector for tests: records the spans exporters send it.
 
-    with OtlpCollector() as collector:
+    with otlp_collector() as collector:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, ...}
         ...
         span = collector.wait_for(lambda s: s.name == "duecall.attempt")
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -43,6 +43,16 @@ class ExportedSpan:
 def _value(value: AnyValue) -> Any:
     field = value.WhichOneof("value")
     return getattr(value, field) if field else None
+
+
+@contextmanager
+def otlp_collector() -> Iterator[OtlpCollector]:
+    """A running collector, stopped on exit."""
+    collector = OtlpCollector().start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
 
 
 class OtlpCollector:
@@ -90,17 +100,6 @@ class OtlpCollector:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
-
-    def __enter__(self) -> OtlpCollector:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
