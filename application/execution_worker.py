@@ -18,6 +18,7 @@ message or a response that quotes them).
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -30,6 +31,7 @@ from application.metrics import (
     ATTEMPTS_FINISHED,
     ATTEMPTS_IN_FLIGHT,
     ATTEMPTS_STARTED,
+    START_LATENESS_SECONDS,
 )
 from application.outbox import EXECUTE, Outbox, OutboxMessage, still_leased
 from application.ports import HttpSender, SecretBox
@@ -77,6 +79,7 @@ class ExecutionWorker:
         self._results: asyncio.Queue[Finished] = asyncio.Queue()
         self._slots_freed = asyncio.Event()
         self._sending: dict[asyncio.Task[None], Attempt] = {}
+        self._handing: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         recorder = asyncio.create_task(self._record_results())
@@ -150,10 +153,37 @@ class ExecutionWorker:
                 self._sending[task] = attempt
                 task.add_done_callback(self._sent)
 
+    def accept(self, messages: Sequence[OutboxMessage]) -> None:
+        """Attempts the timer of this process started early and leased to it (called in this
+        worker's event loop): each request goes out at its due time."""
+        self._in_flight += len(messages)
+        task = asyncio.create_task(self._begin_handed(messages))
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _begin_handed(self, messages: Sequence[OutboxMessage]) -> None:
+        try:  # first deliveries: nothing to read, so this cannot meet the database's absence
+            attempts = await asyncio.to_thread(self._executions.begin, messages)
+        except BaseException:
+            self._in_flight -= len(messages)
+            log.exception("handed_attempts_not_begun", attempts=len(messages))  # leases end
+            raise
+        self._in_flight -= len(messages) - len(attempts)
+        for attempt in attempts:
+            task = asyncio.create_task(self._send(attempt, on_time=True))
+            self._sending[task] = attempt
+            task.add_done_callback(self._sent)
+
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.pop(task, None)
 
-    async def _send(self, attempt: Attempt) -> None:
+    async def _send(self, attempt: Attempt, on_time: bool = False) -> None:
+        """Make the attempt; ``on_time``: the timer's hand-off, sent at its due time (not
+        before), how late it went counted."""
+        due = attempt.message.due_at
+        if on_time and due is not None:
+            await _until(due.timestamp())
+            START_LATENESS_SECONDS.observe(max(0.0, time.time() - due.timestamp()))
         ATTEMPTS_STARTED.inc()
         ATTEMPTS_IN_FLIGHT.inc()
         span = self._tracer.attempt(attempt)
@@ -239,6 +269,12 @@ class ExecutionWorker:
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished
         return self._executions.reload(attempt), result
+
+
+async def _until(moment: float) -> None:
+    """Sleep until the wall clock reads ``moment`` (never wake before it)."""
+    while (left := moment - time.time()) > 0:
+        await asyncio.sleep(left)
 
 
 class OutcomesConflictError(Exception):

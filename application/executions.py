@@ -63,7 +63,8 @@ class Executions(Application[UUID]):
             if execution is not None and execution.is_finished:
                 finished.append(message.id or 0)  # a late duplicate: its outcome is recorded
                 continue
-            attempt = Attempt(message, execution or _started(message, now), request_of(message))
+            began = max(now, message.due_at) if message.due_at else now  # an early start: due
+            attempt = Attempt(message, execution or _started(message, began), request_of(message))
             if message.claims > self.max_deliveries:
                 lost.append((attempt, _lost(message)))
             else:

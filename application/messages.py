@@ -1,7 +1,7 @@
 """Building and reading the outbox messages exchanged by the modules."""
 
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import asdict, replace
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -52,6 +52,26 @@ def execute_message(
         host=request.host,
         lease_seconds=request.timeout_seconds + grace_seconds,
         payload=_traced(payload, trace_parent),
+    )
+
+
+def leased_here(execute: OutboxMessage, start: OutboxMessage) -> OutboxMessage:
+    """``execute`` as a message this worker already holds (a timer's early start, handed to its
+    own execution loop): leased from its due time for the attempt's timeout and grace, with
+    the id of the ``start`` message it replaces (deleted in the same transaction), claimed once.
+
+    Its lease is what keeps it durable: if this worker dies, another one claims it when the
+    lease ends and makes the attempt then (late, never lost); a worker stopping hands it back
+    (available at its due time)."""
+    assert start.id is not None
+    assert execute.lease_seconds is not None
+    due = execute.available_at
+    return replace(
+        execute,
+        id=start.id,
+        claims=1,
+        due_at=due,
+        available_at=due + timedelta(seconds=execute.lease_seconds),
     )
 
 

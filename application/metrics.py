@@ -21,7 +21,7 @@ ATTEMPT_SECONDS = Histogram(
 ATTEMPTS_IN_FLIGHT = Gauge("duecall_attempts_in_flight", "HTTP attempts in flight here now.")
 START_LATENESS_SECONDS = Histogram(
     "duecall_start_lateness_seconds",
-    "When the timer started a call minus when it was due.",
+    "When an attempt the timer started was sent minus when it was due.",
     buckets=_SECONDS,
 )
 API_REQUEST_SECONDS = Histogram(

@@ -1,7 +1,7 @@
 """Orchestration: the ServiceCall application (the single writer of service-call events)."""
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -15,7 +15,13 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.loading import load_many
-from application.messages import execute_message, outcome_of, start_message, trace_parent_of
+from application.messages import (
+    execute_message,
+    leased_here,
+    outcome_of,
+    start_message,
+    trace_parent_of,
+)
 from application.outbox import OutboxChanges, OutboxMessage
 from application.ports import SecretBox
 from application.recording import Recordable, save_with_outbox
@@ -133,39 +139,56 @@ class ServiceCalls(Application[UUID]):
         self._save_and_schedule([call], traces={call.id: trace_parent})
         return call
 
-    def start_due(self, messages: Sequence[OutboxMessage]) -> None:
-        """Timer: start the due attempts, and tell the execution module to make them."""
+    def start_due(
+        self,
+        messages: Sequence[OutboxMessage],
+        hand_off: Callable[[list[OutboxMessage]], None] | None = None,
+    ) -> None:
+        """Timer: start the due attempts, and tell the execution module to make them.
+
+        With ``hand_off`` (the timer's own execution loop), attempts may be started a moment
+        before they are due (the timer's early start): each is recorded as started at its due
+        time, its ``execute`` message is leased to this worker (``leased_here``) and, once
+        recorded, handed to ``hand_off``, which sends the request at the due time — no claim,
+        no transaction left between the due time and the request.
+        """
         now = utcnow()
         calls = self._load(messages)
         circuits = CircuitBoard(self, self.circuit_options)
         publish = []
+        handed: list[OutboxMessage] = []
         for message in messages:
+            at = max(now, message.due_at) if hand_off and message.due_at else now
             call = calls.get(message.service_call_id)
-            if call is None or not call.is_due(message.attempt, now):
+            if call is None or not call.is_due(message.attempt, at):
                 log.info("stale_start_ignored", service_call_id=str(message.service_call_id))
                 continue
-            held_until = circuits.gate(call, message.attempt, now)
+            held_until = circuits.gate(call, message.attempt, at)
             if held_until is not None:
                 call.hold(message.attempt, held_until)
                 publish.append(start_message(call, trace_parent_of(message)))
                 continue
-            execution_id = call.start(message.attempt, now)
+            execution_id = call.start(message.attempt, at)
             assert execution_id is not None
-            publish.append(
-                execute_message(
-                    call.tenant_id,
-                    call.id,
-                    call.attempt,
-                    execution_id,
-                    call.request,
-                    now,
-                    self.execution_grace_seconds,
-                    trace_parent_of(message),
-                    call.correlation_id,
-                )
+            execute = execute_message(
+                call.tenant_id,
+                call.id,
+                call.attempt,
+                execution_id,
+                call.request,
+                at,
+                self.execution_grace_seconds,
+                trace_parent_of(message),
+                call.correlation_id,
             )
+            if hand_off:
+                execute = leased_here(execute, message)
+                handed.append(execute)
+            publish.append(execute)
         changes = OutboxChanges(consume=_ids(messages), publish=publish)
         save_with_outbox(self, [*calls.values(), *circuits.touched], changes)
+        if hand_off and handed:
+            hand_off(handed)
 
     def record_outcomes(self, messages: Sequence[OutboxMessage]) -> None:
         """Orchestration policy: outcomes become Succeeded, a retry later, or Failed."""

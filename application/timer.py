@@ -4,6 +4,11 @@ It claims the ``start`` messages that fall due within ``lookahead`` seconds (eac
 lease, so the messages stay durable: a timer that dies only delays its calls until their leases
 end and another timer claims them), holds them in memory, and starts each group of messages
 due within ``group_window`` of one another at their due time, in one transaction.
+
+With ``prestart`` > 0 it starts them that much *before* they are due: ``start_due`` must then
+record each start at its due time and hand the attempts to this worker's own execution loop,
+which sends each request at its due time (``Workers`` wires the two together). The durable
+commit then happens ahead of the due time instead of between it and the request.
 """
 
 import threading
@@ -13,7 +18,6 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from application.batching import in_batch_or_one_by_one
-from application.metrics import START_LATENESS_SECONDS
 from application.outbox import START, Outbox, OutboxMessage, still_leased
 
 log = structlog.get_logger(__name__)
@@ -32,6 +36,7 @@ class Timer:
         lookahead: float,
         group_window: float = 0.002,
         unavailable: tuple[type[Exception], ...] = (),
+        prestart: float = 0.0,
     ) -> None:
         """``unavailable``: errors meaning the database is away; the calls held then are kept
         (and started once it is back, while their leases last)."""
@@ -42,6 +47,7 @@ class Timer:
         self._poll_interval = poll_interval
         self._lookahead = lookahead
         self._group_window = group_window
+        self._prestart = prestart
         self._held: list[OutboxMessage] = []
         self.stopped = threading.Event()
 
@@ -78,7 +84,7 @@ class Timer:
 
     def run_once(self) -> int:
         """Start what is due (returns how many), else claim, else wait; one step of ``run``."""
-        if self._held and _due(self._held[0]) <= time.time() + self._group_window:
+        if self._held and _due(self._held[0]) <= time.time() + self._prestart + self._group_window:
             return self._fire()
         claimed = self._outbox.claim(START, self._batch_size, self._lookahead)
         if claimed:
@@ -89,11 +95,15 @@ class Timer:
 
     def _fire(self) -> int:
         """Start, in one transaction, everything due by now (or within the group window)."""
-        limit = max(_due(self._held[0]), time.time()) + self._group_window
+        # Starting early, it need not start each group just in time: everything due within half
+        # the lead more goes in the same transaction (fewer, larger commits, less CPU near the
+        # due times of calls already handed over)
+        window = max(self._group_window, self._prestart / 2)
+        limit = max(_due(self._held[0]), time.time() + self._prestart) + window
         group = [m for m in self._held if _due(m) <= limit]
         self._held = self._held[len(group) :]
         late_enough = _due(group[-1]) - time.time()
-        if late_enough > 0:  # never before its due time, by this clock too
+        if late_enough > 0 and not self._prestart:  # never before its due time, by this clock
             time.sleep(late_enough)
         began = time.time()
         try:
@@ -103,8 +113,6 @@ class Timer:
         except Exception:
             self._held = sorted([*group, *self._held], key=_due)  # run() decides what stays
             raise
-        for message in group:
-            START_LATENESS_SECONDS.observe(max(0.0, began - _due(message)))
         log.debug(
             "timer_fired",
             calls=len(group),
@@ -117,7 +125,7 @@ class Timer:
         """Until the next held message is due, or the next unclaimed one enters the lookahead."""
         timeout = self._poll_interval
         if self._held:
-            timeout = min(timeout, _due(self._held[0]) - now)
+            timeout = min(timeout, _due(self._held[0]) - self._prestart - now)
         seconds = self._outbox.seconds_until_next(START)
         if seconds is not None:
             entering = seconds - self._lookahead

@@ -4,14 +4,15 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
 from application.execution_worker import ExecutionWorker
 from application.executions import Executions
-from application.outbox import OUTCOME, Outbox
+from application.outbox import OUTCOME, Outbox, OutboxMessage
 from application.ports import HttpSender
 from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
@@ -28,6 +29,10 @@ class WorkerOptions:
     max_in_flight: int = 256
     poll_interval: float = 1.0
     timer_lookahead: float = 1.0
+    # the timer starts attempts (records them, leased to this worker) this long before they
+    # are due and hands them to this worker's execution loop, which sends them at their due
+    # time (0: started at their due time, then handed over)
+    timer_prestart: float = 0.25
     switch_interval: float = 0.0005
     linger: float = 0.02  # orchestration and outcome recording: batch for this long
     shutdown_timeout: float = 30.0  # stop(): attempts in flight finish or are handed back
@@ -58,11 +63,12 @@ class Workers:
         self._stages: list[Timer | Stage] = [
             Timer(
                 outbox,
-                service_calls.start_due,
+                partial(service_calls.start_due, hand_off=self._hand_off),
                 batch_size=options.batch_size,
                 poll_interval=options.poll_interval,
                 lookahead=options.timer_lookahead,
                 unavailable=unavailable,
+                prestart=min(options.timer_prestart, options.timer_lookahead),
             ),
             Stage("orchestration", OUTCOME, outbox, service_calls.record_outcomes,
                   options.batch_size, options.poll_interval, options.linger,
@@ -72,16 +78,17 @@ class Workers:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_execution: asyncio.Event | None = None
         self._execution_ready = threading.Event()
+        self._execution: ExecutionWorker | None = None
 
     def start(self) -> None:
         # The loops hand the GIL to one another around every database round trip; with the
         # default 5 ms switch interval a waiting thread (the timer, say) can lose that long at
         # each hand-over. A shorter interval keeps the timer on time.
         sys.setswitchinterval(self._options.switch_interval)
+        self._spawn("execution", lambda: asyncio.run(self._run_execution()))
+        self._execution_ready.wait(5)  # before the timer, which hands it early starts
         for stage in self._stages:
             self._spawn(stage.name, stage.run)
-        self._spawn("execution", lambda: asyncio.run(self._run_execution()))
-        self._execution_ready.wait(5)
         log.info("workers_started", stages=[s.name for s in self._stages] + ["execution"])
 
     def stop(self, timeout: float | None = None) -> None:
@@ -92,6 +99,10 @@ class Workers:
         deadline = began + (self._options.shutdown_timeout + 1 if timeout is None else timeout)
         for stage in self._stages:
             stage.stop()
+        # the timer first: what it hands the execution loop as it stops is still drained
+        for thread in self._threads:
+            if thread.name == "duecall-timer":
+                thread.join(max(0.0, deadline - time.monotonic()))
         if self._loop and self._stop_execution:
             self._loop.call_soon_threadsafe(self._stop_execution.set)
         for thread in self._threads:
@@ -100,6 +111,18 @@ class Workers:
         log.info(
             "workers_stopped", seconds=round(time.monotonic() - began, 3), unfinished=unfinished
         )
+
+    def _hand_off(self, messages: Sequence[OutboxMessage]) -> None:
+        """The timer's early starts (recorded, leased to this worker) go to the execution loop;
+        if it is gone (stopping), they are handed back, available at their due time."""
+        loop, execution = self._loop, self._execution
+        try:
+            if loop is None or execution is None:
+                raise RuntimeError("the execution loop is not running")
+            loop.call_soon_threadsafe(execution.accept, messages)
+        except RuntimeError:
+            log.warning("early_starts_handed_back", attempts=len(messages))
+            self._outbox.release(messages)  # failing, their leases end: late, not lost
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"duecall-{name}", daemon=True)
@@ -124,6 +147,7 @@ class Workers:
             unavailable=self._unavailable,
             tracer=self._tracer,
         )
+        self._execution = worker
         self._execution_ready.set()
         try:
             await worker.run(self._stop_execution)

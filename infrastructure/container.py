@@ -110,6 +110,7 @@ class Container:
             max_in_flight=self.settings.max_in_flight,
             poll_interval=self.settings.poll_interval_seconds,
             timer_lookahead=self.settings.timer_lookahead_seconds,
+            timer_prestart=self.settings.timer_prestart_seconds,
             shutdown_timeout=self.settings.shutdown_timeout_seconds,
         )
         self.workers = Workers(

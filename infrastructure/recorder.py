@@ -20,7 +20,7 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from application.idempotency import IdempotencyRecord
-from application.outbox import OutboxChanges
+from application.outbox import OutboxChanges, OutboxMessage
 from infrastructure import pipeline_flush
 from infrastructure.database import no_connection
 from infrastructure.schema import (
@@ -42,6 +42,12 @@ _DELETE = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%s)"
 _INSERT = (
     f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
     "available_at, lease_seconds, host, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+# A message already leased to the worker that publishes it (``application.messages.leased_here``)
+_INSERT_LEASED = (
+    f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
+    "available_at, lease_seconds, host, payload, id, claims) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _REGISTER_CIRCUIT = (
     f"INSERT INTO {CIRCUITS_TABLE} (tenant_id, host, circuit_id) VALUES (%s, %s, %s) "
@@ -151,26 +157,28 @@ class OutboxRecorder(PostgresApplicationRecorder):
 def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
     if changes.consume:
         curs.execute(_DELETE, (list(changes.consume),), prepare=True)
-    if changes.publish:
-        curs.executemany(
-            _INSERT,
-            [
-                (
-                    m.kind,
-                    m.tenant_id,
-                    m.service_call_id,
-                    m.attempt,
-                    m.due_at or m.available_at,
-                    m.available_at,
-                    m.lease_seconds or DEFAULT_LEASE_SECONDS,
-                    m.host,
-                    Jsonb(m.payload),
-                )
-                for m in changes.publish
-            ],
-        )
-        for kind in sorted({m.kind for m in changes.publish}):
-            curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, kind))
+    fresh = [m for m in changes.publish if m.id is None]
+    leased = [m for m in changes.publish if m.id is not None]
+    if fresh:
+        curs.executemany(_INSERT, [_row(m) for m in fresh])
+    if leased:  # nobody else may claim these yet: no wake-up either
+        curs.executemany(_INSERT_LEASED, [(*_row(m), m.id, m.claims) for m in leased])
+    for kind in sorted({m.kind for m in fresh}):
+        curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, kind))
+
+
+def _row(m: OutboxMessage) -> tuple[Any, ...]:
+    return (
+        m.kind,
+        m.tenant_id,
+        m.service_call_id,
+        m.attempt,
+        m.due_at or m.available_at,
+        m.available_at,
+        m.lease_seconds or DEFAULT_LEASE_SECONDS,
+        m.host,
+        Jsonb(m.payload),
+    )
 
 
 def _undecorated(method: Any) -> Callable[..., Any]:

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     timer_lookahead_seconds: float = Field(
         default=1.0, ge=0, le=30, description="How far ahead the timer claims and holds calls."
     )
+    timer_prestart_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=5,
+        description="How long before its due time the timer records an attempt's start (the "
+        "request itself is sent at the due time).",
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
     response_snippet_bytes: int = 64 * 1024
     max_request_body_bytes: int = Field(
