@@ -18,6 +18,7 @@ message or a response that quotes them).
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -61,6 +62,7 @@ class ExecutionWorker:
         shutdown_timeout: float = 30.0,
         unavailable: tuple[type[Exception], ...] = (),
         tracer: Tracer = NO_TRACING,
+        room_made: threading.Event | None = None,
     ) -> None:
         self._executions = executions
         self._tracer = tracer
@@ -80,6 +82,8 @@ class ExecutionWorker:
         self._slots_freed = asyncio.Event()
         self._sending: dict[asyncio.Task[None], Attempt] = {}
         self._handing: set[asyncio.Task[None]] = set()
+        # set when attempts finish: the timer (which takes no more than ``room()``) may go on
+        self.room_made = room_made or threading.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         recorder = asyncio.create_task(self._record_results())
@@ -152,6 +156,10 @@ class ExecutionWorker:
                 task = asyncio.create_task(self._send(attempt))
                 self._sending[task] = attempt
                 task.add_done_callback(self._sent)
+
+    def room(self) -> int:
+        """How many more attempts this worker takes on now (read from the timer's thread)."""
+        return self._max_in_flight - self._in_flight
 
     def accept(self, messages: Sequence[OutboxMessage]) -> None:
         """Attempts the timer of this process started early and leased to it (called in this
@@ -243,6 +251,7 @@ class ExecutionWorker:
             await self._record(batch)
             self._in_flight -= len(batch)
             self._slots_freed.set()
+            self.room_made.set()
 
     async def _record(self, batch: Sequence[Finished]) -> None:
         """Record until it works: a failed save leaves the in-memory executions changed, so

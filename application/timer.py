@@ -37,6 +37,8 @@ class Timer:
         group_window: float = 0.002,
         unavailable: tuple[type[Exception], ...] = (),
         prestart: float = 0.0,
+        room: Callable[[], int] | None = None,
+        room_made: threading.Event | None = None,
     ) -> None:
         """``unavailable``: errors meaning the database is away; the calls held then are kept
         (and started once it is back, while their leases last)."""
@@ -48,6 +50,10 @@ class Timer:
         self._lookahead = lookahead
         self._group_window = group_window
         self._prestart = prestart
+        # back-pressure: how many more attempts the execution loop takes (held ones count),
+        # and the event it sets when it has room again
+        self._room = room or (lambda: batch_size)
+        self._room_made = room_made or threading.Event()
         self._held: list[OutboxMessage] = []
         self.stopped = threading.Event()
 
@@ -86,7 +92,12 @@ class Timer:
         """Start what is due (returns how many), else claim, else wait; one step of ``run``."""
         if self._held and _due(self._held[0]) <= time.time() + self._prestart + self._group_window:
             return self._fire()
-        claimed = self._outbox.claim(START, self._batch_size, self._lookahead)
+        self._room_made.clear()  # before looking: room made after the look still wakes us
+        room = min(self._batch_size, self._room() - len(self._held))
+        if room <= 0:  # the execution loop is full: wait for room (or the next held one)
+            self._room_made.wait(self._sleep(time.time(), look_for_more=False))
+            return 0
+        claimed = self._outbox.claim(START, room, self._lookahead)
         if claimed:
             self._held = sorted([*self._held, *claimed], key=_due)
             return 0
@@ -121,11 +132,13 @@ class Timer:
         )
         return len(group)
 
-    def _sleep(self, now: float) -> float:
+    def _sleep(self, now: float, look_for_more: bool = True) -> float:
         """Until the next held message is due, or the next unclaimed one enters the lookahead."""
         timeout = self._poll_interval
         if self._held:
             timeout = min(timeout, _due(self._held[0]) - self._prestart - now)
+        if not look_for_more:
+            return max(timeout, 0.0)
         seconds = self._outbox.seconds_until_next(START)
         if seconds is not None:
             entering = seconds - self._lookahead

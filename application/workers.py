@@ -60,6 +60,7 @@ class Workers:
         self._outbox = outbox
         self._sender_factory = sender_factory
         self._options = options
+        self._room_made = threading.Event()  # the execution loop has room for more attempts
         self._stages: list[Timer | Stage] = [
             Timer(
                 outbox,
@@ -69,6 +70,8 @@ class Workers:
                 lookahead=options.timer_lookahead,
                 unavailable=unavailable,
                 prestart=min(options.timer_prestart, options.timer_lookahead),
+                room=self._room,
+                room_made=self._room_made,
             ),
             Stage("orchestration", OUTCOME, outbox, service_calls.record_outcomes,
                   options.batch_size, options.poll_interval, options.linger,
@@ -112,6 +115,10 @@ class Workers:
             "workers_stopped", seconds=round(time.monotonic() - began, 3), unfinished=unfinished
         )
 
+    def _room(self) -> int:
+        """How many more attempts this worker's execution loop takes on."""
+        return self._execution.room() if self._execution else 0
+
     def _hand_off(self, messages: Sequence[OutboxMessage]) -> None:
         """The timer's early starts (recorded, leased to this worker) go to the execution loop;
         if it is gone (stopping), they are handed back, available at their due time."""
@@ -146,6 +153,7 @@ class Workers:
             shutdown_timeout=self._options.shutdown_timeout,
             unavailable=self._unavailable,
             tracer=self._tracer,
+            room_made=self._room_made,
         )
         self._execution = worker
         self._execution_ready.set()
