@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import prometheus_client
 import typer
 
+from infrastructure import gc_tuning
 from infrastructure.container import Container
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
@@ -153,6 +154,7 @@ def worker(
     container.start_workers()
     if projections:
         container.start_projections()
+    gc_tuning.tune_for_workers()
     stop.wait()
     worker_process.shut_down(container, settings.shutdown_timeout_seconds)
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from infrastructure import gc_tuning
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from interfaces.api import metrics
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         if with_workers:
             container.start_workers()
             container.start_projections()
+            gc_tuning.tune_for_workers()
         app.state.event_hub = events.hub_for(container)  # its tail starts with a subscriber
         try:
             yield
