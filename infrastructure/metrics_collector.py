@@ -62,6 +62,11 @@ class DatabaseMetrics(Collector):
         for row in calls:
             by_status.add_metric([row["status"]], row["n"])
         yield by_status
+        yield CounterMetricFamily(
+            "duecall_calls_submitted",
+            "Calls submitted, all processes (read model: every call ever accepted).",
+            value=sum(row["n"] for row in calls),
+        )
         yield from _attempt_metrics(attempts)
         yield self._circuits(circuit_ids)
         yield from _lag_metrics(self._projection_status.status())

@@ -66,5 +66,6 @@ def test_metrics_count_attempts_lateness_requests_and_read_the_database(
     submitted = {"method": "POST", "route": "/v1/service-calls", "status": "201"}
     assert _value(after, "duecall_api_request_duration_seconds_count", **submitted) >= 2
     assert _value(after, "duecall_calls", status="succeeded") >= 1
+    assert _value(after, "duecall_calls_submitted_total") >= 2  # every call accepted, all processes
     assert ("duecall_projection_lag_events", frozenset({("projection", "statistics")})) in after
     assert ("duecall_circuits", frozenset({("state", "open")})) in after
