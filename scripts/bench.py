@@ -46,12 +46,9 @@ import contextlib
 import functools
 import json
 import os
-import platform
 import secrets
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -62,19 +59,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import httpx
+import orjson
+import psycopg
+from _harness import (
+    ENTRY,
+    HOST,
+    REPO_ROOT,
+    HelpFormatter,
+    Managed,
+    apply_env_items,
+    check_env_items,
+    free_port,
+    machine_info,
+    percentile,
+    rounded,
+    spawn,
+    stop_all,
+)
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from rich.console import Console
+from rich.table import Table
 
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-import psycopg  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-HOST = "127.0.0.1"
-ENTRY = "from interfaces.cli import main; main()"
 EVENTS_TABLE = "duecall_events"
 TRACKING_TABLE = "duecall_projection_tracking"
 READ_MODEL_TABLE = "duecall_rm_service_calls"
@@ -111,21 +117,12 @@ class BenchError(RuntimeError):
 # -- options --------------------------------------------------------------------------------------
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show "(default: ...)" only where the default says something."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, []):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench.py",
         description="Benchmark duecall end to end (issue 7). See the module docstring for "
         "how each figure is measured.",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     size = parser.add_argument_group("workload (defaults: full run; --quick shrinks them)")
     size.add_argument("--quick", action="store_true",
@@ -205,36 +202,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                  "worker_procs", "concurrency", "batch_concurrency"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for item in args.env:
-        if "=" not in item:
-            parser.error(f"--env {item!r} is not KEY=VALUE")
+    check_env_items(parser, args.env)
     return args
 
 
 # -- small helpers --------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100), linear interpolation between closest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return float(ordered[0])
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
-
-
-def rounded(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def run_async(coro: Awaitable[T]) -> T:
@@ -263,15 +235,6 @@ def load_generator(kind: str, connections: int) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=transport, limits=limits, timeout=timeout,
                                  trust_env=False)
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
-
-
-def git(*args: str) -> str:
-    try:
-        result = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return result.stdout.strip()
 
 
 # -- /proc --------------------------------------------------------------------------------------
@@ -365,33 +328,6 @@ class PostgresProcesses:
 # -- processes ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Managed:
-    name: str
-    role: str  # api | worker | target
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    port: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 class Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
@@ -400,12 +336,7 @@ class Processes:
     def spawn(self, name: str, role: str, argv: list[str], env: dict[str, str],
               port: int | None = None) -> Managed:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            popen = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        managed = Managed(name, role, popen, log_path, port)
+        managed = spawn(self.log_dir, name, role, argv, env, port)
         self.all.append(managed)
         return managed
 
@@ -414,19 +345,11 @@ class Processes:
 
     def stop_all(self, timeout: float = 15.0) -> None:
         """SIGTERM everything, wait up to ``timeout`` s in total, SIGKILL what is left."""
-        for proc in self.all:
-            if proc.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    proc.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.all:
-            try:
-                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                console.print(f"[yellow]{proc.name} did not stop in {timeout:g} s: SIGKILL[/]")
-                proc.popen.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.popen.wait(timeout=5)
+
+        def announce(proc: Managed) -> None:
+            console.print(f"[yellow]{proc.name} did not stop in {timeout:g} s: SIGKILL[/]")
+
+        stop_all(self.all, timeout, announce)
 
 
 def duecall_env(database_url: str, extra: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -445,9 +368,7 @@ def duecall_env(database_url: str, extra: Sequence[str]) -> tuple[dict[str, str]
         DUECALL_ADMIN_KEY=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",
     )
-    for item in extra:
-        key, _, value = item.partition("=")
-        env[key.strip()] = value
+    apply_env_items(env, extra)
     shown = {k: v for k, v in sorted(env.items()) if k.startswith("DUECALL_")}
     shown["DUECALL_ADMIN_KEY"] = "(set, not recorded)"
     return env, shown
@@ -1146,35 +1067,6 @@ PHASES: dict[str, Callable[[argparse.Namespace, Stack, psycopg.Connection[Any]],
 # -- the run --------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.partition(":")[2].strip()
-                break
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["mem_total_mb"] = int(line.split()[1]) // 1024
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    info["duecall_commit"] = commit + ("+dirty" if dirty else "")
-    info["duecall_uncommitted_files"] = [line[3:] for line in dirty.splitlines()]
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        info["versions"] = {p: version(p) for p in ("eventsourcing", "fastapi", "uvicorn",
-                                                     "httpx", "psycopg", "pydantic")}
-    return info
-
-
 def figures_of(phases: dict[str, dict[str, Any]],
                processes: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     def get(phase: str, *path: str) -> float | None:
@@ -1480,7 +1372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_at": datetime.now(UTC).isoformat(),
         "command": [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])],
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": machine_info(),
+        "machine": machine_info(("eventsourcing", "fastapi", "uvicorn", "httpx", "psycopg",
+                                 "pydantic"), cpus_usable=True, uncommitted_files=True),
         "phases": {},
         "targets": {k: v[2] for k, v in TARGETS.items()},
         "logs": str(log_dir),

@@ -53,7 +53,6 @@ import bisect
 import contextlib
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -70,24 +69,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import httpx
+import orjson
+import psycopg
+from _harness import (  # puts the repository root on sys.path, for projections.* below
+    ENTRY,
+    HOST,
+    REPO_ROOT,
+    HelpFormatter,
+    Managed,
+    apply_env_items,
+    check_env_items,
+    free_port,
+    machine_info,
+    rounded,
+    spawn,
+    stop_all,
+)
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from rich.console import Console
+from rich.table import Table
 
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-import psycopg  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from projections.executions import TABLE as EXECUTIONS_TABLE
+from projections.read_models import PROJECTIONS
+from projections.runner import TRACKING_TABLE
+from projections.service_calls import TABLE as CALLS_TABLE
 
-from projections.executions import TABLE as EXECUTIONS_TABLE  # noqa: E402
-from projections.read_models import PROJECTIONS  # noqa: E402
-from projections.runner import TRACKING_TABLE  # noqa: E402
-from projections.service_calls import TABLE as CALLS_TABLE  # noqa: E402
-
-HOST = "127.0.0.1"
-ENTRY = "from interfaces.cli import main; main()"
 LOOPBACK_ALLOWLIST = "127.0.0.1/32,::1/128,localhost"
 TENANT = "chaos"
 TERMINAL = {"Succeeded": "succeeded", "Failed": "failed", "Cancelled": "cancelled"}
@@ -122,22 +129,13 @@ class ChaosError(RuntimeError):
 # -- options ----------------------------------------------------------------------------------
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show "(default: ...)" only where the default says something."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, []):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/chaos.py",
         description="Fault-tolerance run (issue 8): real API and worker processes, a real "
         "misbehaving target, worker SIGKILLs, a PostgreSQL restart and a graceful SIGTERM; "
         "then checks that nothing was lost or doubled. See the module docstring.",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     load = parser.add_argument_group("workload")
     load.add_argument("--calls", type=int, default=5000, help="calls to submit")
@@ -190,35 +188,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--single-fraction must be within 0..1")
     if args.pg_restart_command and not args.database_url:
         parser.error("--pg-restart-command goes with --database-url")
-    for item in args.env:
-        if "=" not in item:
-            parser.error(f"--env {item!r} is not KEY=VALUE")
+    check_env_items(parser, args.env)
     return args
 
 
 # -- small helpers ----------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
-
-
-def rounded(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def reachable(url: str) -> bool:
@@ -238,15 +212,6 @@ def wait_reachable(url: str, timeout: float) -> float:
             raise ChaosError(f"the database did not come back within {timeout:g} s")
         time.sleep(0.05)
     return time.monotonic() - began
-
-
-def git(*args: str) -> str:
-    try:
-        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip()
 
 
 # -- the database -----------------------------------------------------------------------------
@@ -355,33 +320,6 @@ class Database:
 # -- processes ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Managed:
-    name: str
-    role: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    port: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 class Stack:
     def __init__(self, args: argparse.Namespace, db: Database, log_dir: Path) -> None:
         self._args = args
@@ -414,9 +352,7 @@ class Stack:
             DUECALL_HOST_MAX_IN_FLIGHT="1000000",
             PYTHONUNBUFFERED="1",
         )
-        for item in self._args.env:
-            key, _, value = item.partition("=")
-            env[key.strip()] = value
+        apply_env_items(env, self._args.env)
         return env
 
     @property
@@ -427,12 +363,7 @@ class Stack:
 
     def spawn(self, name: str, role: str, argv: list[str], env: dict[str, str],
               port: int | None = None) -> Managed:
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            popen = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        managed = Managed(name, role, popen, log_path, port)
+        managed = spawn(self.log_dir, name, role, argv, env, port)
         with self._lock:
             self.all.append(managed)
         return managed
@@ -520,18 +451,7 @@ class Stack:
         return time.monotonic() - began
 
     def stop_all(self) -> None:
-        for proc in self.all:
-            if proc.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    proc.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 40
-        for proc in self.all:
-            try:
-                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.popen.wait(timeout=5)
+        stop_all(self.all, 40)
 
 
 # -- the workload -------------------------------------------------------------------------------
@@ -1142,33 +1062,6 @@ def recovery_of(fault: Fault, completions: list[float], attempts: list[Attempt],
 # -- the run --------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.partition(":")[2].strip()
-                break
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["mem_total_mb"] = int(line.split()[1]) // 1024
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    info["duecall_commit"] = commit + ("+dirty" if dirty else "")
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        info["versions"] = {p: version(p) for p in ("eventsourcing", "psycopg", "psycopg-pool",
-                                                     "fastapi", "uvicorn", "httpx", "pgserver")}
-    return info
-
-
 def count_terminal(url: str) -> int | None:
     topics = [f"duecall:ServiceCall.{name}" for name in TERMINAL]
     try:
@@ -1414,7 +1307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": machine_info(),
+        "machine": machine_info(("eventsourcing", "psycopg", "psycopg-pool", "fastapi",
+                                 "uvicorn", "httpx", "pgserver")),
         "logs": str(log_dir),
         "error": None,
         "ok": False,
