@@ -5,7 +5,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
-from eventsourcing.application import Application
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import Recording
 
 from application.outbox import OutboxChanges
 
@@ -29,7 +30,7 @@ def save_with_outbox(
     pending = [(aggregate, e) for aggregate in aggregates for e in aggregate.collect_events()]
     if not pending and not changes.consume and not changes.publish:
         return None
-    recordings = app.save(*(e for _, e in pending), outbox=changes, **extra)
+    recordings = _save(app, [e for _, e in pending], outbox=changes, **extra)
     for aggregate, recorded in pending:
         log.info(
             type(recorded).__qualname__,
@@ -37,3 +38,18 @@ def save_with_outbox(
             **aggregate.log_context(),
         )
     return max((r.notification.id for r in recordings), default=None)
+
+
+def _save(app: Application[UUID], events: list[Any], **kwargs: Any) -> list[Recording[UUID]]:
+    """``app.save(*events, **kwargs)``, step for step, without ``collect_events``' runtime
+    Protocol checks (``isinstance(event, DomainEventProtocol)``: ~10 µs an event on Python
+    3.11, a tenth of a batch submit's time). Events passed to ``save`` go to the processing
+    event as they are, with no aggregates, exactly as here."""
+    processing: ProcessingEvent[UUID] = ProcessingEvent()
+    processing.events.extend(events)
+    processing.saved_kwargs.update(kwargs)
+    recordings = app._record(processing)
+    app._take_snapshots(processing)
+    app._notify(recordings)
+    app.notify(processing.events)  # deprecated, still called by save()
+    return recordings

@@ -101,7 +101,11 @@ class RequestSpec:
         return secret_header_names(self.secret_headers)
 
     def sealed(self, seal: Callable[[str], str]) -> "RequestSpec":
-        """This request with the values of its secret headers sealed (to be recorded)."""
+        """This request with the values of its secret headers sealed (to be recorded); itself
+        when it has none (immutable: nothing to copy)."""
+        names = self.secret_names
+        if not any(name.lower() in names for name in self.headers):
+            return self
         return self._with_secret_values(seal, lambda value: True)
 
     def opened(self, open_: Callable[[str], str]) -> "RequestSpec":

@@ -5,7 +5,7 @@ Pure functions: the delay for attempt n is ``initial * multiplier**(n-1)`` cappe
 (429/503) replaces the computed delay, still capped by ``max_backoff``.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -75,7 +75,9 @@ class RetryPolicy:
             _check(_valid_token(token), "retry_on", f"unknown outcome {token!r}")
 
     def as_dict(self) -> dict[str, Any]:
-        values = asdict(self)
+        # what dataclasses.asdict gave (same keys, order and values), without its deep copies
+        # (~10 µs a call, once per submitted call); the fields are scalars but ``retry_on``
+        values = {name: getattr(self, name) for name in _FIELD_NAMES}
         values["jitter"] = self.jitter.value
         values["retry_on"] = list(self.retry_on)
         return values
@@ -150,6 +152,9 @@ def _valid_token(token: str) -> bool:
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise InvalidRequestError(f"retry_policy.{name}", message)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(RetryPolicy))
 
 
 @lru_cache(maxsize=1024)

@@ -13,7 +13,11 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -43,6 +47,14 @@ _INSERT = (
     f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
     "available_at, lease_seconds, host, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+# The same rows, in the same order (so the same ids), as one statement: an array per column,
+# sent binary (as text, psycopg escapes every JSON payload in Python: slower than executemany)
+_INSERT_MANY = (
+    f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
+    "available_at, lease_seconds, host, payload) SELECT * FROM unnest(%b::text[], %b::text[], "
+    "%b::uuid[], %b::integer[], %b::timestamptz[], %b::timestamptz[], "
+    "%b::double precision[], %b::text[], %b::jsonb[])"
+)
 # A message already leased to the worker that publishes it (``application.messages.leased_here``)
 _INSERT_LEASED = (
     f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
@@ -54,13 +66,25 @@ _REGISTER_CIRCUIT = (
     "ON CONFLICT DO NOTHING"
 )
 _REGISTER_TENANT = f"INSERT INTO {TENANTS_TABLE} (name) VALUES (%s) ON CONFLICT DO NOTHING"
-_INSERT_KEY = (
+_INSERT_KEYS = (
     f"INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash) "
-    "VALUES (%s, %s, %s, %s)"
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::uuid[], %b::text[])"
 )
 
 
 class OutboxRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self._insert_columns_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(datastore.originator_id_type),
+        )
+
     # eventsourcing retries these 10 times, 0.2 s apart, on OperationalError/InterfaceError.
     # While the database is away each try first waits the pool's whole timeout for a
     # connection, so a request would hang for minutes before failing. Here: a few quick retries
@@ -137,10 +161,15 @@ class OutboxRecorder(PostgresApplicationRecorder):
         **kwargs: Any,
     ) -> None:
         keys: Sequence[IdempotencyRecord] = kwargs.get("idempotency", ())
-        if keys:  # a duplicate key fails the whole transaction
-            curs.executemany(
-                _INSERT_KEY,
-                [(k.tenant_id, k.key, k.service_call_id, k.request_hash) for k in keys],
+        if keys:  # a duplicate key fails the whole transaction; one statement for them all
+            curs.execute(
+                _INSERT_KEYS,
+                (
+                    [k.tenant_id for k in keys],
+                    [k.key for k in keys],
+                    [k.service_call_id for k in keys],
+                    [k.request_hash for k in keys],
+                ),
             )
         circuits: Sequence[tuple[str, str, UUID]] = kwargs.get("circuits", ())
         if circuits:
@@ -153,14 +182,38 @@ class OutboxRecorder(PostgresApplicationRecorder):
             write_outbox_changes(curs, changes)
         super()._insert_events(curs, stored_events, **kwargs)
 
+    def _insert_stored_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        """eventsourcing's insert (lock the table, notify, insert), the same rows in the same
+        order, but sent as one binary array per column instead of an array of its composite
+        type: psycopg dumps that composite array in Python, as escaped text (bytea as hex,
+        quoted twice), ~27 µs an event against ~3 µs here. The stored bytes are unchanged."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_columns_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
+
 
 def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
     if changes.consume:
         curs.execute(_DELETE, (list(changes.consume),), prepare=True)
     fresh = [m for m in changes.publish if m.id is None]
     leased = [m for m in changes.publish if m.id is not None]
-    if fresh:
-        curs.executemany(_INSERT, [_row(m) for m in fresh])
+    if len(fresh) == 1:
+        curs.execute(_INSERT, _row(fresh[0]))
+    elif fresh:  # one statement, not one per row (a batch submit publishes 1,000)
+        curs.execute(_INSERT_MANY, _columns(fresh))
     if leased:  # nobody else may claim these yet: no wake-up either
         curs.executemany(_INSERT_LEASED, [(*_row(m), m.id, m.claims) for m in leased])
     for kind in sorted({m.kind for m in fresh}):
@@ -175,10 +228,15 @@ def _row(m: OutboxMessage) -> tuple[Any, ...]:
         m.attempt,
         m.due_at or m.available_at,
         m.available_at,
-        m.lease_seconds or DEFAULT_LEASE_SECONDS,
+        float(m.lease_seconds or DEFAULT_LEASE_SECONDS),  # one type per column array
         m.host,
         Jsonb(m.payload),
     )
+
+
+def _columns(messages: Sequence[OutboxMessage]) -> list[list[Any]]:
+    """``_row`` of each message, transposed: one list per column."""
+    return [list(column) for column in zip(*map(_row, messages), strict=True)]
 
 
 def _undecorated(method: Any) -> Callable[..., Any]:

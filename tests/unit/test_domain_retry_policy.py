@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -409,3 +411,21 @@ def test_a_chain_of_failures_retries_exactly_max_attempts_minus_one_times(
         attempt += 1
     assert retried == max_attempts - 1
     assert attempt == max_attempts
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RetryPolicy(),
+        RetryPolicy(max_attempts=3, initial_backoff_seconds=1, multiplier=3, jitter=Jitter.NONE,
+                    max_retry_duration_seconds=60, retry_on=("5XX", "timeout")),
+    ],
+)
+def test_as_dict_is_what_dataclasses_asdict_gave(policy: RetryPolicy) -> None:
+    """``as_dict`` goes into the ``Submitted`` event: its keys, order and values (an int stays
+    an int) must not change with how it is built."""
+    expected = asdict(policy)
+    expected["jitter"] = policy.jitter.value
+    expected["retry_on"] = list(policy.retry_on)
+    assert json.dumps(policy.as_dict()) == json.dumps(expected)
+    assert policy.as_dict() is not policy.as_dict()  # a fresh dict each time

@@ -263,3 +263,19 @@ def test_what_a_target_echoes_of_a_secret_is_cut_out_of_the_recorded_result() ->
     assert failed.message == f"bad value '{REDACTED}'"
     assert _scrubbed(result, []) is result
     assert scrub_text("short ab", ["ab"]) == f"short {REDACTED}"
+
+
+def test_a_request_without_secret_headers_is_recorded_as_it_is() -> None:
+    """Sealing a request with no secret header seals nothing (and copies nothing)."""
+    spec = RequestSpec("POST", "https://example.com/x", {"X-Plain": "v"}, secret_headers=("X-T",))
+
+    def never(value: str) -> str:
+        raise AssertionError(f"sealed {value!r}")
+
+    assert spec.sealed(never) is spec
+    with_secret = RequestSpec("POST", "https://example.com/x", {"x-t": "v", "Authorization": "a"},
+                              secret_headers=("X-T",))
+    sealed = with_secret.sealed(BOX.seal)
+    assert sealed is not with_secret
+    assert with_secret.headers == {"x-t": "v", "Authorization": "a"}
+    assert all(value.startswith(SEALED_PREFIX) for value in sealed.headers.values())

@@ -125,8 +125,8 @@ async def submit_service_call(
     responses={200: {"description": "Every call was submitted before (Idempotency-Keys)"}},
 )
 def submit_service_calls(
-    body: ServiceCallBatchCreate, container: ContainerDep, tenant: TenantDep, response: Response
-) -> ServiceCallBatchResults:
+    body: ServiceCallBatchCreate, container: ContainerDep, tenant: TenantDep
+) -> Response:
     """Submit up to 1,000 calls: all are validated before any is recorded.
 
     Each item may carry its own ``idempotency_key``; an item whose key was used before with
@@ -139,9 +139,7 @@ def submit_service_calls(
         except InvalidRequestError as error:  # the same kind (a too large body stays a 413)
             raise type(error)(f"calls.{index}.{error.field}", error.message) from None
     results = container.service_calls.submit_many(commands)
-    response.status_code = 201 if any(created for _, created in results) else 200
-    _tell_position(response, results.position)
-    return ServiceCallBatchResults(
+    answer = ServiceCallBatchResults(
         items=[
             ServiceCallBatchResult(
                 id=str(call.id), status=call.status, due_at=call.due_at, created=created
@@ -149,6 +147,13 @@ def submit_service_calls(
             for call, created in results
         ]
     )
+    response = Response(  # serialised once here, not validated again by FastAPI
+        answer.model_dump_json(),
+        status_code=201 if any(created for _, created in results) else 200,
+        media_type="application/json",
+    )
+    _tell_position(response, results.position)
+    return response
 
 
 @router.get("/{service_call_id}", response_model=ServiceCallPublic)
