@@ -27,6 +27,7 @@ import structlog
 
 from application.batching import in_batch_or_one_by_one
 from application.executions import Attempt, Executions
+from application.messages import started_version_of
 from application.metrics import (
     ATTEMPT_SECONDS,
     ATTEMPTS_FINISHED,
@@ -190,6 +191,10 @@ class ExecutionWorker:
         before), how late it went counted."""
         due = attempt.message.due_at
         if on_time and due is not None:
+            if due.timestamp() - time.time() > CANCEL_CHECK_AHEAD:  # started early
+                await _until(due.timestamp() - CANCEL_CHECK_AHEAD)
+                if await self._cancelled_meanwhile(attempt):
+                    return
             await _until(due.timestamp())
             START_LATENESS_SECONDS.observe(max(0.0, time.time() - due.timestamp()))
         ATTEMPTS_STARTED.inc()
@@ -204,6 +209,25 @@ class ExecutionWorker:
         span.end(classified)
         _count_finished(classified)
         await self._results.put((attempt, result))
+
+    async def _cancelled_meanwhile(self, attempt: Attempt) -> bool:
+        """Was the call changed (cancelled) since the timer started it early? Then the attempt
+        is withdrawn, not made. A cancel later than this check finds it as good as running."""
+        message = attempt.message
+        version = started_version_of(message)
+        if version is None:
+            return False
+        changed = await asyncio.to_thread(
+            self._outbox.changed_since, {message.service_call_id: version}
+        )
+        if message.service_call_id not in changed:
+            return False
+        await asyncio.to_thread(self._executions.withdraw, [attempt])
+        self._in_flight -= 1
+        self._slots_freed.set()
+        self.room_made.set()
+        log.info("early_start_withdrawn", **attempt.execution.log_context())
+        return True
 
     async def _attempt(self, attempt: Attempt, trace: Mapping[str, str]) -> AttemptResult:
         """Send the request (with the Idempotency-Key, signature and ``trace`` headers: per
@@ -278,6 +302,9 @@ class ExecutionWorker:
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished
         return self._executions.reload(attempt), result
+
+
+CANCEL_CHECK_AHEAD = 0.05  # seconds before the due time an early start looks for a cancel
 
 
 async def _until(moment: float) -> None:

@@ -75,6 +75,12 @@ class Executions(Application[UUID]):
             self.finish(lost)
         return attempts
 
+    def withdraw(self, attempts: Sequence[Attempt]) -> None:
+        """Attempts not to be made after all (their call was cancelled between the timer's
+        early start and the due time): their messages go, nothing is recorded for them."""
+        consume = [a.message.id for a in attempts if a.message.id]
+        save_with_outbox(self, [], OutboxChanges(consume=consume))
+
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
         """Record each attempt's outcome and tell orchestration, consuming the messages."""
         now = utcnow()

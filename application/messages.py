@@ -13,6 +13,7 @@ from domain.service_call import ServiceCall
 # The W3C traceparent of the API request that submitted the call (tracing on only): carried
 # from message to message of the call, so that each attempt's span continues that trace.
 TRACE_PARENT = "trace_parent"
+STARTED_VERSION = "started_version"  # on an early start's execute message: see leased_here
 
 
 def start_message(call: ServiceCall, trace_parent: str | None = None) -> OutboxMessage:
@@ -55,14 +56,17 @@ def execute_message(
     )
 
 
-def leased_here(execute: OutboxMessage, start: OutboxMessage) -> OutboxMessage:
+def leased_here(
+    execute: OutboxMessage, start: OutboxMessage, started_version: int
+) -> OutboxMessage:
     """``execute`` as a message this worker already holds (a timer's early start, handed to its
     own execution loop): leased from its due time for the attempt's timeout and grace, with
     the id of the ``start`` message it replaces (deleted in the same transaction), claimed once.
 
     Its lease is what keeps it durable: if this worker dies, another one claims it when the
     lease ends and makes the attempt then (late, never lost); a worker stopping hands it back
-    (available at its due time)."""
+    (available at its due time). ``started_version``: the call's version once started (an
+    event after it, a cancel, means the attempt is not to be made)."""
     assert start.id is not None
     assert execute.lease_seconds is not None
     due = execute.available_at
@@ -71,6 +75,7 @@ def leased_here(execute: OutboxMessage, start: OutboxMessage) -> OutboxMessage:
         id=start.id,
         claims=1,
         due_at=due,
+        payload={**execute.payload, STARTED_VERSION: started_version},
         available_at=due + timedelta(seconds=execute.lease_seconds),
     )
 
@@ -86,6 +91,11 @@ def execution_id_of(message: OutboxMessage) -> UUID:
 def correlation_id_of(message: OutboxMessage) -> str | None:
     """The call's correlation id, on an ``execute`` message."""
     value: str | None = message.payload.get("correlation_id")
+    return value
+
+
+def started_version_of(message: OutboxMessage) -> int | None:
+    value: int | None = message.payload.get(STARTED_VERSION)
     return value
 
 

@@ -59,6 +59,9 @@ class Outbox(Protocol):
         """Hand claimed messages back before their leases end (a worker stopping): available
         again now, or at their due time if it is ahead; how many were handed back."""
 
+    def changed_since(self, versions: dict[UUID, int]) -> set[UUID]:
+        """The aggregates among ``versions`` (id → version) with events recorded after it."""
+
     def seconds_until_next(self, kind: str) -> float | None:
         """Seconds until the next message of ``kind`` becomes available (None: none)."""
 

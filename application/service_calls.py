@@ -182,7 +182,7 @@ class ServiceCalls(Application[UUID]):
                 call.correlation_id,
             )
             if hand_off:
-                execute = leased_here(execute, message)
+                execute = leased_here(execute, message, call.version)
                 handed.append(execute)
             publish.append(execute)
         changes = OutboxChanges(consume=_ids(messages), publish=publish)

@@ -4,6 +4,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import structlog
@@ -11,6 +12,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from application.outbox import KINDS, OUTCOME, START, OutboxMessage
+from infrastructure.event_hashes import EVENTS_TABLE
 from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE
 
 log = structlog.get_logger(__name__)
@@ -85,6 +87,11 @@ SET available_at = greatest(o.due_at, now())
 FROM unnest(%(ids)s::bigint[], %(claims)s::integer[]) AS mine(id, claims)
 WHERE o.id = mine.id AND o.claims = mine.claims AND o.available_at > now()
 """
+_CHANGED_SINCE = f"""
+SELECT DISTINCT e.originator_id FROM {EVENTS_TABLE} AS e
+JOIN unnest(%(ids)s::uuid[], %(versions)s::bigint[]) AS v(id, version)
+  ON e.originator_id = v.id AND e.originator_version > v.version
+"""
 _NEXT = f"""
 SELECT extract(epoch FROM min(available_at) - now()) AS seconds
 FROM {OUTBOX_TABLE} WHERE kind = %s
@@ -154,6 +161,14 @@ class PostgresOutbox:
         params = {"ids": [m.id for m in mine], "claims": [m.claims for m in mine]}
         with self._pool.connection() as conn:
             return conn.execute(_RELEASE, params).rowcount
+
+    def changed_since(self, versions: dict[UUID, int]) -> set[UUID]:
+        if not versions:
+            return set()
+        ids, after = list(versions), list(versions.values())
+        with self._pool.connection() as conn:
+            rows = conn.execute(_CHANGED_SINCE, {"ids": ids, "versions": after}).fetchall()
+        return {row["originator_id"] for row in rows}
 
     def seconds_until_next(self, kind: str) -> float | None:
         with self._pool.connection() as conn:

@@ -3,6 +3,8 @@ due, leased to the worker whose execution loop sends it at the due time. It stay
 
 * a worker killed after the early start, before the due time, loses only its lease: another
   worker makes the attempt when the lease ends (late, never lost, never before it is due);
+* a call cancelled after its early start, before its due time, is not made: the worker looks
+  for a cancel just before the due time and withdraws the attempt;
 * a worker stopped gracefully meanwhile either makes the attempt at its due time as it drains,
   or hands it back, available at its due time, to be sent then by another worker: once, not
   before its due time, not after its lease.
@@ -107,3 +109,22 @@ def test_a_worker_stopped_after_an_early_start_makes_the_attempt_once_at_its_due
     assert request.received_at >= due  # never before its due time
     assert request.received_at < due + TIMEOUT_SECONDS + GRACE_SECONDS  # not after the lease
     assert len(target.requests_for("/ok")) == 1
+
+
+def test_a_call_cancelled_after_its_early_start_is_not_made(
+    container: Container, workers: WorkerProcesses
+) -> None:
+    url = container.database_url
+    with TargetServer() as target:
+        workers.start()
+        _ready(workers, 1)
+        call = _submit_due_in(container, f"{target.url}/ok", 2.5)
+        wait_until(lambda: _started_early(container, call), timeout=10, interval=0.02)
+        cancelled = container.service_calls.cancel(TENANT, call.id, "changed my mind")
+        assert cancelled.status == Status.CANCELLED
+        wait_until(lambda: not outbox_rows(url, call.id, LEASES), timeout=10)  # withdrawn
+        wait_until(lambda: utcnow() > call.due_at + timedelta(seconds=1), timeout=10)
+
+    assert target.requests_for("/ok") == []  # the attempt was never made
+    final = container.service_calls.get_call(TENANT, call.id)
+    assert final.status == Status.CANCELLED

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
@@ -57,6 +57,9 @@ class FakeOutbox:
     def release(self, messages: Sequence[OutboxMessage]) -> int:
         self.released.extend(messages)
         return len(messages)
+
+    def changed_since(self, versions: dict[UUID, int]) -> set[UUID]:
+        return set()
 
     def seconds_until_next(self, kind: str) -> float | None:
         return None
