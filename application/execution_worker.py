@@ -217,12 +217,16 @@ class ExecutionWorker:
         version = started_version_of(message)
         if version is None:
             return False
-        changed = await asyncio.to_thread(
-            self._outbox.changed_since, {message.service_call_id: version}
-        )
-        if message.service_call_id not in changed:
+        try:
+            changed = await asyncio.to_thread(
+                self._outbox.changed_since, {message.service_call_id: version}
+            )
+            if message.service_call_id not in changed:
+                return False
+            await asyncio.to_thread(self._executions.withdraw, [attempt])
+        except Exception:  # cannot tell (the database is away): make it, as if running
+            log.exception("early_start_check_failed", **attempt.execution.log_context())
             return False
-        await asyncio.to_thread(self._executions.withdraw, [attempt])
         self._in_flight -= 1
         self._slots_freed.set()
         self.room_made.set()
