@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
+from application.outbox import START, OutboxMessage
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status
 from infrastructure.container import Container
@@ -128,3 +129,23 @@ def test_a_call_cancelled_after_its_early_start_is_not_made(
     assert target.requests_for("/ok") == []  # the attempt was never made
     final = container.service_calls.get_call(TENANT, call.id)
     assert final.status == Status.CANCELLED
+
+
+def test_a_stale_holder_of_the_start_message_leaves_the_early_start_alone(
+    container: Container,
+) -> None:
+    """A timer whose lease on a ``start`` message ran out while another timer started the call
+    early consumes its copy as stale: the other timer's ``execute`` message must survive."""
+    url = container.database_url
+    call = _submit_due_in(container, "http://127.0.0.1:9/never", 2.0)
+    claimed = container.outbox.claim(START, 10, 5.0)
+    assert [m.service_call_id for m in claimed] == [call.id]
+    handed: list[OutboxMessage] = []
+    container.service_calls.start_due(claimed, hand_off=handed.extend)  # the first timer
+    assert outbox_rows(url, call.id, LEASES) == [("execute", 1)]
+
+    container.service_calls.start_due(claimed, hand_off=handed.extend)  # the stale one
+
+    assert outbox_rows(url, call.id, LEASES) == [("execute", 1)]  # still there
+    assert len(handed) == 1
+    assert handed[0].id != claimed[0].id
