@@ -21,9 +21,9 @@ from projections.freshness import Freshness, ProjectionStatus, wait_until
 from projections.runner import (
     BATCH_SIZE,
     TRACKING_MIGRATIONS,
-    DecodedEvents,
     Projection,
     ProjectionRunner,
+    SharedLog,
     ensure_tracking,
     lock_key,
     read_position,
@@ -63,7 +63,7 @@ class ReadModels:
         self._poll = poll
         self._datastore = _datastore(url, pool_size=len(PROJECTIONS) + 1)
         self._queries = _datastore(url, pool_size=4)
-        self._decoded = DecodedEvents(mapper)  # one decode per event for all projections
+        self._log = SharedLog(events, mapper)  # one read and decode per event for all projections
         self.runners = {p.name: self.runner_for(p) for p in PROJECTIONS}
         self._stopped = threading.Event()
         self._wakeups = Wakeups(url, events.channel_name, self._stopped)
@@ -78,7 +78,7 @@ class ReadModels:
 
     def runner_for(self, projection: Projection, batch_size: int = BATCH_SIZE) -> ProjectionRunner:
         return ProjectionRunner(
-            projection, self._datastore, self._events, self._mapper, batch_size, self._decoded
+            projection, self._datastore, self._events, self._mapper, batch_size, self._log
         )
 
     def start(self) -> None:
