@@ -16,8 +16,10 @@ worker's CPU in its connection-pool bookkeeping at a few hundred requests in fli
 """
 
 import asyncio
+import http.cookiejar
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -62,6 +64,7 @@ class HttpxSender:
                 else guarded_aiohttp_transport(self._guard, limits, snippet_bytes)
             ),
             headers={"User-Agent": "duecall/0.1"},
+            cookies=_no_cookies(),
             event_hooks={"request": [_strip_secrets_off_origin]},
         )
 
@@ -113,6 +116,20 @@ class HttpxSender:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class _NoCookiePolicy(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing: one client makes every tenant's calls, so a cookie one call's
+    target sets must never go out with another call (httpx keeps them by default)."""
+    return http.cookiejar.CookieJar(policy=_NoCookiePolicy())
 
 
 async def _strip_secrets_off_origin(request: httpx.Request) -> None:

@@ -349,7 +349,10 @@ def guarded_aiohttp_transport(
             ssl=ssl_context,
             resolver=GuardedResolver(guard),
         )
-        return aiohttp.ClientSession(connector=connector, trace_configs=[request_hook(guard)])
+        return aiohttp.ClientSession(  # no cookie jar: one session serves every tenant
+            connector=connector, trace_configs=[request_hook(guard)],
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
     inner = AiohttpTransport(limits=limits, trust_env=False, client=session)
     return GuardedTransport(inner, guard, redirect_body_bytes)

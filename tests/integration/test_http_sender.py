@@ -46,3 +46,23 @@ def test_an_answer_is_recorded_with_a_bounded_snippet() -> None:
     assert result.status_code == 200
     assert result.error_kind is None
     assert len(result.body_snippet or "") == 10
+
+
+def test_cookies_a_target_sets_are_not_sent_with_later_calls() -> None:
+    """One client serves every tenant's calls: a cookie one call's answer sets must not go out
+    with any other call (httpx and aiohttp would both keep it in their jars by default)."""
+
+    async def go() -> None:
+        sender = HttpxSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
+        try:
+            for path in ("set-cookie", "echo", "redirect/302?to=/echo"):
+                spec = RequestSpec("GET", f"{target.url}/{path}", follow_redirects=True)
+                assert (await sender.send(spec, {})).status_code == 200
+        finally:
+            await sender.aclose()
+
+    with TargetServer() as target:
+        asyncio.run(go())
+        received = target.requests
+    assert [r.path for r in received] == ["/set-cookie", "/echo", "/redirect/302", "/echo"]
+    assert all("cookie" not in r.headers for r in received)

@@ -282,6 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
             location = parse_qs(request.query).get("to", ["/ok"])[0]
             code = int(arg) if arg else 302
             self._send(code, {"location": location}, {"Location": location})
+        elif kind == "set-cookie":  # a session cookie: a client must not keep it for others
+            self._send(200, {"ok": True}, {"Set-Cookie": "session=s3cr3t; Path=/"})
         elif kind == "large" and arg:
             self._send_large(int(arg))
         else:
