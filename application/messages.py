@@ -1,6 +1,6 @@
 """Building and reading the outbox messages exchanged by the modules."""
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -124,7 +124,7 @@ def outcome_message(
         outcome.attempt,
         available_at=now,
         host=execute.host,
-        payload=_traced(asdict(outcome), trace_parent_of(execute)),
+        payload=_traced(dict(vars(outcome)), trace_parent_of(execute)),  # flat, no asdict copies
     )
 
 
