@@ -1,6 +1,6 @@
 """The `executions` read model: one row per attempt, newest first; and the latest per name."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +10,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
-from projections.folding import RowChanges, host_of
+from projections.folding import RowChanges, host_of, names_of
 from projections.query import MAX_LIMIT, Page, Sort, Where, check_choices, fetch_page
 from projections.runner import Recorded
 
@@ -49,12 +49,6 @@ MIGRATIONS = [
         """,
     )
 ]
-
-_FILL_NAMES = f"""
-UPDATE {TABLE} AS e SET name = n.name FROM {NAMES} AS n
-WHERE e.id = ANY(%s) AND n.id = e.service_call_id
-"""
-
 
 def _started(e: Any) -> dict[str, Any]:
     return {
@@ -95,11 +89,23 @@ class ExecutionsProjection:
                 rows.insert(e.originator_id, _started(e))
             else:
                 rows.update(e.originator_id, _finished(e, kind.lower()))
-        started = list(rows.inserts)
+        _fill_names(curs, rows.inserts.values(), names.inserts)
         names.flush(curs)
         rows.flush(curs)
-        if started:
-            curs.execute(_FILL_NAMES, (started,))
+
+
+def _fill_names(
+    curs: Cursor[DictRow],
+    started: Collection[dict[str, Any]],
+    submitted: dict[Hashable, dict[str, Any]],
+) -> None:
+    """Each new execution's call name: from a Submitted in this batch, else from the table
+    (as written, once: no update of the new rows after their insert)."""
+    known = {call: row["name"] for call, row in submitted.items()}
+    earlier = {row["service_call_id"] for row in started} - known.keys()
+    known.update(names_of(curs, NAMES, earlier))
+    for row in started:
+        row["name"] = known.get(row["service_call_id"], "")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
-from projections.folding import host_of, insert_json
+from projections.folding import host_of, insert_json, names_of
 from projections.histogram import BUCKETS, bucket_of, cumulative
 from projections.runner import Recorded
 from projections.statistics_schema import (
@@ -114,7 +114,8 @@ class StatisticsProjection:
         insert_json(curs, NAMES, [{"id": i, "name": n} for i, n in names.items()])
         insert_json(curs, PENDING, [{"id": i, **asdict(c)} for i, c in started.items()])
         if counted:
-            names.update(_names(curs, {c.service_call_id for c, _, _ in counted} - set(names)))
+            earlier = {c.service_call_id for c, _, _ in counted} - set(names)
+            names.update(names_of(curs, NAMES, earlier))
             for granularity, rows in zip(GRANULARITIES, _aggregate(counted, names), strict=True):
                 insert_json(curs, table(granularity), rows, _UPSERT)
 
@@ -134,13 +135,6 @@ def _with_context(
         if context is not None:  # else a second outcome for one execution: counted already
             counted.append((context, outcome, e))
     return counted
-
-
-def _names(curs: Cursor[DictRow], call_ids: set[UUID]) -> dict[UUID, str]:
-    if not call_ids:
-        return {}
-    curs.execute(f"SELECT id, name FROM {NAMES} WHERE id = ANY(%s)", (list(call_ids),))
-    return {row["id"]: row["name"] for row in curs.fetchall()}
 
 
 def _aggregate(

@@ -19,6 +19,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
+from projections.folding import insert_json, update_json
 from projections.query import Page, check_choices, fetch_page
 from projections.runner import Recorded
 from projections.service_calls import SORTS, STATUSES, ServiceCallFilters
@@ -60,12 +61,7 @@ MIGRATIONS = [
     )
 ]
 
-_CLOSE = f"UPDATE {TABLE} SET valid_to = %s WHERE service_call_id = %s AND valid_to = 'infinity'"
-_OPEN = (
-    f"INSERT INTO {TABLE} (service_call_id, version, tenant_id, status, valid_from, valid_to) "
-    "VALUES (%(service_call_id)s, %(version)s, %(tenant_id)s, %(status)s, %(valid_from)s, "
-    "coalesce(%(valid_to)s::timestamptz, 'infinity'))"
-)
+OPEN = "infinity"  # valid_to of a call's latest interval (sent as JSON, read by timestamptz)
 _TENANTS = (
     f"SELECT DISTINCT ON (service_call_id) service_call_id, tenant_id FROM {TABLE} "
     "WHERE service_call_id = ANY(%s)"
@@ -103,15 +99,14 @@ class StatusIntervalsProjection:
                 "tenant_id": getattr(e, "tenant_id", None) or (previous or {}).get("tenant_id"),
                 "status": STATUS_OF[kind],
                 "valid_from": e.timestamp,
-                "valid_to": None,
+                "valid_to": OPEN,
             }
             rows.append(row)
             latest[e.originator_id] = row
         _fill_tenants(curs, rows)
-        if closes:
-            curs.executemany(_CLOSE, [(ended, call) for call, ended in closes.items()])
-        if rows:
-            curs.executemany(_OPEN, [row for row in rows if row["tenant_id"] is not None])
+        ended = [{"service_call_id": call, "valid_to": at} for call, at in closes.items()]
+        update_json(curs, TABLE, "service_call_id", ended, "AND t.valid_to = 'infinity'")
+        insert_json(curs, TABLE, [row for row in rows if row["tenant_id"] is not None])
 
 
 def _fill_tenants(curs: Cursor[DictRow], rows: list[dict[str, Any]]) -> None:
