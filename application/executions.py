@@ -1,6 +1,6 @@
 """The execution module: the Execution application (one aggregate per HTTP attempt)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -11,11 +11,11 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from application.clock import utcnow
 from application.loading import load_many
 from application.messages import execution_id_of, outcome_message, request_of
-from application.outbox import OutboxChanges, OutboxMessage
+from application.outbox import Decision, OutboxChanges, OutboxMessage
 from application.recording import save_with_outbox
 from domain.execution import Execution
 from domain.ids import execution_id_for
-from domain.outcome import AttemptResult, ErrorKind
+from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind
 from domain.request import RequestSpec
 
 log = structlog.get_logger(__name__)
@@ -34,12 +34,26 @@ class Attempt:
         return f"{self.message.service_call_id}:{self.message.attempt}"
 
 
+Orchestrate = Callable[[Sequence[tuple[OutboxMessage, AttemptOutcome]], datetime], Decision]
+
+
 class Executions(Application[UUID]):
     name = "duecall"
 
-    def __init__(self, env: dict[str, str] | None = None, *, max_deliveries: int = 3) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        max_deliveries: int = 3,
+        orchestrate: Orchestrate | None = None,
+    ) -> None:
+        """``orchestrate`` (the orchestration policy, ``ServiceCalls.decide``): outcomes are
+        decided in the transaction that records them. Without it, each outcome is an
+        ``outcome`` message for the orchestration stage (one more message, claim and
+        transaction per call)."""
         super().__init__(env)
         self.max_deliveries = max_deliveries
+        self.orchestrate = orchestrate
 
     def begin(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
         """The attempts to make for these messages.
@@ -82,17 +96,29 @@ class Executions(Application[UUID]):
         save_with_outbox(self, [], OutboxChanges(consume=consume))
 
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
-        """Record each attempt's outcome and tell orchestration, consuming the messages."""
+        """Record each attempt's outcome, consuming the messages, with what orchestration
+        decided about it (or an ``outcome`` message telling it)."""
         now = utcnow()
-        publish = []
+        reported = []
         for attempt, result in results:
             outcome = attempt.execution.finish(result, now)
             if outcome is None:
                 log.info("duplicate_outcome_ignored", execution_id=str(attempt.execution.id))
                 continue
-            publish.append(outcome_message(attempt.message, outcome, now))
+            reported.append((attempt.message, outcome))
         consume = [a.message.id for a, _ in results if a.message.id]
-        save_with_outbox(self, [a.execution for a, _ in results], OutboxChanges(consume, publish))
+        executions = [a.execution for a, _ in results]
+        if self.orchestrate is None or not reported:
+            publish = [outcome_message(message, outcome, now) for message, outcome in reported]
+            save_with_outbox(self, executions, OutboxChanges(consume, publish))
+            return
+        decision = self.orchestrate(reported, now)
+        save_with_outbox(
+            self,
+            [*executions, *decision.aggregates],
+            OutboxChanges(consume, decision.publish),
+            **decision.extra,
+        )
 
     def reload(self, attempt: Attempt) -> Attempt:
         """The attempt with its execution as now recorded (after a write conflict)."""

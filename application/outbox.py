@@ -50,6 +50,16 @@ class OutboxChanges:
     publish: Sequence[OutboxMessage] = ()
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What orchestration decided about some outcomes, to be saved with them: the aggregates it
+    changed, the messages they cause, and keywords for the save (the circuit registry)."""
+
+    aggregates: Sequence[Any] = ()
+    publish: Sequence[OutboxMessage] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Outbox(Protocol):
     def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
         """Lease up to ``limit`` messages of ``kind`` available within ``lookahead`` seconds

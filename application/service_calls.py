@@ -22,11 +22,12 @@ from application.messages import (
     start_message,
     trace_parent_of,
 )
-from application.outbox import OutboxChanges, OutboxMessage
+from application.outbox import Decision, OutboxChanges, OutboxMessage
 from application.ports import SecretBox
 from application.recording import Recordable, save_with_outbox
 from domain.errors import ServiceCallNotFoundError
 from domain.ids import new_service_call_id
+from domain.outcome import AttemptOutcome
 from domain.service_call import ServiceCall, Status
 
 log = structlog.get_logger(__name__)
@@ -191,26 +192,36 @@ class ServiceCalls(Application[UUID]):
             hand_off(handed)
 
     def record_outcomes(self, messages: Sequence[OutboxMessage]) -> None:
-        """Orchestration policy: outcomes become Succeeded, a retry later, or Failed."""
-        now = utcnow()
-        calls = self._load(messages)
+        """Orchestration stage: ``outcome`` messages (recorded by a worker whose executions
+        were not wired to ``decide``, e.g. before an upgrade) become the calls' outcomes."""
+        decision = self.decide([(m, outcome_of(m)) for m in messages], utcnow())
+        save_with_outbox(
+            self,
+            decision.aggregates,
+            OutboxChanges(consume=_ids(messages), publish=decision.publish),
+            **decision.extra,
+        )
+
+    def decide(
+        self, reported: Sequence[tuple[OutboxMessage, AttemptOutcome]], now: datetime
+    ) -> Decision:
+        """Orchestration policy: outcomes become Succeeded, a retry later (a ``start``
+        message), or Failed; each message names the call, its tenant, host and trace."""
+        calls = self._load([message for message, _ in reported])
         circuits = CircuitBoard(self, self.circuit_options)
         changed = []
-        for message in messages:
-            outcome = outcome_of(message)
+        for message, outcome in reported:
             circuits.record(message.tenant_id, message.host, message.service_call_id, outcome, now)
             call = calls.get(message.service_call_id)
             if call and call.record_outcome(outcome, now, random.random()):
                 changed.append(call)
             else:
                 log.info("stale_outcome_ignored", service_call_id=str(message.service_call_id))
-        self._save_and_schedule(
-            calls.values(),
-            consume=_ids(messages),
-            changed=changed,
-            others=circuits.touched,
-            traces={m.service_call_id: trace_parent_of(m) for m in messages},
-            **circuits.registry,
+        traces = {m.service_call_id: trace_parent_of(m) for m, _ in reported}
+        return Decision(
+            aggregates=[*calls.values(), *circuits.touched],
+            publish=_starts(changed, traces),
+            extra=circuits.registry,
         )
 
     def _save_and_schedule(
@@ -225,12 +236,7 @@ class ServiceCalls(Application[UUID]):
         """Save; every changed call (default: all) now scheduled gets its timer message
         (carrying on the trace context in ``traces``, by call)."""
         calls = list(calls)
-        traces = traces or {}
-        starts = [
-            start_message(call, traces.get(call.id))
-            for call in (calls if changed is None else changed)
-            if call.status == Status.SCHEDULED
-        ]
+        starts = _starts(calls if changed is None else changed, traces or {})
         changes = OutboxChanges(consume=consume, publish=starts)
         save_with_outbox(self, [*calls, *others], changes, **extra)
 
@@ -271,6 +277,17 @@ class ServiceCalls(Application[UUID]):
             if message.service_call_id not in calls:
                 log.warning("unknown_call", service_call_id=str(message.service_call_id))
         return calls
+
+
+def _starts(
+    calls: Iterable[ServiceCall], traces: Mapping[UUID, str | None]
+) -> list[OutboxMessage]:
+    """A timer message for each call now scheduled (carrying on its trace context)."""
+    return [
+        start_message(call, traces.get(call.id))
+        for call in calls
+        if call.status == Status.SCHEDULED
+    ]
 
 
 def _ids(messages: Sequence[OutboxMessage]) -> list[int]:

@@ -88,7 +88,9 @@ class Container:
                     probe_wait_seconds=settings.circuit_probe_wait_seconds,
                 ),
             )
-            executions = Executions(env, max_deliveries=settings.max_deliveries)
+            executions = Executions(  # outcomes decided as they are recorded
+                env, max_deliveries=settings.max_deliveries, orchestrate=service_calls.decide
+            )
             migrate_event_store(url)  # the events table exists now: chain its events
         return cls(
             settings=settings,
