@@ -15,15 +15,19 @@ Each phase submits as a tenant of its own, created with an API key through the a
 processes get a random ``DUECALL_ADMIN_KEY`` per run); the keys' rate limits are the highest
 the API allows, so they never shape a figure.
 
-All phases run on the same stack and the same database, one after the other:
+All phases run on the same stack and the same database, one after the other; before each,
+the bench waits until the read models have folded everything recorded so far (the previous
+phase's backlog; the wait is ``read_models_settled_s`` in the JSON):
 
 1. throughput  ``--calls`` calls due now, POSTed to ``/v1/service-calls:batch`` in batches of
                ``--batch-size`` (``--batch-concurrency`` requests in flight); calls/s from the
                first submit until the read model (table ``duecall_rm_service_calls``, queried
-               directly every ``--sample-interval`` s) shows all of them terminal. Also: the
+               directly: every ``--sample-interval`` s near the end, less often while it is
+               far) shows all of them terminal. Also: the
                batch-submit rate while the workers run, and, sampled every
                ``--sample-interval`` s, each projection's lag (log head - tracking position,
-               in events, and the age of the oldest unfolded event, in ms).
+               in events, and the age of the oldest unfolded event, in ms, counted from
+               when it was recorded; also from the event's own timestamp, for comparison).
 2. submit      ``--submits`` single ``POST /v1/service-calls`` at ``--concurrency`` clients,
                calls due in one day (the workers have nothing to do); rate and p50/p99 latency.
 3. batch       ``--batch-calls`` calls due in one day through the batch endpoint, workers
@@ -82,6 +86,7 @@ from rich.console import Console
 from rich.table import Table
 
 EVENTS_TABLE = "duecall_events"
+HASHES_TABLE = "duecall_event_hashes"
 TRACKING_TABLE = "duecall_projection_tracking"
 READ_MODEL_TABLE = "duecall_rm_service_calls"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -743,6 +748,22 @@ def wait_terminal(conn: psycopg.Connection[Any], tenant: str, expected: int, int
         time.sleep(max(0.0, max(interval, wait) - (time.monotonic() - now)))
 
 
+def settle(conn: psycopg.Connection[Any], timeout: float, check: Callable[[], None]) -> float:
+    """Wait until every read model has folded the log as it is now (the previous phase's
+    events), so that a phase measures itself, not the backlog of the one before; seconds
+    waited."""
+    began = time.monotonic()
+    target = head(conn)
+    while True:
+        row = conn.execute(f"SELECT min(notification_id) FROM {TRACKING_TABLE}").fetchone()
+        if row is None or row[0] is None or int(row[0]) >= target:
+            return round(time.monotonic() - began, 3)
+        if time.monotonic() - began > timeout:
+            raise BenchError(f"read models still behind position {target} after {timeout:g} s")
+        check()
+        time.sleep(0.1)
+
+
 def head(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()
     return int(row[0]) if row else 0
@@ -760,8 +781,11 @@ def target_count(target_url: str) -> int:
 
 
 class LagSampler(threading.Thread):
-    """Every ``interval`` s: log head, each projection's position, the age of its oldest
-    unfolded event (the event after its position; 0 when caught up)."""
+    """Every ``interval`` s: log head, each projection's position, and the age of its oldest
+    unfolded event (the event after its position; 0 when caught up), counted from when that
+    event was recorded (``recorded_at``, set by the events table's trigger in the inserting
+    transaction) and, for comparison, from the event's own timestamp (set when the aggregate
+    changed in Python: for a batch submit, before the API validated and saved the batch)."""
 
     def __init__(self, url: str, interval: float) -> None:
         super().__init__(name="lag-sampler", daemon=True)
@@ -791,22 +815,28 @@ class LagSampler(threading.Thread):
         lags = {}
         for name, position in positions:
             behind = max(0, log_head - int(position or 0))
-            seconds = self._age(conn, int(position or 0) + 1, at) if behind else 0.0
-            lags[str(name)] = (behind, seconds)
+            recorded, created = (self._ages(conn, int(position or 0) + 1, at) if behind
+                                 else (0.0, 0.0))
+            lags[str(name)] = (behind, recorded, created)
         return {"at": at, "head": log_head, "lags": lags}
 
     @staticmethod
-    def _age(conn: psycopg.Connection[Any], notification_id: int, now: float) -> float | None:
-        row = conn.execute(f"SELECT state FROM {EVENTS_TABLE} WHERE notification_id = %s",
-                           (notification_id,)).fetchone()
+    def _ages(conn: psycopg.Connection[Any], notification_id: int,
+              now: float) -> tuple[float | None, float | None]:
+        """Seconds since the event was recorded, and since its own timestamp."""
+        row = conn.execute(
+            f"SELECT extract(epoch FROM h.recorded_at), e.state FROM {EVENTS_TABLE} e "
+            f"LEFT JOIN {HASHES_TABLE} h USING (originator_id, originator_version) "
+            "WHERE e.notification_id = %s", (notification_id,)).fetchone()
         if not row:
-            return None
+            return None, None
+        recorded = None if row[0] is None else max(0.0, now - float(row[0]))
         try:
-            stamp = json.loads(bytes(row[0]))["timestamp"]
+            stamp = json.loads(bytes(row[1]))["timestamp"]
             text = stamp["_data_"] if isinstance(stamp, dict) else stamp
-            return max(0.0, now - datetime.fromisoformat(text).timestamp())
+            return recorded, max(0.0, now - datetime.fromisoformat(text).timestamp())
         except (ValueError, KeyError, TypeError):
-            return None
+            return recorded, None
 
     def stop(self) -> None:
         self.stopped.set()
@@ -826,17 +856,23 @@ class LagSampler(threading.Thread):
                          "p99_ms": rounded(percentile(ms, 99)),
                          "max_ms": rounded(max(ms, default=None))}
         worst_events = [max((v[0] for v in s["lags"].values()), default=0) for s in self.samples]
-        worst_ms = [max(((v[1] or 0.0) for v in s["lags"].values()), default=0.0) * 1000
+
+        def worst_ms(index: int) -> list[float]:
+            return [max(((v[index] or 0.0) for v in s["lags"].values()), default=0.0) * 1000
                     for s in self.samples]
+
+        since_recorded, since_created = worst_ms(1), worst_ms(2)
         return {
             "samples": len(self.samples),
             "interval_s": self.interval,
             "worst_projection": {
                 "p50_events": rounded(percentile(worst_events, 50), 1),
                 "p99_events": rounded(percentile(worst_events, 99), 1),
-                "p50_ms": rounded(percentile(worst_ms, 50)),
-                "p99_ms": rounded(percentile(worst_ms, 99)),
-                "max_ms": rounded(max(worst_ms, default=None)),
+                "p50_ms": rounded(percentile(since_recorded, 50)),
+                "p99_ms": rounded(percentile(since_recorded, 99)),
+                "max_ms": rounded(max(since_recorded, default=None)),
+                "p50_ms_since_created": rounded(percentile(since_created, 50)),
+                "p99_ms_since_created": rounded(percentile(since_created, 99)),
             },
             "projections": per,
             "error": self.error,
@@ -1101,6 +1137,8 @@ def figures_of(phases: dict[str, dict[str, Any]],
         "projector_lag_p99_ms": get(*lag, "p99_ms"),
         "projector_lag_p50_events": get(*lag, "p50_events"),
         "projector_lag_p99_events": get(*lag, "p99_events"),
+        "projector_lag_p50_ms_since_created": get(*lag, "p50_ms_since_created"),
+        "projector_lag_p99_ms_since_created": get(*lag, "p99_ms_since_created"),
         "cpu_ms_per_call_total": get("throughput", "cpu_ms_per_call", "total"),
         "peak_rss_mb_max": max(duecall_rss) if duecall_rss else None,
     }
@@ -1158,7 +1196,9 @@ def run(args: argparse.Namespace, result: dict[str, Any], log_dir: Path) -> None
             for name in args.phases:
                 console.print(f"[bold]phase {name}[/]")
                 phase = PHASES[name]
+                settled = settle(conn, args.timeout, stack.check_alive)
                 outcome = measure(stack, functools.partial(phase, args, stack, conn))
+                outcome["read_models_settled_s"] = settled
                 if name == "throughput":
                     per_call_cpu(outcome)
                 result["phases"][name] = outcome
@@ -1263,10 +1303,12 @@ def print_report(result: dict[str, Any]) -> None:
         ("timer precision: p50 / p95 / p99 late", "precision_p99_ms",
          f"{fmt(f['precision_p50_ms'], ' ms')} / {fmt(f['precision_p95_ms'], ' ms')} / "
          f"{fmt(f['precision_p99_ms'], ' ms')}"),
-        ("projector lag (worst projection): p50 / p99", "projector_lag_p99_ms",
+        ("projector lag (worst projection, since recorded): p50 / p99", "projector_lag_p99_ms",
          f"{fmt(f['projector_lag_p50_ms'], ' ms', 0)} / {fmt(f['projector_lag_p99_ms'], ' ms', 0)}"
          f"  ({fmt(f['projector_lag_p50_events'], '', 0)} / "
-         f"{fmt(f['projector_lag_p99_events'], ' events', 0)})"),
+         f"{fmt(f['projector_lag_p99_events'], ' events', 0)}; since the events' own "
+         f"timestamps {fmt(f['projector_lag_p50_ms_since_created'], ' ms', 0)} / "
+         f"{fmt(f['projector_lag_p99_ms_since_created'], ' ms', 0)})"),
         ("CPU per call, all processes (throughput run)", "",
          fmt(f["cpu_ms_per_call_total"], " ms", 2)),
         ("peak RSS, largest duecall process", "peak_rss_mb_max", fmt(f["peak_rss_mb_max"], " MB")),
