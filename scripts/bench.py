@@ -1093,6 +1093,8 @@ def phase_precision(args: argparse.Namespace, stack: Stack,
         "lateness_ms": {q: rounded(percentile(lateness, p)) for q, p in
                         (("min", 0), ("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
         "lateness_mean_ms": rounded(statistics.fmean(lateness)) if lateness else None,
+        "lateness_by_due_ms": [rounded((arrivals[k] - due) * 1000) if k in arrivals else None
+                               for k, due in due_by_key.items()],  # in due order
     }
 
 
