@@ -158,6 +158,14 @@ class ExecutionWorker:
                 self._sending[task] = attempt
                 task.add_done_callback(self._sent)
 
+    def _free(self, slots: int) -> None:
+        """Attempts that are over (recorded, withdrawn, or never begun): their slots are free
+        for the claim loop and for the timer."""
+        if slots:
+            self._in_flight -= slots
+            self._slots_freed.set()
+            self.room_made.set()
+
     def room(self) -> int:
         """How many more attempts this worker takes on now (read from the timer's thread)."""
         return self._max_in_flight - self._in_flight
@@ -174,10 +182,10 @@ class ExecutionWorker:
         try:  # first deliveries: nothing to read, so this cannot meet the database's absence
             attempts = await asyncio.to_thread(self._executions.begin, messages)
         except BaseException:
-            self._in_flight -= len(messages)
+            self._free(len(messages))
             log.exception("handed_attempts_not_begun", attempts=len(messages))  # leases end
             raise
-        self._in_flight -= len(messages) - len(attempts)
+        self._free(len(messages) - len(attempts))
         for attempt in attempts:
             task = asyncio.create_task(self._send(attempt, on_time=True))
             self._sending[task] = attempt
@@ -227,9 +235,7 @@ class ExecutionWorker:
         except Exception:  # cannot tell (the database is away): make it, as if running
             log.exception("early_start_check_failed", **attempt.execution.log_context())
             return False
-        self._in_flight -= 1
-        self._slots_freed.set()
-        self.room_made.set()
+        self._free(1)
         log.info("early_start_withdrawn", **attempt.execution.log_context())
         return True
 
@@ -277,9 +283,7 @@ class ExecutionWorker:
             while len(batch) < self._batch_size and not self._results.empty():
                 batch.append(self._results.get_nowait())
             await self._record(batch)
-            self._in_flight -= len(batch)
-            self._slots_freed.set()
-            self.room_made.set()
+            self._free(len(batch))
 
     async def _record(self, batch: Sequence[Finished]) -> None:
         """Record until it works: a failed save leaves the in-memory executions changed, so
