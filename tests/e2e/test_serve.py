@@ -25,7 +25,7 @@ from tests.support.problems import assert_problem
 from tests.support.target_server import TargetServer, closed_port_url
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.smoke]
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # Failing calls are made once: retries (5xx and network errors retry by default) would only

@@ -1,8 +1,12 @@
 """The events table is analyzed quickly and rarely: eventsourcing's writers lock it in EXCLUSIVE
 mode, which waits for any ANALYZE of it (see ``infrastructure/event_hashes.py``)."""
 
+import pytest
+
 from infrastructure.container import Container
 from tests.support.db_queries import rows
+
+pytestmark = pytest.mark.smoke
 
 
 def test_the_events_table_leaves_state_out_of_its_statistics(container: Container) -> None:

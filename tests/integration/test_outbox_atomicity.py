@@ -21,6 +21,8 @@ from domain.service_call import ServiceCall, Status
 from infrastructure.container import Container
 from tests.support.db_queries import event_count, outbox_rows, rows
 
+pytestmark = pytest.mark.smoke
+
 TENANT = "t-atomic"
 URL = "http://127.0.0.1:9/never-called"  # nothing here is ever sent
 

@@ -16,6 +16,8 @@ from tests.support.db_queries import rows
 from tests.support.read_models import catch_up, checksums, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls
 
+pytestmark = pytest.mark.smoke
+
 
 class CrashingProjection:
     """Writes a batch's rows, then dies before the transaction commits (on batch ``crash_on``)."""

@@ -1,3 +1,5 @@
+import pytest
+
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
@@ -5,6 +7,8 @@ from domain.service_call import Status
 from infrastructure.container import Container
 from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_terminal
+
+pytestmark = pytest.mark.smoke
 
 
 def test_a_call_due_now_is_made_and_succeeds(container: Container) -> None:
