@@ -10,7 +10,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.clock import utcnow
 from application.loading import load_many
-from application.messages import execution_id_of, outcome_message, request_of
+from application.messages import execution_id_of, request_of
 from application.outbox import Decision, OutboxChanges, OutboxMessage
 from application.recording import save_with_outbox
 from domain.execution import Execution
@@ -44,13 +44,11 @@ class Executions(Application[UUID]):
         self,
         env: dict[str, str] | None = None,
         *,
+        orchestrate: Orchestrate,
         max_deliveries: int = 3,
-        orchestrate: Orchestrate | None = None,
     ) -> None:
         """``orchestrate`` (the orchestration policy, ``ServiceCalls.decide``): outcomes are
-        decided in the transaction that records them. Without it, each outcome is an
-        ``outcome`` message for the orchestration stage (one more message, claim and
-        transaction per call)."""
+        decided in the transaction that records them."""
         super().__init__(env)
         self.max_deliveries = max_deliveries
         self.orchestrate = orchestrate
@@ -97,7 +95,7 @@ class Executions(Application[UUID]):
 
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
         """Record each attempt's outcome, consuming the messages, with what orchestration
-        decided about it (or an ``outcome`` message telling it)."""
+        decided about it."""
         now = utcnow()
         reported = []
         for attempt, result in results:
@@ -108,9 +106,8 @@ class Executions(Application[UUID]):
             reported.append((attempt.message, outcome))
         consume = [a.message.id for a, _ in results if a.message.id]
         executions = [a.execution for a, _ in results]
-        if self.orchestrate is None or not reported:
-            publish = [outcome_message(message, outcome, now) for message, outcome in reported]
-            save_with_outbox(self, executions, OutboxChanges(consume, publish))
+        if not reported:
+            save_with_outbox(self, executions, OutboxChanges(consume))
             return
         decision = self.orchestrate(reported, now)
         save_with_outbox(

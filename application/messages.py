@@ -5,8 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from application.outbox import EXECUTE, OUTCOME, START, OutboxMessage
-from domain.outcome import AttemptOutcome
+from application.outbox import EXECUTE, START, OutboxMessage
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
 
@@ -112,24 +111,3 @@ def _traced(payload: dict[str, Any], trace_parent: str | None) -> dict[str, Any]
         payload[TRACE_PARENT] = trace_parent
     return payload
 
-
-def outcome_message(
-    execute: OutboxMessage, outcome: AttemptOutcome, now: datetime
-) -> OutboxMessage:
-    """Tell orchestration how the attempt asked for by ``execute`` ended."""
-    return OutboxMessage(
-        OUTCOME,
-        execute.tenant_id,
-        execute.service_call_id,
-        outcome.attempt,
-        available_at=now,
-        host=execute.host,
-        payload=_traced(dict(vars(outcome)), trace_parent_of(execute)),  # flat, no asdict copies
-    )
-
-
-def outcome_of(message: OutboxMessage) -> AttemptOutcome:
-    fields = message.payload
-    if TRACE_PARENT in fields:
-        fields = {k: v for k, v in fields.items() if k != TRACE_PARENT}
-    return AttemptOutcome(**fields)

@@ -1,7 +1,7 @@
 """The outbox port: messages between modules, written in the same transaction as events.
 
-A message is work to do: ``start`` (timer: a due attempt), ``execute`` (make the request),
-``outcome`` (turn an execution's result into the call's outcome). Workers claim available
+A message is work to do: ``start`` (timer: a due attempt) or ``execute`` (make the request);
+an attempt's outcome is decided in the transaction that records it. Workers claim available
 messages under a lease; the transaction that records the events a message caused also
 deletes it (``OutboxChanges.consume``) and adds the messages those events cause
 (``OutboxChanges.publish``). A worker that dies loses only its lease.
@@ -15,8 +15,7 @@ from uuid import UUID
 
 START = "start"
 EXECUTE = "execute"
-OUTCOME = "outcome"
-KINDS = (START, EXECUTE, OUTCOME)
+KINDS = (START, EXECUTE)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from application.loading import load_many
 from application.messages import (
     execute_message,
     leased_here,
-    outcome_of,
     start_message,
     trace_parent_of,
 )
@@ -190,17 +189,6 @@ class ServiceCalls(Application[UUID]):
         save_with_outbox(self, [*calls.values(), *circuits.touched], changes)
         if hand_off and handed:
             hand_off(handed)
-
-    def record_outcomes(self, messages: Sequence[OutboxMessage]) -> None:
-        """Orchestration stage: ``outcome`` messages (recorded by a worker whose executions
-        were not wired to ``decide``, e.g. before an upgrade) become the calls' outcomes."""
-        decision = self.decide([(m, outcome_of(m)) for m in messages], utcnow())
-        save_with_outbox(
-            self,
-            decision.aggregates,
-            OutboxChanges(consume=_ids(messages), publish=decision.publish),
-            **decision.extra,
-        )
 
     def decide(
         self, reported: Sequence[tuple[OutboxMessage, AttemptOutcome]], now: datetime

@@ -1,4 +1,4 @@
-"""The worker processes' loops: timer, orchestration and execution, each on its own thread."""
+"""The worker processes' loops: the timer and the execution loop, each on its own thread."""
 
 import asyncio
 import sys
@@ -12,11 +12,10 @@ import structlog
 
 from application.execution_worker import ExecutionWorker
 from application.executions import Executions
-from application.outbox import OUTCOME, Outbox, OutboxMessage
+from application.outbox import Outbox, OutboxMessage
 from application.ports import HttpSender
 from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
-from application.stage import Stage
 from application.timer import Timer
 from application.tracing import NO_TRACING, Tracer
 
@@ -34,7 +33,7 @@ class WorkerOptions:
     # time (0: started at their due time, then handed over)
     timer_prestart: float = 0.25
     switch_interval: float = 0.0005
-    linger: float = 0.02  # orchestration and outcome recording: batch for this long
+    linger: float = 0.02  # outcome recording: batch for this long
     shutdown_timeout: float = 30.0  # stop(): attempts in flight finish or are handed back
 
 
@@ -61,22 +60,17 @@ class Workers:
         self._sender_factory = sender_factory
         self._options = options
         self._room_made = threading.Event()  # the execution loop has room for more attempts
-        self._stages: list[Timer | Stage] = [
-            Timer(
-                outbox,
-                partial(service_calls.start_due, hand_off=self._hand_off),
-                batch_size=options.batch_size,
-                poll_interval=options.poll_interval,
-                lookahead=options.timer_lookahead,
-                unavailable=unavailable,
-                prestart=min(options.timer_prestart, options.timer_lookahead),
-                room=self._room,
-                room_made=self._room_made,
-            ),
-            Stage("orchestration", OUTCOME, outbox, service_calls.record_outcomes,
-                  options.batch_size, options.poll_interval, options.linger,
-                  unavailable=unavailable),
-        ]
+        self._timer = Timer(
+            outbox,
+            partial(service_calls.start_due, hand_off=self._hand_off),
+            batch_size=options.batch_size,
+            poll_interval=options.poll_interval,
+            lookahead=options.timer_lookahead,
+            unavailable=unavailable,
+            prestart=min(options.timer_prestart, options.timer_lookahead),
+            room=self._room,
+            room_made=self._room_made,
+        )
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_execution: asyncio.Event | None = None
@@ -90,9 +84,8 @@ class Workers:
         sys.setswitchinterval(self._options.switch_interval)
         self._spawn("execution", lambda: asyncio.run(self._run_execution()))
         self._execution_ready.wait(5)  # before the timer, which hands it early starts
-        for stage in self._stages:
-            self._spawn(stage.name, stage.run)
-        log.info("workers_started", stages=[s.name for s in self._stages] + ["execution"])
+        self._spawn(self._timer.name, self._timer.run)
+        log.info("workers_started", loops=[self._timer.name, "execution"])
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; let work in hand finish (attempts in flight: up to the shutdown
@@ -100,8 +93,7 @@ class Workers:
         and a second)."""
         began = time.monotonic()
         deadline = began + (self._options.shutdown_timeout + 1 if timeout is None else timeout)
-        for stage in self._stages:
-            stage.stop()
+        self._timer.stop()
         # the timer first: what it hands the execution loop as it stops is still drained
         for thread in self._threads:
             if thread.name == "duecall-timer":

@@ -89,7 +89,7 @@ class Container:
                 ),
             )
             executions = Executions(  # outcomes decided as they are recorded
-                env, max_deliveries=settings.max_deliveries, orchestrate=service_calls.decide
+                env, orchestrate=service_calls.decide, max_deliveries=settings.max_deliveries
             )
             migrate_event_store(url)  # the events table exists now: chain its events
         return cls(

@@ -11,16 +11,14 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from application.outbox import KINDS, OUTCOME, START, OutboxMessage
+from application.outbox import KINDS, START, OutboxMessage
 from infrastructure.event_hashes import EVENTS_TABLE
 from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE
 
 log = structlog.get_logger(__name__)
 
-# Who wakes up when a kind is published: an outcome also frees an execution slot, so a timer
-# held back by a concurrency limit looks again.
+# Who wakes up when a kind is published.
 _WAKES: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KINDS}
-_WAKES[OUTCOME] = (OUTCOME, START)
 
 # A claimed message becomes available again when its lease ends: if the worker dies, another
 # worker claims it then. The transaction that records its effects deletes it.

@@ -137,7 +137,7 @@ def worker(
         typer.Option(help="Serve this process's Prometheus metrics on this port (/metrics)."),
     ] = None,
 ) -> None:
-    """Run the workers only (timer, execution, orchestration); run as many as you like.
+    """Run the workers only (the timer and the execution loop); run as many as you like.
 
     SIGTERM stops it gracefully within DUECALL_SHUTDOWN_TIMEOUT_SECONDS: attempts in flight
     finish (or are handed back to other workers), no new ones start."""

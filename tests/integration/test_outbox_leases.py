@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from application.clock import utcnow
-from application.outbox import EXECUTE, OUTCOME, START, OutboxChanges, OutboxMessage
+from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage
 from infrastructure.container import Container
 from infrastructure.outbox import PostgresOutbox
 from tests.support.waiting import wait_until
@@ -125,16 +125,16 @@ def test_publishing_a_message_wakes_a_waiting_worker_at_once(container: Containe
 
     def settled() -> bool:  # the listener is connected and its start-up wake-up is spent
         began = time.monotonic()
-        outbox.wait(OUTCOME, 0.3)
+        outbox.wait(EXECUTE, 0.3)
         return time.monotonic() - began >= 0.25
 
     wait_until(settled, timeout=5, interval=0)
-    timer = threading.Timer(0.2, _publish, (container, _message(OUTCOME, utcnow())))
+    timer = threading.Timer(0.2, _publish, (container, _message(EXECUTE, utcnow())))
     began = time.monotonic()
     timer.start()
     try:
-        outbox.wait(OUTCOME, 5.0)
+        outbox.wait(EXECUTE, 5.0)
     finally:
         timer.join()
     assert 0.15 <= time.monotonic() - began < 2.0
-    assert len(outbox.claim(OUTCOME, 10)) == 1
+    assert len(outbox.claim(EXECUTE, 10)) == 1

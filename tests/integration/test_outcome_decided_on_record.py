@@ -5,8 +5,6 @@ no ``outcome`` message between them."""
 from collections.abc import Sequence
 from uuid import UUID
 
-import pytest
-
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.executions import Attempt
@@ -84,20 +82,4 @@ def test_an_outcome_for_a_call_cancelled_meanwhile_is_recorded_and_changes_nothi
 
     assert container.service_calls.get_call(TENANT, call.id).status == Status.CANCELLED
     assert "duecall:Execution.Failed" in _tenant_topics(container)
-    assert _outbox(container, call.id) == []
-
-
-@pytest.mark.parametrize("status_code", [200, 500])
-def test_without_the_policy_wired_an_outcome_message_tells_the_orchestration_stage(
-    container: Container, status_code: int
-) -> None:
-    call, attempts = _begun(container)
-    container.executions.orchestrate = None
-    _finish(container, attempts, status_code)
-    assert _outbox(container, call.id) == [("outcome", 1)]
-
-    outcomes = container.outbox.claim("outcome", 10)
-    container.service_calls.record_outcomes(outcomes)
-    expected = Status.SUCCEEDED if status_code == 200 else Status.FAILED
-    assert container.service_calls.get_call(TENANT, call.id).status == expected
     assert _outbox(container, call.id) == []

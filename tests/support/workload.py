@@ -18,7 +18,7 @@ from uuid import UUID
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.executions import Attempt
-from application.outbox import EXECUTE, OUTCOME, START
+from application.outbox import EXECUTE, START
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
@@ -90,10 +90,7 @@ def _step(container: Container, rng: random.Random, batch: int, answer: Answer) 
     if executes:
         attempts = container.executions.begin(executes)
         container.executions.finish([(a, answer(a, rng)) for a in attempts])
-    outcomes = outbox.claim(OUTCOME, batch)
-    if outcomes:
-        container.service_calls.record_outcomes(outcomes)
-    return len(starts) + len(executes) + len(outcomes)
+    return len(starts) + len(executes)
 
 
 def _answer(attempt: Attempt, rng: random.Random) -> AttemptResult:

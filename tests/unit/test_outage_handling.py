@@ -1,7 +1,5 @@
 """The pieces that carry work across a database outage, without a database.
 
-* a stage keeps the messages it claimed when handling fails because the database is away, and
-  handles those same messages once it is back (not after their leases end);
 * the timer keeps the calls it holds, and starts them once the database is back;
 * a write conflict on a shared aggregate is retried from fresh state (the batch, then each item)
   and what still conflicts is handed back at once, not left to its lease;
@@ -24,9 +22,8 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 from application.batching import ITEM_ATTEMPTS, in_batch_or_one_by_one
 from application.commands import SubmitServiceCall
 from application.group_commit import GroupCommit, NotRecordedError
-from application.outbox import OUTCOME, START, OutboxMessage, still_leased
+from application.outbox import START, OutboxMessage, still_leased
 from application.service_calls import Submissions
-from application.stage import Stage
 from application.timer import Timer
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
@@ -66,52 +63,6 @@ class FakeOutbox:
 
     def wait(self, kind: str, timeout: float) -> None:
         time.sleep(min(timeout, 0.01))
-
-
-def test_a_stage_handles_its_claimed_messages_again_once_the_database_is_back() -> None:
-    claimed = [_message(OUTCOME), _message(OUTCOME)]
-    outbox = FakeOutbox([claimed])
-    handled: list[list[OutboxMessage]] = []
-    down = [True, True]  # the first two tries find the database away
-
-    def handle(messages: Sequence[OutboxMessage]) -> None:
-        if down:
-            down.pop()
-            raise OperationalError("couldn't get a connection after 5.00 sec")
-        handled.append(list(messages))
-
-    stage = Stage("orchestration", OUTCOME, outbox, handle, batch_size=10, poll_interval=0.01,
-                  unavailable=UNAVAILABLE)
-    thread = threading.Thread(target=stage.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not handled and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stage.stop()
-    thread.join(5)
-    assert handled == [claimed]  # the very messages it had claimed
-    assert outbox.claims >= 1
-    assert not down
-
-
-def test_a_stage_leaves_messages_to_their_leases_after_other_errors() -> None:
-    claimed = [_message(OUTCOME)]
-    later = [_message(OUTCOME)]
-    outbox = FakeOutbox([claimed, later])
-    handled: list[list[OutboxMessage]] = []
-
-    def handle(messages: Sequence[OutboxMessage]) -> None:
-        if messages == claimed:
-            raise ValueError("a bug, not an outage")
-        handled.append(list(messages))
-
-    stage = Stage("orchestration", OUTCOME, outbox, handle, batch_size=10, poll_interval=0.01,
-                  unavailable=UNAVAILABLE)
-    with pytest.raises(ValueError, match="a bug"):
-        stage.run_once()
-    stage._in_hand = []  # what run() does after such an error
-    assert stage.run_once() == 1
-    assert handled == [later]
 
 
 def test_messages_whose_leases_are_ending_are_not_kept() -> None:
@@ -185,19 +136,6 @@ def test_an_item_that_keeps_conflicting_is_returned_without_stopping_the_rest() 
 
     assert in_batch_or_one_by_one(handle, ["a", "b", "c"]) == ["b"]  # the caller hands it back
     assert handled == ["a", "c"]
-
-
-def test_a_stage_hands_back_what_keeps_conflicting_at_once() -> None:
-    claimed = [_message(OUTCOME), _message(OUTCOME)]
-    outbox = FakeOutbox([claimed])
-
-    def handle(messages: Sequence[OutboxMessage]) -> None:
-        if len(messages) > 1 or messages[0] is claimed[1]:
-            raise IntegrityError("conflict on a shared aggregate")
-
-    stage = Stage("orchestration", OUTCOME, outbox, handle, batch_size=10, poll_interval=0.01)
-    assert stage.run_once() == 2
-    assert outbox.released == [claimed[1]]  # available again now, not after its lease
 
 
 def _command() -> SubmitServiceCall:
