@@ -36,7 +36,6 @@ class ServiceCall(Aggregate):
 
     class Submitted(Created):
         TOPIC = "duecall:ServiceCall.Submitted"
-        class_version = 3
         tenant_id: str
         name: str
         method: str
@@ -51,18 +50,6 @@ class ServiceCall(Aggregate):
         retry_policy: dict[str, Any]
         follow_redirects: bool
         secret_headers: list[str]
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            """Added ``follow_redirects`` (the request's redirect option); a v1 call did not
-            follow redirects."""
-            state["follow_redirects"] = False
-
-        @staticmethod
-        def upcast_v2_v3(state: dict[str, Any]) -> None:
-            """Added ``secret_headers`` (more header names whose values are secret, recorded
-            sealed); a v2 call listed none."""
-            state["secret_headers"] = []
 
     @event(Submitted)
     def __init__(
@@ -80,14 +67,13 @@ class ServiceCall(Aggregate):
         correlation_id: str | None,
         idempotency_key: str | None,
         retry_policy: dict[str, Any],
-        follow_redirects: bool = False,
-        secret_headers: list[str] | None = None,
+        follow_redirects: bool,
+        secret_headers: list[str],
     ) -> None:
         self.tenant_id = tenant_id
         self.name = name
         self.request = RequestSpec.restored(
-            method, url, dict(headers), body, timeout_seconds, follow_redirects,
-            secret_headers or (),
+            method, url, dict(headers), body, timeout_seconds, follow_redirects, secret_headers
         )
         self.due_at = due_at
         self.tags = list(tags)

@@ -7,8 +7,8 @@ The aggregates are driven through their public commands (the same ones the worke
 API call) and each new event is turned into its stored form by the ``duecall`` application's
 mapper, the very bytes the Postgres recorder inserts into ``duecall_events.state``. A fixture
 is recorded once, committed, and never regenerated (the script will not overwrite one): later
-code must keep reading it. ``events_v1.json`` was recorded before ``ServiceCall.Scheduled``
-became v2 (``scheduled_by``).
+code must keep reading it. ``events_v1.json`` holds ``ServiceCall.Scheduled`` as v1 (before
+``scheduled_by``), the one upcast example; the other events are in their current shape.
 """
 
 import json

@@ -60,6 +60,8 @@ def _submitted() -> ServiceCall:
         correlation_id=None,
         idempotency_key=None,
         retry_policy=RetryPolicy().as_dict(),
+        follow_redirects=False,
+        secret_headers=[],
     )
     assert call.status is Status.SUBMITTED
     return call
