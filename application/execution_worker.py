@@ -1,8 +1,9 @@
 """The execution worker: many HTTP attempts in flight at once, outcomes recorded in batches.
 
-Claim ``execute`` messages (leased for the call's timeout plus a grace period) → record
-Execution.Started for the batch → send each request concurrently → collect results and record
-them, a batch per transaction, with the ``outcome`` messages for orchestration. A worker killed
+Claim ``execute`` messages (leased for the call's timeout plus a grace period), or take the
+timer's early starts (already leased here) → send each request concurrently at its due time →
+record the results, a batch per transaction: each Execution's Started and outcome events with
+what the orchestration policy decides for its call (``Executions.finish``). A worker killed
 mid-request loses only its leases: the messages become available again and another worker makes
 the same attempt, with the same Idempotency-Key.
 
