@@ -82,7 +82,7 @@ class Executions(Application[UUID]):
             else:
                 attempts.append(attempt)
         if finished:
-            save_with_outbox(self, [], OutboxChanges(consume=finished))
+            save_with_outbox(self, [], OutboxChanges(consume=finished, frees_slots=True))
         if lost:
             self.finish(lost)
         return attempts
@@ -91,7 +91,7 @@ class Executions(Application[UUID]):
         """Attempts not to be made after all (their call was cancelled between the timer's
         early start and the due time): their messages go, nothing is recorded for them."""
         consume = [a.message.id for a in attempts if a.message.id]
-        save_with_outbox(self, [], OutboxChanges(consume=consume))
+        save_with_outbox(self, [], OutboxChanges(consume=consume, frees_slots=True))
 
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
         """Record each attempt's outcome, consuming the messages, with what orchestration
@@ -107,13 +107,13 @@ class Executions(Application[UUID]):
         consume = [a.message.id for a, _ in results if a.message.id]
         executions = [a.execution for a, _ in results]
         if not reported:
-            save_with_outbox(self, executions, OutboxChanges(consume))
+            save_with_outbox(self, executions, OutboxChanges(consume, frees_slots=True))
             return
         decision = self.orchestrate(reported, now)
         save_with_outbox(
             self,
             [*executions, *decision.aggregates],
-            OutboxChanges(consume, decision.publish),
+            OutboxChanges(consume, decision.publish, frees_slots=True),
             **decision.extra,
         )
 

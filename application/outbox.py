@@ -47,6 +47,9 @@ class OutboxChanges:
 
     consume: Sequence[int] = ()
     publish: Sequence[OutboxMessage] = ()
+    # the transaction ends attempts in flight (consumes ``execute`` messages): a timer held
+    # back by a concurrency limit, in any worker process, looks again
+    frees_slots: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,5 +77,6 @@ class Outbox(Protocol):
     def seconds_until_next(self, kind: str) -> float | None:
         """Seconds until the next message of ``kind`` becomes available (None: none)."""
 
-    def wait(self, kind: str, timeout: float) -> None:
-        """Block until a message of ``kind`` may be available, or ``timeout`` passes."""
+    def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
+        """Block until a message of ``kind`` may be available, or ``timeout`` passes; with
+        ``or_slot_freed``, also until some worker ends an attempt in flight."""

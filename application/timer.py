@@ -95,13 +95,14 @@ class Timer:
         self._room_made.clear()  # before looking: room made after the look still wakes us
         room = min(self._batch_size, self._room() - len(self._held))
         if room <= 0:  # the execution loop is full: wait for room (or the next held one)
-            self._room_made.wait(self._sleep(time.time(), look_for_more=False))
+            self._room_made.wait(self._until_next_held(time.time()))
             return 0
         claimed = self._outbox.claim(START, room, self._lookahead)
         if claimed:
             self._held = sorted([*self._held, *claimed], key=_due)
             return 0
-        self._outbox.wait(START, self._sleep(time.time()))
+        timeout, held_back = self._until_next_look(time.time())
+        self._outbox.wait(START, timeout, or_slot_freed=held_back)
         return 0
 
     def _fire(self) -> int:
@@ -132,19 +133,25 @@ class Timer:
         )
         return len(group)
 
-    def _sleep(self, now: float, look_for_more: bool = True) -> float:
-        """Until the next held message is due, or the next unclaimed one enters the lookahead."""
+    def _until_next_held(self, now: float) -> float:
+        """Seconds until the next held message is to be started (at most the poll interval)."""
         timeout = self._poll_interval
         if self._held:
             timeout = min(timeout, _due(self._held[0]) - self._prestart - now)
-        if not look_for_more:
-            return max(timeout, 0.0)
-        seconds = self._outbox.seconds_until_next(START)
-        if seconds is not None:
-            entering = seconds - self._lookahead
-            # <= 0: due but not claimable (a concurrency limit): a freed slot wakes us
-            timeout = min(timeout, entering if entering > 0 else self._lookahead / 2)
         return max(timeout, 0.0)
+
+    def _until_next_look(self, now: float) -> tuple[float, bool]:
+        """Seconds until the next held message is due or the next unclaimed one enters the
+        lookahead; and whether one already in it waits for a concurrency slot (held back by a
+        limit: a slot freed by any worker wakes us, the timeout is only a fallback)."""
+        timeout = self._until_next_held(now)
+        seconds = self._outbox.seconds_until_next(START)
+        if seconds is None:
+            return timeout, False
+        entering = seconds - self._lookahead
+        if entering > 0:
+            return min(timeout, entering), False
+        return min(timeout, self._lookahead / 2), True
 
 
 def _due(message: OutboxMessage) -> float:

@@ -13,7 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from application.outbox import KINDS, START, OutboxMessage
 from infrastructure.event_hashes import EVENTS_TABLE
-from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE
+from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE, SLOT_FREED
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +125,9 @@ class PostgresOutbox:
             open=True,
         )
         self._wakeups = {kind: threading.Event() for kind in KINDS}
+        # kinds whose waiters are held back by a concurrency limit: a freed slot wakes them
+        # (kept between waits, so a slot freed between a claim and the next wait still counts)
+        self._slot_waiters: set[str] = set()
         self._stopped = threading.Event()
         self._listener = threading.Thread(target=self._listen, name="outbox-listener", daemon=True)
         self._listener.start()
@@ -174,7 +177,11 @@ class PostgresOutbox:
         seconds = row["seconds"] if row else None
         return None if seconds is None else float(seconds)
 
-    def wait(self, kind: str, timeout: float) -> None:
+    def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
+        if or_slot_freed:
+            self._slot_waiters.add(kind)
+        else:
+            self._slot_waiters.discard(kind)
         wakeup = self._wakeups[kind]
         wakeup.wait(max(timeout, 0.0))
         wakeup.clear()
@@ -203,7 +210,12 @@ class PostgresOutbox:
                     self._wake_all()  # anything published while we were away
                     while not self._stopped.is_set():
                         for notify in conn.notifies(timeout=0.5):
-                            for kind in _WAKES.get(notify.payload, ()):
+                            woken = (
+                                tuple(self._slot_waiters)
+                                if notify.payload == SLOT_FREED
+                                else _WAKES.get(notify.payload, ())
+                            )
+                            for kind in woken:
                                 self._wakeups[kind].set()
             except psycopg.Error as error:
                 log.warning("outbox_listener_reconnect", error=str(error), backoff=backoff)

@@ -32,6 +32,7 @@ from infrastructure.schema import (
     IDEMPOTENCY_TABLE,
     OUTBOX_CHANNEL,
     OUTBOX_TABLE,
+    SLOT_FREED,
     TENANTS_TABLE,
 )
 
@@ -218,6 +219,8 @@ def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
         curs.executemany(_INSERT_LEASED, [(*_row(m), m.id, m.claims) for m in leased])
     for kind in sorted({m.kind for m in fresh}):
         curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, kind))
+    if changes.frees_slots:
+        curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, SLOT_FREED))
 
 
 def _row(m: OutboxMessage) -> tuple[Any, ...]:

@@ -4,6 +4,7 @@ from infrastructure.migrations import Migration
 
 OUTBOX_TABLE = "duecall_outbox"
 OUTBOX_CHANNEL = "duecall_outbox"
+SLOT_FREED = "slot_freed"  # notified on OUTBOX_CHANNEL when attempts in flight end
 
 IDEMPOTENCY_TABLE = "duecall_idempotency_keys"
 CIRCUITS_TABLE = "duecall_circuits"

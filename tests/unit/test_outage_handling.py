@@ -61,7 +61,7 @@ class FakeOutbox:
     def seconds_until_next(self, kind: str) -> float | None:
         return None
 
-    def wait(self, kind: str, timeout: float) -> None:
+    def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
         time.sleep(min(timeout, 0.01))
 
 
