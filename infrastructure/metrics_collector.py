@@ -1,6 +1,7 @@
 """Prometheus figures read from the database when scraped, so they are the same whichever
 process serves them and however many workers there are: calls by status, attempts by outcome
-and error kind, the outbox's depth and oldest due message, circuits by state, projector lag.
+and error kind, the outbox's depth and oldest due message, circuits by state, projector lag and
+failures.
 """
 
 from collections.abc import Iterator
@@ -131,7 +132,13 @@ def _lag_metrics(statuses: list[ProjectionStatus]) -> Iterator[Metric]:
         "duecall_projection_lag_seconds", "How far behind a read model is, in seconds.",
         labels=["projection"],
     )
+    failures = GaugeMetricFamily(
+        "duecall_projection_failures",
+        "Events a read model could not fold and passed over (until it is rebuilt).",
+        labels=["projection"],
+    )
     for status in statuses:
         events.add_metric([status.name], status.lag_events)
         seconds.add_metric([status.name], status.lag_seconds)
-    yield from (events, seconds)
+        failures.add_metric([status.name], status.failures)
+    yield from (events, seconds, failures)

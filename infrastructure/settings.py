@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest body a call may send (→ 413)."
     )
+    readiness_max_lag_seconds: float = Field(
+        default=60.0, gt=0,
+        description="/readyz answers 503 while a read model is further behind than this "
+        "(or has events it could not fold).",
+    )
     max_api_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest API request body (→ 413)."
     )

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from domain.errors import DomainError
 from infrastructure.database import DATABASE_UNAVAILABLE
+from infrastructure.database_errors import sqlstate, unreachable
 
 err_console = Console(stderr=True)
 
@@ -54,11 +55,19 @@ def sentence(error: BaseException) -> str:
     """What to tell the user about ``error``: one sentence, no traceback."""
     if isinstance(error, CliError | DomainError):
         return str(error)
-    if isinstance(error, DATABASE_UNAVAILABLE):
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"cannot reach the database ({first}): is it running, is DATABASE_URL right?"
+    if isinstance(error, DATABASE_UNAVAILABLE) and unreachable(error):
+        return f"cannot reach the database ({_first_line(error)}): is it running, is " \
+               "DATABASE_URL right?"
+    state = sqlstate(error)
+    if state is not None:  # the database answered, and refused
+        return f"the database refused a statement (SQLSTATE {state}): {_first_line(error)}"
     return (f"unexpected {type(error).__name__}: {error} "
             "(run `duecall --debug ...` to see the traceback)")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def fail(error: BaseException, debug: bool) -> None:

@@ -11,6 +11,7 @@ from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
 from projections.folding import RowChanges, host_of, names_of
+from projections.index_keys import INDEX_KEY_FUNCTIONS, key, key_equals
 from projections.query import MAX_LIMIT, Page, Sort, Where, check_choices, fetch_page
 from projections.runner import Recorded
 
@@ -47,7 +48,16 @@ MIGRATIONS = [
             ON {TABLE} (tenant_id, name, started_at DESC, id DESC);
         CREATE INDEX IF NOT EXISTS {TABLE}_call ON {TABLE} (service_call_id);
         """,
-    )
+    ),
+    Migration(
+        2,
+        "executions: index a bounded key of the call name",
+        INDEX_KEY_FUNCTIONS + f"""
+        DROP INDEX IF EXISTS {TABLE}_name;
+        CREATE INDEX IF NOT EXISTS {TABLE}_name_key
+            ON {TABLE} (tenant_id, {key("name")}, started_at DESC, id DESC);
+        """,
+    ),
 ]
 
 def _started(e: Any) -> dict[str, Any]:
@@ -121,7 +131,7 @@ class ExecutionFilters:
     def where(self, tenant_id: str) -> Where:
         check_choices("outcome", self.outcome, OUTCOMES)
         where = Where().add("tenant_id = %s", tenant_id).any_of("outcome", self.outcome)
-        where.equals("name", self.name).equals("host", self.host)
+        where.keyed("name", self.name).equals("host", self.host)
         where.equals("service_call_id", self.service_call_id).equals("error_kind", self.error_kind)
         return where.between("started", "started_at", self.started_from, self.started_to)
 
@@ -148,18 +158,18 @@ def get_execution(
     return dict(row) if row else None
 
 
-# A loose index scan: hop from name to name on the (tenant, name, started) index, then take
+# A loose index scan: hop from name to name on the (tenant, name key, started) index, then take
 # each name's newest row, so the cost grows with the number of names, not of executions.
 _LATEST = f"""
 WITH RECURSIVE names AS (
-    (SELECT name FROM {TABLE} WHERE tenant_id = %(t)s ORDER BY name LIMIT 1)
+    (SELECT {key("name")} AS k FROM {TABLE} WHERE tenant_id = %(t)s ORDER BY 1 LIMIT 1)
     UNION ALL
-    SELECT (SELECT name FROM {TABLE} WHERE tenant_id = %(t)s AND name > names.name
-            ORDER BY name LIMIT 1)
-    FROM names WHERE names.name IS NOT NULL
+    SELECT (SELECT {key("name")} FROM {TABLE} WHERE tenant_id = %(t)s AND {key("name")} > names.k
+            ORDER BY 1 LIMIT 1)
+    FROM names WHERE names.k IS NOT NULL
 )
 SELECT e.* FROM names CROSS JOIN LATERAL (
-    SELECT * FROM {TABLE} WHERE tenant_id = %(t)s AND name = names.name
+    SELECT * FROM {TABLE} WHERE tenant_id = %(t)s AND {key("name")} = names.k
     ORDER BY started_at DESC, id DESC LIMIT 1
 ) AS e
 ORDER BY e.started_at DESC, e.id DESC LIMIT {MAX_LIMIT}
@@ -174,8 +184,8 @@ def latest_executions(
         curs.execute(_LATEST, {"t": tenant_id})
     else:
         curs.execute(
-            f"SELECT * FROM {TABLE} WHERE tenant_id = %s AND name = %s "
+            f"SELECT * FROM {TABLE} WHERE tenant_id = %s AND {key_equals('name')} "
             "ORDER BY started_at DESC, id DESC LIMIT 1",
-            (tenant_id, name),
+            (tenant_id, name, name),
         )
     return [dict(row) for row in curs.fetchall()]

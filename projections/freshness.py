@@ -36,11 +36,30 @@ class Freshness:
 
 @dataclass(frozen=True)
 class ProjectionStatus:
+    """A read model's position, lag, and the events it could not fold (still unresolved)."""
+
     name: str
     position: int
     head: int
     lag_events: int
     lag_seconds: float
+    failures: int = 0
+    last_failed_position: int | None = None
+    last_error: str | None = None
+
+
+def unready_reasons(statuses: list[ProjectionStatus], max_lag_seconds: float) -> list[str]:
+    """Why the read models make the service not ready: a model stuck on events it could not
+    fold, or further behind than ``max_lag_seconds``; empty when they are fine."""
+    reasons = []
+    for s in statuses:
+        if s.failures:
+            reasons.append(f"read model {s.name!r} could not fold {s.failures} event(s), the "
+                           f"latest at position {s.last_failed_position}: {s.last_error}")
+        if s.lag_seconds > max_lag_seconds:
+            reasons.append(f"read model {s.name!r} is {s.lag_seconds:.0f} s behind "
+                           f"(more than {max_lag_seconds:g} s)")
+    return reasons
 
 
 def wait_until(

@@ -16,6 +16,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from domain.errors import InvalidRequestError
+from projections.index_keys import key_equals
 
 MAX_LIMIT = 100
 
@@ -39,6 +40,10 @@ class Where:
 
     def equals(self, column: str, value: Any) -> "Where":
         return self if value is None else self.add(f"{column} = %s", value)
+
+    def keyed(self, column: str, value: str | None) -> "Where":
+        """``column = value`` through an index on the column's bounded key (index_keys.py)."""
+        return self if value is None else self.add(key_equals(column), value, value)
 
     def any_of(self, column: str, values: list[str] | None) -> "Where":
         return self.add(f"{column} = ANY(%s)", list(values)) if values else self

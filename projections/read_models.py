@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -17,19 +18,24 @@ from psycopg.rows import DictRow
 
 from infrastructure.migrations import apply_migrations
 from projections.executions import ExecutionsProjection
+from projections.failures import (
+    ProjectionFailure,
+    clear_failures,
+    failure_summary,
+    list_failures,
+)
 from projections.freshness import Freshness, ProjectionStatus, wait_until
 from projections.runner import (
-    BATCH_SIZE,
     TRACKING_MIGRATIONS,
     Projection,
     ProjectionRunner,
-    SharedLog,
     ensure_tracking,
     lock_key,
     read_position,
     reset_position,
 )
 from projections.service_calls import ServiceCallsProjection
+from projections.shared_log import BATCH_SIZE, SharedLog
 from projections.statistics import StatisticsProjection
 from projections.status_intervals import StatusIntervalsProjection
 from projections.wakeups import Wakeups
@@ -122,14 +128,28 @@ class ReadModels:
         with self._queries.transaction() as curs:
             head = self._head(curs)
             positions = {name: read_position(curs, name) for name in self.runners}
-        return [
-            ProjectionStatus(name, p, head, max(0, head - p), self._lag_seconds(p, head))
-            for name, p in positions.items()
-        ]
+            failed = failure_summary(curs)
+        return [self._status(name, p, head, failed.get(name)) for name, p in positions.items()]
+
+    def _status(self, name: str, position: int, head: int,
+                failed: tuple[int, ProjectionFailure] | None) -> ProjectionStatus:
+        lag = ProjectionStatus(name, position, head, max(0, head - position),
+                               self._lag_seconds(position, head))
+        if failed is None:
+            return lag
+        count, latest = failed
+        return replace(lag, failures=count, last_failed_position=latest.position,
+                       last_error=latest.error)
+
+    def failures(self, name: str | None = None, limit: int = 100) -> list[ProjectionFailure]:
+        """The events the read models (or the one ``name``) could not fold, newest first."""
+        with self._queries.transaction() as curs:
+            return list_failures(curs, name, limit)
 
     def rebuild(self, name: str, progress: Callable[[int], None] | None = None) -> None:
-        """Empty a read model and catch up from position 0, holding its lock throughout:
-        live runners (in any process) pause, and resume from the rebuilt position."""
+        """Empty a read model (its failures too) and catch up from position 0, holding its
+        lock throughout: live runners (in any process) pause, and resume from the rebuilt
+        position. An event that still cannot be folded is recorded again and passed over."""
         runner = self.runners[name]
         with self._locked(name):
             self._empty(runner.projection)
@@ -153,6 +173,7 @@ class ReadModels:
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(f"TRUNCATE {', '.join(projection.tables)}")
             reset_position(curs, projection.name)
+            clear_failures(curs, projection.name)
 
     def head(self) -> int:
         with self._queries.transaction() as curs:

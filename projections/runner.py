@@ -10,10 +10,11 @@ the round and waits. The lock lives exactly as long as the transaction (nothing 
 connection drops), and the position is always read under it, so two processes never apply the
 same events. The tracking upsert rejects any position that does not move forward (backstop).
 A rebuild holds the same key as a session lock: live runners pause until it is done.
+
+An event a projection cannot fold is recorded and passed over (``projections/isolating.py``),
+so one bad event never holds a read model back; the database being away is retried instead.
 """
 
-import bisect
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,12 +31,22 @@ from eventsourcing.utils import TopicError
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
+from infrastructure.database_errors import unreachable
 from infrastructure.migrations import Migration
+from projections.failures import (
+    FAILURES_MIGRATION,
+    ProjectionFailure,
+    about_the_event,
+    describe,
+    log_failure,
+    record_failure,
+)
+from projections.isolating import fold_isolating
+from projections.shared_log import BATCH_SIZE, SharedLog
 
 log = structlog.get_logger(__name__)
 
 TRACKING_TABLE = "duecall_projection_tracking"
-BATCH_SIZE = 1000
 LINGER = 0.02  # seconds a caught-up runner waits for more events before its next batch
 
 
@@ -48,6 +59,15 @@ class Recorded:
     position: int
 
 
+class FoldError(RuntimeError):
+    """A batch failed for a reason that is neither its events nor the database being away."""
+
+    def __init__(self, projection: str, first: int, last: int, error: BaseException) -> None:
+        super().__init__(f"read model {projection!r}: folding the events at positions {first} "
+                         f"to {last} failed: {describe(error)}")
+        self.projection = projection
+
+
 class Projection(Protocol):
     name: str
     topics: frozenset[str]
@@ -55,66 +75,6 @@ class Projection(Protocol):
     migrations: Sequence[Migration]
 
     def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None: ...
-
-
-class SharedLog:
-    """The notification log as the runners of one process read it: each stretch read once,
-    each event decoded once.
-
-    The projections follow the same stretch of the log a few milliseconds apart. Profiled, the
-    four runners' own ``select_notifications`` were 41 % of the read-model process's Python time
-    (building the same rows four times), and decoding (JSON, the event object, upcast) had
-    been a third of a worker's before it was shared. The log is immutable and its positions are
-    committed in order (the events table's lock), so a stretch read a moment ago is what a read
-    now returns, up to its end: a runner whose position falls inside the last stretches read
-    gets the rest of one (a shorter batch), and only a position past them reads again. Bounded:
-    a few stretches and ``capacity`` decoded events (the oldest quarter goes when full).
-    """
-
-    STRETCHES = 4
-
-    def __init__(
-        self,
-        events: PostgresApplicationRecorder,
-        mapper: Mapper[Any],
-        capacity: int = 8 * BATCH_SIZE,
-    ) -> None:
-        self._events = events
-        self._mapper = mapper
-        self._capacity = capacity
-        self._stretches: list[tuple[list[int], Sequence[Notification]]] = []  # newest last
-        self._decoded: dict[int, Any] = {}
-        self._reading = threading.Lock()  # one read at a time: the others wait and share it
-        self._lock = threading.Lock()
-
-    def notifications(self, start: int, limit: int) -> Sequence[Notification]:
-        """Up to ``limit`` notifications from position ``start`` on (fewer: the rest of a
-        stretch read earlier, or the head of the log)."""
-        with self._reading:
-            for ids, read in reversed(self._stretches):
-                if ids[0] <= start <= ids[-1]:
-                    first = bisect.bisect_left(ids, start)
-                    return read[first : first + limit]
-            stretch: Sequence[Notification] = self._events.select_notifications(
-                start=start, limit=limit
-            )
-            if stretch:
-                self._stretches = [*self._stretches[1 - self.STRETCHES :],
-                                   ([n.id for n in stretch], stretch)]
-            return stretch
-
-    def event(self, notification: Notification) -> Any:
-        """The notification's domain event (``TopicError`` for a topic no class has)."""
-        with self._lock:
-            event = self._decoded.get(notification.id)
-        if event is None:
-            event = self._mapper.to_domain_event(notification)
-            with self._lock:
-                if len(self._decoded) >= self._capacity:
-                    for oldest in list(itertools.islice(self._decoded, self._capacity // 4)):
-                        del self._decoded[oldest]
-                self._decoded[notification.id] = event
-        return event
 
 
 def lock_key(projection_name: str) -> str:
@@ -143,7 +103,22 @@ class ProjectionRunner:
         return self.projection.name
 
     def run_batch(self, *, locked: bool = False) -> int | None:
-        """Fold the next batch; the number of events read, or None if another runner has it."""
+        """Fold the next batch; the number of events read, or None if another runner has it.
+
+        A batch that fails for the events it carries is folded again, passing over (and
+        recording) the events that cannot be folded. Any other error propagates with the batch
+        undone: the database away as it was raised (the caller retries), the rest as a
+        ``FoldError`` naming the batch."""
+        try:
+            return self._batch(locked=locked, isolating=False)
+        except Exception as error:
+            if isinstance(error, FoldError) or not about_the_event(error):
+                raise
+            log.warning("projection_batch_failed", projection=self.name, error=describe(error))
+        return self._batch(locked=locked, isolating=True)
+
+    def _batch(self, *, locked: bool, isolating: bool) -> int | None:
+        failures: list[ProjectionFailure] = []
         with self._datastore.transaction(commit=True) as curs:
             if not locked and not _try_lock(curs, self.name):
                 return None
@@ -151,10 +126,30 @@ class ProjectionRunner:
             notifications = self._log.notifications(position + 1, self._batch_size)
             if not notifications:
                 return 0
-            self.projection.fold(curs, self._decode(notifications))
-            last = notifications[-1].id
+            first, last = notifications[0].id, notifications[-1].id
+            try:
+                failures = (self._fold_isolating if isolating else self._fold)(curs, notifications)
+            except Exception as error:
+                if unreachable(error) or (not isolating and about_the_event(error)):
+                    raise
+                raise FoldError(self.name, first, last, error) from error
+            for failure in failures:
+                record_failure(curs, failure)
             self._tracking._insert_tracking(curs, Tracking(self.name, last))
+        for failure in failures:  # once committed
+            log_failure(failure)
         return len(notifications)
+
+    def _fold(
+        self, curs: Cursor[DictRow], notifications: Sequence[Notification]
+    ) -> list[ProjectionFailure]:
+        self.projection.fold(curs, self._decode(notifications))
+        return []
+
+    def _fold_isolating(
+        self, curs: Cursor[DictRow], notifications: Sequence[Notification]
+    ) -> list[ProjectionFailure]:
+        return fold_isolating(curs, self.projection, notifications, self._decode)
 
     def run(self, stopped: threading.Event, wakeup: threading.Event, poll: float) -> None:
         """Follow the log until stopped; errors (a database restart) are logged, backed off.
@@ -201,7 +196,8 @@ TRACKING_MIGRATIONS = [
         "create projection tracking",  # the shape of eventsourcing's single-row tracking table
         f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
         "application_name text PRIMARY KEY, notification_id bigint)",
-    )
+    ),
+    FAILURES_MIGRATION,
 ]
 
 

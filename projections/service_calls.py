@@ -11,6 +11,7 @@ from psycopg.rows import DictRow
 from domain.status import Status
 from infrastructure.migrations import Migration
 from projections.folding import RowChanges, host_of
+from projections.index_keys import INDEX_KEY_FUNCTIONS, has_tag, key
 from projections.query import Page, Sort, Where, check_choices, fetch_page
 from projections.runner import Recorded
 
@@ -57,7 +58,19 @@ MIGRATIONS = [
         CREATE INDEX IF NOT EXISTS {TABLE}_correlation
             ON {TABLE} (tenant_id, correlation_id) WHERE correlation_id IS NOT NULL;
         """,
-    )
+    ),
+    Migration(
+        2,
+        "service calls: index bounded keys of name, tags and correlation id",
+        INDEX_KEY_FUNCTIONS + f"""
+        DROP INDEX IF EXISTS {TABLE}_name, {TABLE}_tags, {TABLE}_correlation;
+        CREATE INDEX IF NOT EXISTS {TABLE}_name_key
+            ON {TABLE} (tenant_id, {key("name")}, created_at DESC);
+        CREATE INDEX IF NOT EXISTS {TABLE}_tag_keys ON {TABLE} USING gin (duecall_index_keys(tags));
+        CREATE INDEX IF NOT EXISTS {TABLE}_correlation_key
+            ON {TABLE} (tenant_id, {key("correlation_id")}) WHERE correlation_id IS NOT NULL;
+        """,
+    ),
 ]
 
 
@@ -140,10 +153,10 @@ class ServiceCallFilters:
     def where(self, tenant_id: str) -> Where:
         check_choices("status", self.status, STATUSES)
         where = Where().add("tenant_id = %s", tenant_id).any_of("status", self.status)
-        where.equals("name", self.name).equals("host", self.host)
-        where.equals("correlation_id", self.correlation_id)
+        where.keyed("name", self.name).equals("host", self.host)
+        where.keyed("correlation_id", self.correlation_id)
         if self.tag is not None:
-            where.add("tags @> ARRAY[%s]::text[]", self.tag)
+            where.add(has_tag(), self.tag, self.tag)
         where.between("created", "created_at", self.created_from, self.created_to)
         return where.between("finished", "finished_at", self.finished_from, self.finished_to)
 

@@ -38,6 +38,7 @@ from projections.statistics_schema import (
     MIGRATIONS,
     NAMES,
     PENDING,
+    UNIQUE_KEY,
     buckets,
     table,
 )
@@ -48,7 +49,7 @@ FINISHED = {"duecall:Execution.Succeeded": 0, "duecall:Execution.Failed": 1}  # 
 _ERROR_COLUMN = {kind: COUNTS.index(f"errors_{kind}") for kind in ERROR_KINDS}
 _COLUMNS = (*KEY, *COUNTS, *HISTOGRAMS)
 _UPSERT = "ON CONFLICT ({}) DO UPDATE SET {}".format(
-    ", ".join(KEY),
+    ", ".join(UNIQUE_KEY),
     ", ".join([*(f"{c} = s.{c} + EXCLUDED.{c}" for c in COUNTS),
                *(f"{h} = duecall_cumulative_add(s.{h}, EXCLUDED.{h})" for h in HISTOGRAMS)]),
 )

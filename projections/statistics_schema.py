@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from domain.outcome import ErrorKind
 from infrastructure.migrations import Migration
+from projections.index_keys import INDEX_KEY_FUNCTIONS, key
 from projections.runner import TRACKING_TABLE
 
 GRANULARITIES = ("minute", "hour", "day")
@@ -106,7 +107,16 @@ _V2 = (
     + "".join(_stats_table(g) for g in GRANULARITIES)
 )
 
+# The unique key over bounded keys of host and name, not the text (see index_keys.py).
+UNIQUE_KEY = ("tenant_id", "level", "bucket", key("host"), key("name"))
+_V3 = INDEX_KEY_FUNCTIONS + "".join(
+    f"ALTER TABLE {table(g)} DROP CONSTRAINT IF EXISTS {table(g)}_pkey;\n"
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {table(g)}_key ON {table(g)} ({', '.join(UNIQUE_KEY)});\n"
+    for g in GRANULARITIES
+)
+
 MIGRATIONS = [
     Migration(1, "create statistics read model", _V1),
     Migration(2, "statistics: roll-up levels, error kind columns, cumulative latency", _V2),
+    Migration(3, "statistics: unique key over bounded keys of host and name", _V3),
 ]

@@ -8,7 +8,7 @@ from uuid import uuid4
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 
-from projections.runner import SharedLog
+from projections.shared_log import SharedLog
 
 
 class Log:

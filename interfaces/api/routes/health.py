@@ -1,4 +1,4 @@
-"""/healthz (the process is up) and /readyz (the database answers; read models' lag)."""
+"""/healthz (the process is up) and /readyz (the database answers; no read model stuck)."""
 
 from dataclasses import asdict
 from typing import Any
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from infrastructure.database import ping
 from interfaces.api.dependencies import ContainerDep
 from interfaces.api.problems import problem
+from projections.freshness import unready_reasons
 
 router = APIRouter(tags=["health"])
 
@@ -22,14 +23,19 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(container: ContainerDep) -> JSONResponse | dict[str, Any]:
-    """Ready when the database answers (else 503), with each read model's position, the log's
-    head and the lag in events and seconds. The lag is information, not a condition: a read
-    model that is behind does not make the service unready (its answers say how fresh they are).
-    """
+    """Ready when the database answers and no read model is stuck: not one has events it could
+    not fold (unresolved projection failures), and none is further behind than
+    ``readiness_max_lag_seconds``. Else 503, with each read model's position, the log's head,
+    the lag in events and seconds, and its failures."""
     if not ping(container.database_url):
         return problem(503, "Not ready", "the database is not reachable")
     try:
-        projections = [asdict(status) for status in container.read_models.status()]
+        statuses = container.read_models.status()
     except (psycopg.Error, PersistenceError):
         return problem(503, "Not ready", "the database is not reachable")
+    projections = [asdict(status) for status in statuses]
+    reasons = unready_reasons(statuses, container.settings.readiness_max_lag_seconds)
+    if reasons:
+        return problem(503, "Not ready", "; ".join(reasons), database="ok",
+                       projections=projections)
     return {"status": "ready", "database": "ok", "projections": projections}

@@ -1,0 +1,72 @@
+"""The notification log as the runners of one process read it (see ``SharedLog``)."""
+
+import bisect
+import itertools
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+
+BATCH_SIZE = 1000
+
+
+class SharedLog:
+    """The notification log as the runners of one process read it: each stretch read once,
+    each event decoded once.
+
+    The projections follow the same stretch of the log a few milliseconds apart. Profiled, the
+    four runners' own ``select_notifications`` were 41 % of the read-model process's Python time
+    (building the same rows four times), and decoding (JSON, the event object, upcast) had
+    been a third of a worker's before it was shared. The log is immutable and its positions are
+    committed in order (the events table's lock), so a stretch read a moment ago is what a read
+    now returns, up to its end: a runner whose position falls inside the last stretches read
+    gets the rest of one (a shorter batch), and only a position past them reads again. Bounded:
+    a few stretches and ``capacity`` decoded events (the oldest quarter goes when full).
+    """
+
+    STRETCHES = 4
+
+    def __init__(
+        self,
+        events: PostgresApplicationRecorder,
+        mapper: Mapper[Any],
+        capacity: int = 8 * BATCH_SIZE,
+    ) -> None:
+        self._events = events
+        self._mapper = mapper
+        self._capacity = capacity
+        self._stretches: list[tuple[list[int], Sequence[Notification]]] = []  # newest last
+        self._decoded: dict[int, Any] = {}
+        self._reading = threading.Lock()  # one read at a time: the others wait and share it
+        self._lock = threading.Lock()
+
+    def notifications(self, start: int, limit: int) -> Sequence[Notification]:
+        """Up to ``limit`` notifications from position ``start`` on (fewer: the rest of a
+        stretch read earlier, or the head of the log)."""
+        with self._reading:
+            for ids, read in reversed(self._stretches):
+                if ids[0] <= start <= ids[-1]:
+                    first = bisect.bisect_left(ids, start)
+                    return read[first : first + limit]
+            stretch: Sequence[Notification] = self._events.select_notifications(
+                start=start, limit=limit
+            )
+            if stretch:
+                self._stretches = [*self._stretches[1 - self.STRETCHES :],
+                                   ([n.id for n in stretch], stretch)]
+            return stretch
+
+    def event(self, notification: Notification) -> Any:
+        """The notification's domain event (``TopicError`` for a topic no class has)."""
+        with self._lock:
+            event = self._decoded.get(notification.id)
+        if event is None:
+            event = self._mapper.to_domain_event(notification)
+            with self._lock:
+                if len(self._decoded) >= self._capacity:
+                    for oldest in list(itertools.islice(self._decoded, self._capacity // 4)):
+                        del self._decoded[oldest]
+                self._decoded[notification.id] = event
+        return event
