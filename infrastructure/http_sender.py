@@ -10,6 +10,8 @@ Every request passes the outbound guard (``outbound_guard.py``): the URL's host 
 sending, each hop at the transport, and every resolved address at connect time. Redirects are
 followed only when the request asks for it (``follow_redirects``), at most ``max_redirects``.
 The response body is streamed: the first ``snippet_bytes`` are kept, the rest is discarded.
+The client frames every request itself: a call's framing, Host and duecall-owned headers are
+dropped (refused at submit; a record made before that rule may still hold them).
 
 The transport is aiohttp's (``httpx-aiohttp``): httpx's default transport spent most of the
 worker's CPU in its connection-pool bookkeeping at a few hundred requests in flight.
@@ -23,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from domain.headers import is_reserved
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from infrastructure.outbound_guard import (
@@ -70,7 +73,7 @@ class HttpxSender:
 
     async def send(self, request: RequestSpec, extra_headers: Mapping[str, str]) -> AttemptResult:
         started = time.perf_counter()
-        headers = {**request.headers, **extra_headers}
+        headers = _outgoing(request.headers, extra_headers)
         content = request.body.encode() if request.body is not None else None
         try:
             self._guard.check_host(request.host)
@@ -116,6 +119,18 @@ class HttpxSender:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _outgoing(headers: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
+    """The call's headers less reserved names and any of ``own`` (any case), then ``own``:
+    duecall's values replace a caller's, never merge with them."""
+    replaced = {name.lower() for name in own}
+    kept = {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in replaced and not is_reserved(name)
+    }
+    return {**kept, **own}
 
 
 class _NoCookiePolicy(http.cookiejar.DefaultCookiePolicy):

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.headers import DEFAULT_MAX_HEADER_BYTES
 from domain.request import DEFAULT_MAX_BODY_BYTES
 from infrastructure.outbound_guard import Allowlist
 
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
     response_snippet_bytes: int = 64 * 1024
     max_request_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest body a call may send (→ 413)."
+    )
+    max_request_header_bytes: int = Field(
+        default=DEFAULT_MAX_HEADER_BYTES,
+        ge=1,
+        description="Largest total of a call's header names and values (→ 413).",
     )
     readiness_max_lag_seconds: float = Field(
         default=60.0, gt=0,

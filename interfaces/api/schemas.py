@@ -2,20 +2,13 @@
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    Field,
-    JsonValue,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
+from domain.headers import MAX_HEADERS
 from domain.request import (
     DEFAULT_TIMEOUT_SECONDS,
-    MAX_HEADERS,
     MAX_SECRET_HEADERS,
     MAX_TIMEOUT_SECONDS,
     MAX_URL_LENGTH,
@@ -23,30 +16,53 @@ from domain.request import (
     RequestSpec,
 )
 from domain.retry_policy import DEFAULT_RETRY_ON
+from domain.retry_policy import MAX_DELAY_SECONDS as MAX_RETRY_DELAY_SECONDS
+from interfaces.api.fields import AwareDateTime, Integer, JsonBody, Number, SafeText, Storable
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 200  # the read model indexes tags: an unbounded one broke its index
+Tag = Annotated[str, Field(max_length=MAX_TAG_LENGTH), Storable]
+IdText = Annotated[str, Field(min_length=1, max_length=200), Storable]
 EARLIEST_DUE = datetime(2000, 1, 1, tzinfo=UTC)  # a past due time means "now"
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# What RetryPolicy takes in retry_on (any case): an error kind, a status code or a class.
+_RETRY_ON_WORDS = ("timeout", "network", "lost", "rejected", "circuit_open", "[1-5]xx")
+RETRY_ON_PATTERN = f"^(?:{'|'.join(map(_any_case, _RETRY_ON_WORDS))}|[1-5][0-9][0-9])$"
+RetryOn = Annotated[str, Field(pattern=RETRY_ON_PATTERN)]
+
+
 class RequestCreate(BaseModel):
-    method: str = Field(default="POST", examples=["POST"])
-    url: str = Field(max_length=MAX_URL_LENGTH, examples=["https://example.com/webhook"])
-    headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_HEADERS)
-    body: JsonValue = Field(
+    method: SafeText = Field(default="POST", examples=["POST"])
+    url: SafeText = Field(max_length=MAX_URL_LENGTH, examples=["https://example.com/webhook"])
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_HEADERS,
+        description="Names are RFC 9110 tokens; values tabs and visible Latin-1 characters; "
+        "at most 32 KiB in all unless the deployment says otherwise (larger → 413). Host, "
+        "framing headers, Idempotency-Key, traceparent and Duecall-* are duecall's (→ 422).",
+    )
+    body: JsonBody = Field(
         default=None,
         description="A string is sent as is; any other JSON value is sent JSON-encoded "
         "(with Content-Type: application/json unless a Content-Type header is given). "
-        "At most 1 MiB as sent, unless the deployment says otherwise (larger → 413).",
+        "At most 1 MiB as sent, unless the deployment says otherwise (larger → 413). "
+        "No NUL characters or lone surrogates in any string; no NaN or Infinity.",
     )
-    timeout_seconds: float = Field(
+    timeout_seconds: Number = Field(
         default=DEFAULT_TIMEOUT_SECONDS, ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS
     )
-    follow_redirects: bool = Field(
+    follow_redirects: StrictBool = Field(
         default=False,
         description="Follow up to 5 redirects (each hop passes the outbound guard); "
         "false → a 3xx answer is the attempt's result.",
     )
-    secret_headers: list[str] = Field(
+    secret_headers: list[SafeText] = Field(
         default_factory=list,
         max_length=MAX_SECRET_HEADERS,
         examples=[["X-Custom-Token"]],
@@ -62,7 +78,7 @@ class RequestCreate(BaseModel):
         headers = dict(self.headers)
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
-        return headers, json.dumps(self.body, separators=(",", ":"))
+        return headers, json.dumps(self.body, separators=(",", ":"), allow_nan=False)
 
     def spec(self) -> RequestSpec:
         """The request as it will be sent (raises ``InvalidRequestError`` naming the field)."""
@@ -74,14 +90,21 @@ class RequestCreate(BaseModel):
 
 
 class ServiceCallCreate(BaseModel):
-    name: str = Field(default="default", min_length=1, max_length=200)
+    # the schema says what _one_due_time refuses: both due_at and delay_seconds (not null)
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["due_at", "delay_seconds"],
+        "properties": {"due_at": {"not": {"type": "null"}},
+                       "delay_seconds": {"not": {"type": "null"}}},
+    }})
+
+    name: SafeText = Field(default="default", min_length=1, max_length=200)
     request: RequestCreate
-    due_at: AwareDatetime | None = Field(
+    due_at: AwareDateTime | None = Field(
         default=None, description="When to make the call (RFC 3339 with an offset)."
     )
-    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    correlation_id: str | None = Field(default=None, max_length=200)
+    delay_seconds: Number | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    correlation_id: Annotated[str, Field(max_length=200), Storable] | None = None
     retry_policy: "RetryPolicyCreate | None" = None
 
     @field_validator("delay_seconds")
@@ -168,32 +191,35 @@ class Problem(BaseModel):
 
 
 class RetryPolicyCreate(BaseModel):
-    max_attempts: int = Field(default=5, ge=1, le=50)
-    initial_backoff_seconds: float = Field(default=1.0, ge=0, le=86_400)
-    max_backoff_seconds: float = Field(default=600.0, ge=0, le=7 * 86_400)
-    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_attempts: Integer = Field(default=5, ge=1, le=50)
+    initial_backoff_seconds: Number = Field(default=1.0, ge=0, le=86_400)
+    max_backoff_seconds: Number = Field(default=600.0, ge=0, le=7 * 86_400)
+    multiplier: Number = Field(default=2.0, ge=1.0, le=10.0)
     jitter: Literal["full", "none"] = "full"
-    max_retry_duration_seconds: float | None = Field(default=None, gt=0)
-    retry_on: list[str] = Field(
+    max_retry_duration_seconds: Number | None = Field(
+        default=None, gt=0, le=MAX_RETRY_DELAY_SECONDS
+    )
+    retry_on: list[RetryOn] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_ON),
-        description="Outcomes that retry: timeout, network, lost, a status code (503) or a "
-        "class (5xx). Other failures fail at once.",
+        max_length=50,
+        description="Outcomes that retry: timeout, network, lost, rejected, circuit_open, a "
+        "status code (503) or a class (5xx). Other failures fail at once.",
     )
 
 
 class CancelRequest(BaseModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, Field(max_length=500), Storable] | None = None
 
 
 class RetryRequest(BaseModel):
-    due_at: AwareDatetime | None = None
+    due_at: AwareDateTime | None = None
 
 
 ServiceCallCreate.model_rebuild()
 
 
 class ServiceCallBatchItem(ServiceCallCreate):
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: IdText | None = None
 
 
 class ServiceCallBatchCreate(BaseModel):

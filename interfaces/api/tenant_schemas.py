@@ -6,24 +6,30 @@ from pydantic import BaseModel, Field
 
 from application.tenants import IssuedKey
 from domain.tenant import ApiKey, Tenant
+from interfaces.api.fields import IntegerOrNone, Number, SafeText
+
+TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # domain.tenant.check_tenant_name's rule
 
 
 class KeyLimits(BaseModel):
-    rate_per_second: float | None = Field(
+    rate_per_second: Number | None = Field(
         default=None, gt=0, le=1_000_000,
         description="Requests a second with this key; unset → the server's default.",
     )
-    burst: int | None = Field(
+    burst: IntegerOrNone = Field(
         default=None, ge=1, le=1_000_000, description="Requests at once; unset → the default."
     )
 
 
 class TenantCreate(KeyLimits):
-    name: str = Field(min_length=1, max_length=63, description="Lower-case letters, digits, '-'.")
+    name: SafeText = Field(
+        min_length=1, max_length=63, pattern=TENANT_NAME_PATTERN,
+        description="1-63 lower-case letters, digits or '-', not starting with '-'.",
+    )
 
 
 class Rotation(BaseModel):
-    grace_seconds: float = Field(
+    grace_seconds: Number = Field(
         default=86_400, ge=0, le=30 * 86_400,
         description="How long the old key or secret keeps working.",
     )

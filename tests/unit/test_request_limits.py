@@ -4,9 +4,9 @@ holds them: each limit names its field, a value at the limit passes, one over it
 import pytest
 
 from domain.errors import InvalidRequestError, RequestTooLargeError
+from domain.headers import MAX_HEADERS
 from domain.request import (
     DEFAULT_MAX_BODY_BYTES,
-    MAX_HEADERS,
     MAX_URL_LENGTH,
     RequestSpec,
     check_body_size,

@@ -1,10 +1,12 @@
 """/v1/admin: tenants and their API keys, for the holder of the admin key."""
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 
 from interfaces.api.dependencies import ContainerDep, require_admin
+from interfaces.api.fields import SafeText
 from interfaces.api.tenant_schemas import (
     ApiKeyPublic,
     IssuedKeyPublic,
@@ -17,6 +19,8 @@ from interfaces.api.tenant_schemas import (
 )
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+TenantName = Annotated[SafeText, Path()]
+KeyId = Annotated[SafeText, Path()]
 
 
 @router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyPublic)
@@ -33,14 +37,14 @@ def list_tenants(container: ContainerDep) -> TenantList:
 
 
 @router.get("/tenants/{name}", response_model=TenantPublic)
-def get_tenant(name: str, container: ContainerDep) -> TenantPublic:
+def get_tenant(name: TenantName, container: ContainerDep) -> TenantPublic:
     return TenantPublic.of(container.tenants.get(name))
 
 
 @router.post(
     "/tenants/{name}/keys", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyPublic
 )
-def issue_key(name: str, body: KeyLimits, container: ContainerDep) -> IssuedKeyPublic:
+def issue_key(name: TenantName, body: KeyLimits, container: ContainerDep) -> IssuedKeyPublic:
     issued = container.tenants.issue_key(name, body.rate_per_second, body.burst)
     container.authenticator.forget(name)
     return IssuedKeyPublic.of(issued)
@@ -51,7 +55,9 @@ def issue_key(name: str, body: KeyLimits, container: ContainerDep) -> IssuedKeyP
     status_code=status.HTTP_201_CREATED,
     response_model=IssuedKeyPublic,
 )
-def rotate_key(name: str, key_id: str, body: Rotation, container: ContainerDep) -> IssuedKeyPublic:
+def rotate_key(
+    name: TenantName, key_id: KeyId, body: Rotation, container: ContainerDep
+) -> IssuedKeyPublic:
     """A new key with the same limits; the old one works for ``grace_seconds`` more."""
     grace = timedelta(seconds=body.grace_seconds)
     issued = container.tenants.rotate_key(name, key_id, grace)
@@ -60,7 +66,7 @@ def rotate_key(name: str, key_id: str, body: Rotation, container: ContainerDep) 
 
 
 @router.post("/tenants/{name}/keys/{key_id}/revoke", response_model=ApiKeyPublic)
-def revoke_key(name: str, key_id: str, container: ContainerDep) -> ApiKeyPublic:
+def revoke_key(name: TenantName, key_id: KeyId, container: ContainerDep) -> ApiKeyPublic:
     """The key stops working at once here, and within a second in every API process."""
     revoked = container.tenants.revoke_key(name, key_id)
     container.authenticator.forget(name)
@@ -68,6 +74,8 @@ def revoke_key(name: str, key_id: str, container: ContainerDep) -> ApiKeyPublic:
 
 
 @router.post("/tenants/{name}/signing-secret/rotate", response_model=SigningSecrets)
-def rotate_signing_secret(name: str, body: Rotation, container: ContainerDep) -> SigningSecrets:
+def rotate_signing_secret(
+    name: TenantName, body: Rotation, container: ContainerDep
+) -> SigningSecrets:
     grace = timedelta(seconds=body.grace_seconds)
     return SigningSecrets(secrets=container.tenants.rotate_signing_secret(name, grace))

@@ -12,11 +12,12 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from application.audit import RecordedEvent, TimeWindow
 from domain.redaction import redact_payload
 from interfaces.api.dependencies import AuditDep, TenantDep
+from interfaces.api.fields import AwareDateTime
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 NDJSON = "application/x-ndjson"
@@ -91,8 +92,8 @@ def service_call_events(
 def export_events(
     audit: AuditDep,
     tenant: TenantDep,
-    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    start: Annotated[AwareDateTime | None, Query(alias="from")] = None,
+    end: Annotated[AwareDateTime | None, Query(alias="to")] = None,
     after: Annotated[int, Query(ge=0, description="Resume after this position.")] = 0,
 ) -> StreamingResponse:
     """The tenant's events recorded in [from, to), one JSON object per line, in log order;

@@ -4,7 +4,6 @@ Answered from the projections' tables (never by replaying aggregates); every ans
 fresh it is, in ``meta`` and in the ``X-Duecall-Position`` / ``X-Duecall-Head`` headers.
 """
 
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from starlette.exceptions import HTTPException
 
 from interfaces.api.dependencies import ContainerDep, TenantDep
+from interfaces.api.fields import DateTime, SafeText, one_of
 from interfaces.api.query_schemas import (
     ExecutionDetail,
     ExecutionPage,
@@ -22,6 +22,7 @@ from interfaces.api.query_schemas import (
     StatsReport,
 )
 from projections.executions import (
+    OUTCOMES,
     ExecutionFilters,
     get_execution,
     latest_executions,
@@ -29,14 +30,18 @@ from projections.executions import (
 )
 from projections.freshness import Freshness
 from projections.query import MAX_LIMIT
-from projections.service_calls import ServiceCallFilters, list_service_calls
-from projections.statistics_query import StatsQuery, statistics
+from projections.service_calls import STATUSES, ServiceCallFilters, list_service_calls
+from projections.statistics_query import GROUPS, StatsQuery, statistics
 from projections.status_intervals import list_calls_as_of
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Many = Annotated[list[str] | None, Query()]
+Statuses = Annotated[list[Annotated[str, one_of(STATUSES)]] | None, Query()]
+Outcomes = Annotated[list[Annotated[str, one_of(OUTCOMES)]] | None, Query()]
+Groups = Annotated[list[Annotated[str, one_of(GROUPS)]] | None, Query()]
+Text = SafeText | None  # reaches SQL: no NUL (a 500 from the driver otherwise)
+Time = DateTime | None  # RFC 3339 text only: `to=0.5` is not a date-time
 
 
 def _min_position(
@@ -67,20 +72,20 @@ def search_service_calls(
     container: ContainerDep,
     tenant: TenantDep,
     response: Response,
-    status: Many = None,
-    name: str | None = None,
-    tag: str | None = None,
-    host: str | None = None,
-    correlation_id: str | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
-    finished_from: datetime | None = None,
-    finished_to: datetime | None = None,
+    status: Statuses = None,
+    name: Text = None,
+    tag: Text = None,
+    host: Text = None,
+    correlation_id: Text = None,
+    created_from: Time = None,
+    created_to: Time = None,
+    finished_from: Time = None,
+    finished_to: Time = None,
     sort: Literal["-created", "due"] = "-created",
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Text = None,
     include_total: bool = False,
-    as_of: datetime | None = None,
+    as_of: Time = None,
     min_position: MinPosition = None,
 ) -> ServiceCallPage:
     """Calls, newest first (or by due time), filtered; keyset-paginated with `cursor`.
@@ -104,15 +109,15 @@ def search_executions(
     container: ContainerDep,
     tenant: TenantDep,
     response: Response,
-    outcome: Many = None,
-    name: str | None = None,
-    host: str | None = None,
+    outcome: Outcomes = None,
+    name: Text = None,
+    host: Text = None,
     service_call_id: UUID | None = None,
-    error_kind: str | None = None,
-    started_from: datetime | None = None,
-    started_to: datetime | None = None,
+    error_kind: Text = None,
+    started_from: Time = None,
+    started_to: Time = None,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Text = None,
     include_total: bool = False,
     min_position: MinPosition = None,
 ) -> ExecutionPage:
@@ -131,7 +136,7 @@ def latest(
     container: ContainerDep,
     tenant: TenantDep,
     response: Response,
-    name: str | None = None,
+    name: Text = None,
     min_position: MinPosition = None,
 ) -> ExecutionPage:
     """The newest execution of each call name (or only of `name`)."""
@@ -163,10 +168,10 @@ def stats(
     container: ContainerDep,
     tenant: TenantDep,
     response: Response,
-    start: Annotated[datetime, Query(alias="from")],
-    end: Annotated[datetime, Query(alias="to")],
+    start: Annotated[DateTime, Query(alias="from")],
+    end: Annotated[DateTime, Query(alias="to")],
     bucket: Literal["minute", "hour", "day"] = "hour",
-    group_by: Many = None,
+    group_by: Groups = None,
 ) -> Response:
     """Counts, success rate, retries and p50/p95/p99 latency per bucket (and group)."""
     query = StatsQuery(start, end, bucket, tuple(group_by or ()))

@@ -6,20 +6,22 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import AwareDatetime
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.tenant_defaults import TenantDefaults
 from domain.errors import InvalidRequestError
+from domain.headers import check_header_size
 from domain.request import check_body_size
 from domain.service_call import ServiceCall
 from infrastructure.container import Container
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep, cached_or_off_loop
+from interfaces.api.fields import AwareDateTime
 from interfaces.api.schemas import (
     CancelRequest,
     ExecutionList,
     ExecutionPublic,
+    IdText,
     RetryRequest,
     ServiceCallBatchCreate,
     ServiceCallBatchResult,
@@ -29,7 +31,7 @@ from interfaces.api.schemas import (
 )
 
 router = APIRouter(prefix="/v1/service-calls", tags=["service calls"])
-IdempotencyKeyHeader = Annotated[str | None, Header(min_length=1, max_length=200)]
+IdempotencyKeyHeader = Annotated[IdText | None, Header()]
 
 
 def _public(call: ServiceCall) -> ServiceCallPublic:
@@ -51,6 +53,7 @@ def _command(
     retry_policy = defaults.policy_for_call(tenant, overrides, cached_only=cached_only)
     request = body.request.spec()
     check_body_size(request.body, container.settings.max_request_body_bytes)
+    check_header_size(request.headers, container.settings.max_request_header_bytes)
     return SubmitServiceCall(
         tenant_id=tenant,
         name=body.name,
@@ -162,11 +165,12 @@ def get_service_call(
     container: ContainerDep,
     tenant: TenantDep,
     audit: AuditDep,
-    at: Annotated[AwareDatetime | None, Query(description="Its state at this time.")] = None,
+    at: Annotated[AwareDateTime | None, Query(description="Its state at this time.")] = None,
     version: Annotated[int | None, Query(ge=1, description="Its state at this version.")] = None,
 ) -> ServiceCallPublic:
     """The call's current state; with `at` (RFC 3339) or `version`, its state then, rebuilt
-    from its events."""
+    from its events (with both: that version, if the call had reached it at `at`). 404 when
+    the call had no such state (not submitted yet at `at`, or no such version)."""
     if at is not None or version is not None:
         return _public(audit.call_at(tenant, service_call_id, at=at, version=version))
     return _public(container.service_calls.get_call(tenant, service_call_id))
