@@ -6,6 +6,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.clock import utcnow
+from application.conflicts import retry_on_conflict
 from application.outbox import OutboxChanges
 from application.recording import save_with_outbox
 from domain.circuit import Circuit, circuit_id_for
@@ -30,10 +31,16 @@ def list_circuits(
 
 
 def reset_circuit(app: Application[UUID], tenant_id: str, host: str) -> Circuit:
-    try:
-        circuit: Circuit = app.repository.get(circuit_id_for(tenant_id, host))
-    except AggregateNotFoundError:
-        raise CircuitNotFoundError(host) from None
-    circuit.reset(utcnow())
-    save_with_outbox(app, [circuit], OutboxChanges())
-    return circuit
+    """Close the host's circuit; a write conflict with a worker recording an outcome for the
+    host is tried again from fresh state."""
+
+    def once() -> Circuit:
+        try:
+            circuit: Circuit = app.repository.get(circuit_id_for(tenant_id, host))
+        except AggregateNotFoundError:
+            raise CircuitNotFoundError(host) from None
+        circuit.reset(utcnow())
+        save_with_outbox(app, [circuit], OutboxChanges())
+        return circuit
+
+    return retry_on_conflict(once, f"the circuit of {host!r}")

@@ -247,10 +247,15 @@ class EventHub:
         return len(self._open)
 
     async def subscribe(self, where: StreamFilter, after: int | None) -> Subscription:
-        """A subscription to the events after ``after`` (None: from now on)."""
+        """A subscription to the events after ``after`` (None: from now on). A position
+        beyond the log's head (a client's id from another log, or made up) starts at the
+        head: the events recorded from now on, not those after a position the log may
+        never reach."""
         if self._closed:
             raise StreamEnded("shutdown")
         self._loop = asyncio.get_running_loop()
+        if after is not None and after > (self._position or 0):
+            after = min(after, await asyncio.to_thread(self._feed.head))
         subscription = Subscription(self, where, after, self._queue_size)
         self._open.add(subscription)
         SUBSCRIBERS.set(len(self._open))

@@ -13,6 +13,7 @@ from eventsourcing.persistence import IntegrityError
 from application.circuits import CircuitBoard, CircuitOptions
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
+from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.loading import load_many
 from application.messages import (
@@ -110,22 +111,13 @@ class ServiceCalls(Application[UUID]):
         return call
 
     def cancel(self, tenant_id: str, call_id: UUID, reason: str | None) -> ServiceCall:
-        call = self.get_call(tenant_id, call_id)
-        call.cancel(reason, utcnow())
-        self._save_and_schedule([call])
-        return call
+        return self._command(tenant_id, call_id, lambda call: call.cancel(reason, utcnow()))
 
     def pause(self, tenant_id: str, call_id: UUID) -> ServiceCall:
-        call = self.get_call(tenant_id, call_id)
-        call.pause(utcnow())
-        self._save_and_schedule([call])
-        return call
+        return self._command(tenant_id, call_id, lambda call: call.pause(utcnow()))
 
     def resume(self, tenant_id: str, call_id: UUID) -> ServiceCall:
-        call = self.get_call(tenant_id, call_id)
-        resumed = call.resume(utcnow())
-        self._save_and_schedule([call], changed=[call] if resumed else [])
-        return call
+        return self._command(tenant_id, call_id, lambda call: call.resume(utcnow()))
 
     def retry(
         self,
@@ -134,10 +126,28 @@ class ServiceCalls(Application[UUID]):
         due_at: datetime | None,
         trace_parent: str | None = None,
     ) -> ServiceCall:
-        call = self.get_call(tenant_id, call_id)
-        call.retry(utcnow(), due_at)
-        self._save_and_schedule([call], traces={call.id: trace_parent})
-        return call
+        return self._command(
+            tenant_id, call_id, lambda call: call.retry(utcnow(), due_at), trace_parent
+        )
+
+    def _command(
+        self,
+        tenant_id: str,
+        call_id: UUID,
+        apply: Callable[[ServiceCall], bool | None],
+        trace_parent: str | None = None,
+    ) -> ServiceCall:
+        """Get the call, apply the command (False: it changed nothing), save with the timer
+        message it needs; a write conflict with a worker is tried again from fresh state."""
+
+        def once() -> ServiceCall:
+            call = self.get_call(tenant_id, call_id)
+            changed = apply(call) is not False
+            traces = {call.id: trace_parent}
+            self._save_and_schedule([call], changed=[call] if changed else [], traces=traces)
+            return call
+
+        return retry_on_conflict(once, f"service call {call_id}")
 
     def start_due(
         self,

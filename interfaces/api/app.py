@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from infrastructure import gc_tuning
 from infrastructure.container import Container
 from infrastructure.settings import Settings
-from interfaces.api import metrics
+from interfaces.api import metrics, openapi
 from interfaces.api.body_limit import BodyLimit
 from interfaces.api.problems import install_problem_handlers
 from interfaces.api.routes import (
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         telemetry={"operation_spans": False, "auto_configure": False},
     )
     install_problem_handlers(app)
+    openapi.install(app)
     app.add_middleware(BodyLimit, max_bytes=configured.max_api_body_bytes)
     app.add_middleware(metrics.RequestTiming)
     app.include_router(metrics.router)

@@ -1,15 +1,19 @@
 """Errors → RFC 9457 problem+json, in one place."""
 
 import math
+import uuid
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application.circuit_admin import CircuitNotFoundError
+from application.conflicts import ConcurrentUpdateError
 from application.group_commit import NotRecordedError
 from application.idempotency import IdempotencyKeyReusedError
 from application.tenants import TenantExistsError, TenantNotFoundError
@@ -24,6 +28,23 @@ from infrastructure.database import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemBody(BaseModel):
+    """RFC 9457 problem details, as every error is answered (OpenAPI: ``Problem``)."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="422 and 413: each field (`field`) and what is wrong "
+        "with it (`message`)."
+    )
+    request_id: str | None = Field(
+        default=None, description="500: the id the error was logged with (also `X-Request-Id`)."
+    )
 
 
 class UnauthorizedError(Exception):
@@ -86,6 +107,10 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Conflict", str(exc), status_of_call=exc.status)
 
 
+async def _concurrent_update(_: Request, exc: Exception) -> JSONResponse:
+    return problem(409, "Conflict", str(exc), headers={"Retry-After": "1"})
+
+
 async def _key_reused(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IdempotencyKeyReusedError)
     call_id = str(exc.service_call_id)
@@ -120,9 +145,37 @@ async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (404 no route, 405, ...), with their headers; a 405's ``Allow``
+    lists the methods of every route of the path (Starlette's names only the first route's)."""
     assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, str(exc.detail), str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        named = {m.strip() for m in headers.get("Allow", "").split(",") if m.strip()}
+        headers["Allow"] = ", ".join(sorted(named | _allowed_methods(request)))
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """The methods of every route whose path matches the request's."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return methods
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Anything else: logged with its traceback and a request id; the caller gets the id,
+    never the traceback. (Starlette's ServerErrorMiddleware calls this, then re-raises.)"""
+    request_id = uuid.uuid4().hex
+    log.error("unhandled_error", request_id=request_id, method=request.method,
+              path=request.url.path, exc_info=exc)
+    detail = f"an unexpected error occurred; quote request id {request_id} when reporting it"
+    return problem(500, "Internal server error", detail, headers={"X-Request-Id": request_id},
+                   request_id=request_id)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -138,6 +191,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidTransitionError, _conflict)
     app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
+    app.add_exception_handler(ConcurrentUpdateError, _concurrent_update)
     for unavailable in (*DATABASE_UNAVAILABLE, NotRecordedError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
 EVENT_STREAM = "text/event-stream"
 STREAMED_TYPES = streamed_types()
+MAX_POSITION = 2**63 - 1  # positions are bigints; one beyond the head starts at the head
 RETRY_MS = 1000  # how long an EventSource waits before it reconnects
 HEARTBEAT = b": heartbeat\n\n"
 
@@ -168,15 +169,17 @@ async def event_stream(
     ] = None,
     after: Annotated[
         int | None,
-        Query(ge=0, description="Start after this position (`0`: from the first event); "
-              "default: only events recorded from now on."),
+        Query(ge=0, le=MAX_POSITION,
+              description="Start after this position (`0`: from the first event; one beyond "
+              "the log's head: from the head); default: only events recorded from now on."),
     ] = None,
     last_event_id: Annotated[
-        int | None, Query(ge=0, description="Resume after this position (as Last-Event-ID).")
+        int | None,
+        Query(ge=0, le=MAX_POSITION, description="Resume after this position (as Last-Event-ID)."),
     ] = None,
     last_event_id_header: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0,
+        Header(alias="Last-Event-ID", ge=0, le=MAX_POSITION,
                description="Resume after this position: the `id` of the last event received."),
     ] = None,
 ) -> StreamingResponse:
