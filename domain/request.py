@@ -56,8 +56,8 @@ class RequestSpec:
         headers: dict[str, str],
         body: str | None,
         timeout_seconds: float,
-        follow_redirects: bool = False,  # absent from requests recorded before it existed
-        secret_headers: Iterable[str] = (),  # likewise
+        follow_redirects: bool,
+        secret_headers: Iterable[str],
     ) -> "RequestSpec":
         """A spec rebuilt from recorded events, which were validated when first made."""
         spec = object.__new__(cls)

@@ -65,8 +65,8 @@ def _started(e: Any) -> dict[str, Any]:
         "tenant_id": e.tenant_id,
         "service_call_id": e.service_call_id,
         "attempt": e.attempt,
-        "method": getattr(e, "method", ""),
-        "host": host_of(getattr(e, "url", None)),
+        "method": e.method,
+        "host": host_of(e.url),
         "started_at": e.started_at,
     }
 
@@ -74,10 +74,10 @@ def _started(e: Any) -> dict[str, Any]:
 def _finished(e: Any, outcome: str) -> dict[str, Any]:
     return {
         "outcome": outcome,
-        "finished_at": getattr(e, "finished_at", None),
-        "duration_ms": getattr(e, "duration_ms", None),
-        "status_code": getattr(e, "status_code", None),
-        "error_kind": getattr(e, "error_kind", None),
+        "finished_at": e.finished_at,
+        "duration_ms": e.duration_ms,
+        "status_code": e.status_code,
+        "error_kind": getattr(e, "error_kind", None),  # Failed has one, Succeeded not
     }
 
 

@@ -74,10 +74,10 @@ MIGRATIONS = [
 ]
 
 
-def _pick(event: Any, *names: str, **renamed: str) -> dict[str, Any]:
-    """The event's fields that exist (events gain fields over time; old ones lack them)."""
+def _fields(event: Any, *names: str, **renamed: str) -> dict[str, Any]:
+    """Columns from the event's fields: ``names`` as they are, ``renamed`` as column=field."""
     wanted = {**{n: n for n in names}, **renamed}
-    return {col: getattr(event, attr) for col, attr in wanted.items() if hasattr(event, attr)}
+    return {column: getattr(event, field) for column, field in wanted.items()}
 
 
 def _submitted(e: Any) -> dict[str, Any]:
@@ -86,36 +86,36 @@ def _submitted(e: Any) -> dict[str, Any]:
         "name": e.name,
         "status": Status.SUBMITTED.value,
         "due_at": e.due_at,
-        "host": host_of(getattr(e, "url", None)),
-        "method": getattr(e, "method", ""),
-        "tags": list(getattr(e, "tags", None) or []),
-        "correlation_id": getattr(e, "correlation_id", None),
+        "host": host_of(e.url),
+        "method": e.method,
+        "tags": list(e.tags),
+        "correlation_id": e.correlation_id,
         "created_at": e.timestamp,
     }
 
 
 _CHANGES: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "Scheduled": lambda e: {"status": "scheduled", **_pick(e, "attempt", "due_at")},
-    "Started": lambda e: {"status": "running", **_pick(e, "attempt")},
-    "AttemptFailed": lambda e: _pick(
+    "Scheduled": lambda e: {"status": "scheduled", **_fields(e, "attempt", "due_at")},
+    "Started": lambda e: {"status": "running", **_fields(e, "attempt")},
+    "AttemptFailed": lambda e: _fields(
         e, last_status_code="status_code", last_error_kind="error_kind"
     ),
     "Succeeded": lambda e: {
         "status": "succeeded",
         "last_error_kind": None,
-        **_pick(e, "finished_at", last_status_code="status_code"),
+        **_fields(e, "finished_at", last_status_code="status_code"),
     },
     "Failed": lambda e: {
         "status": "failed",
-        **_pick(e, "finished_at", last_status_code="status_code",
+        **_fields(e, "finished_at", last_status_code="status_code",
                 last_error_kind="error_kind", failure_reason="reason"),
     },
-    "Cancelled": lambda e: {"status": "cancelled", **_pick(e, finished_at="cancelled_at")},
+    "Cancelled": lambda e: {"status": "cancelled", **_fields(e, finished_at="cancelled_at")},
     "Paused": lambda e: {"status": "paused"},
     "Resumed": lambda e: {"status": "scheduled"},
     "RetryRequested": lambda e: {
         "status": "scheduled", "finished_at": None, "failure_reason": None,
-        **_pick(e, "attempt", "due_at"),
+        **_fields(e, "attempt", "due_at"),
     },
 }
 

@@ -107,7 +107,7 @@ class StatisticsProjection:
             if recorded.topic == SUBMITTED:
                 names[e.originator_id] = e.name
             elif recorded.topic == STARTED:
-                host = host_of(getattr(e, "url", None))
+                host = host_of(e.url)
                 started[e.originator_id] = _Context(e.tenant_id, e.service_call_id, host, e.attempt)
             else:
                 finished.append((FINISHED[recorded.topic], e))
@@ -144,14 +144,14 @@ def _aggregate(
     """One row per key and table: each execution adds to 3 buckets by 4 roll-up levels."""
     tables: list[dict[tuple[Any, ...], _Row]] = [{} for _ in GRANULARITIES]
     for context, outcome, e in counted:
-        duration = float(getattr(e, "duration_ms", None) or 0.0)
-        kind = getattr(e, "error_kind", None)
+        duration = float(e.duration_ms)
+        kind = getattr(e, "error_kind", None)  # Failed has one, Succeeded not
         sample = (outcome, int(context.attempt > 1), round(duration * 1000), bucket_of(duration),
                   _ERROR_COLUMN.get(kind, _ERROR_COLUMN["other"]) if kind else None)
         host, name = context.host, names.get(context.service_call_id, "")
         levels = ((BY_HOST | BY_NAME, host, name), (BY_HOST, host, ALL), (BY_NAME, ALL, name),
                   (0, ALL, ALL))
-        for rows, bucket in zip(tables, buckets(getattr(e, "finished_at", None) or e.timestamp),
+        for rows, bucket in zip(tables, buckets(e.finished_at),
                                 strict=True):
             for level, h, n in levels:
                 key = (context.tenant_id, level, bucket, h, n)

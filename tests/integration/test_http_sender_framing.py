@@ -53,7 +53,9 @@ def _one_request(received: list[bytes]) -> tuple[list[tuple[str, str]], bytes]:
 def test_a_recorded_request_with_framing_headers_reaches_the_target_as_one_request() -> None:
     """A call recorded before the rule (restored: not validated again) cannot smuggle."""
     with RawTarget() as target:
-        spec = RequestSpec.restored("POST", f"{target.url}/hook", FORGED, SMUGGLED, 5.0)
+        spec = RequestSpec.restored(
+            "POST", f"{target.url}/hook", FORGED, SMUGGLED, 5.0, False, ()
+        )
         assert _send(target, spec) == 200
         headers, body = _one_request(target.received())
     names = [name for name, _ in headers]

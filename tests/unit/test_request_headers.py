@@ -79,5 +79,7 @@ def test_the_header_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_recorded_request_with_a_reserved_header_is_restored_as_it_was() -> None:
     """Records made before the rule stay readable (the sender drops such headers)."""
-    restored = RequestSpec.restored("POST", URL, {"Transfer-Encoding": "chunked"}, None, 30.0)
+    restored = RequestSpec.restored(
+        "POST", URL, {"Transfer-Encoding": "chunked"}, None, 30.0, False, ()
+    )
     assert restored.headers == {"Transfer-Encoding": "chunked"}

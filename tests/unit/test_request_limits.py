@@ -62,8 +62,3 @@ def test_follow_redirects_is_off_unless_asked_and_survives_recording() -> None:
     assert recorded["follow_redirects"] is True
     assert RequestSpec.restored(**recorded) == spec
 
-
-def test_a_request_recorded_before_the_option_existed_does_not_follow_redirects() -> None:
-    recorded = RequestSpec("GET", BASE).as_dict()
-    del recorded["follow_redirects"]  # as an older execute message carries it
-    assert RequestSpec.restored(**recorded).follow_redirects is False
