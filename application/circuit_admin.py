@@ -7,8 +7,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.clock import utcnow
 from application.conflicts import retry_on_conflict
-from application.outbox import OutboxChanges
-from application.recording import save_with_outbox
+from application.recording import record
 from domain.circuit import Circuit, circuit_id_for
 from domain.errors import DomainError
 
@@ -40,7 +39,7 @@ def reset_circuit(app: Application[UUID], tenant_id: str, host: str) -> Circuit:
         except AggregateNotFoundError:
             raise CircuitNotFoundError(host) from None
         circuit.reset(utcnow())
-        save_with_outbox(app, [circuit], OutboxChanges())
+        record(app, [circuit])
         return circuit
 
     return retry_on_conflict(once, f"the circuit of {host!r}")

@@ -3,12 +3,12 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
 
 from application.aggregate_cache import catch_up_cache
+from application.recording import NewCircuit
 from domain.circuit import Circuit, circuit_id_for, counts_against_host, says_nothing_about_host
 from domain.outcome import AttemptOutcome
 from domain.service_call import ServiceCall
@@ -36,10 +36,9 @@ class CircuitBoard:
         return [c for c in self._circuits.values() if c is not None]
 
     @property
-    def registry(self) -> dict[str, Any]:
-        """Save keywords that list new circuits in the registry (for ``GET /v1/circuits``)."""
-        new = [(c.tenant_id, c.host, c.id) for c in self._registered]
-        return {"circuits": new} if new else {}
+    def registered(self) -> list[NewCircuit]:
+        """The circuits this batch created, for the registry (``GET /v1/circuits``)."""
+        return [NewCircuit(c.tenant_id, c.host, c.id) for c in self._registered]
 
     def gate(self, call: ServiceCall, attempt: int, now: datetime) -> datetime | None:
         """None if the attempt may start now (maybe as the probe); else when to try again."""

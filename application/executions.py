@@ -11,8 +11,8 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from application.clock import utcnow
 from application.loading import load_many
 from application.messages import execution_id_of, request_of
-from application.outbox import Decision, OutboxChanges, OutboxMessage
-from application.recording import save_with_outbox
+from application.outbox import OutboxChanges, OutboxMessage
+from application.recording import Decision, NewCircuit, TransactionEffects, record
 from domain.execution import Execution
 from domain.ids import execution_id_for
 from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind
@@ -82,7 +82,7 @@ class Executions(Application[UUID]):
             else:
                 attempts.append(attempt)
         if finished:
-            save_with_outbox(self, [], OutboxChanges(consume=finished, frees_slots=True))
+            record(self, [], _ending(finished))
         if lost:
             self.finish(lost)
         return attempts
@@ -90,8 +90,7 @@ class Executions(Application[UUID]):
     def withdraw(self, attempts: Sequence[Attempt]) -> None:
         """Attempts not to be made after all (their call was cancelled between the timer's
         early start and the due time): their messages go, nothing is recorded for them."""
-        consume = [a.message.id for a in attempts if a.message.id]
-        save_with_outbox(self, [], OutboxChanges(consume=consume, frees_slots=True))
+        record(self, [], _ending([a.message.id for a in attempts if a.message.id]))
 
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
         """Record each attempt's outcome, consuming the messages, with what orchestration
@@ -107,14 +106,13 @@ class Executions(Application[UUID]):
         consume = [a.message.id for a, _ in results if a.message.id]
         executions = [a.execution for a, _ in results]
         if not reported:
-            save_with_outbox(self, executions, OutboxChanges(consume, frees_slots=True))
+            record(self, executions, _ending(consume))
             return
         decision = self.orchestrate(reported, now)
-        save_with_outbox(
+        record(
             self,
             [*executions, *decision.aggregates],
-            OutboxChanges(consume, decision.publish, frees_slots=True),
-            **decision.extra,
+            _ending(consume, decision.publish, decision.circuits),
         )
 
     def reload(self, attempt: Attempt) -> Attempt:
@@ -135,6 +133,16 @@ class Executions(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return execution
+
+
+def _ending(
+    consume: Sequence[int],
+    publish: Sequence[OutboxMessage] = (),
+    circuits: Sequence[NewCircuit] = (),
+) -> TransactionEffects:
+    """The effects of a transaction that ends attempts in flight (their ``execute`` messages
+    go: timers held back by a concurrency limit look again)."""
+    return TransactionEffects(OutboxChanges(consume, publish, frees_slots=True), circuits=circuits)
 
 
 def _lost(message: OutboxMessage) -> AttemptResult:

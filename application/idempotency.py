@@ -1,8 +1,8 @@
 """Idempotent submits: one call per (tenant, Idempotency-Key), enforced by the database.
 
 The key is recorded by a unique constraint in the same transaction as the call's Submitted
-event (``save(..., idempotency=IdempotencyRecord(...))``); a concurrent or later submit with
-the same key fails that constraint and is answered from the record instead.
+event (``TransactionEffects(idempotency=[IdempotencyRecord(...)])``); a concurrent or later
+submit with the same key fails that constraint and is answered from the record instead.
 """
 
 from collections.abc import Sequence

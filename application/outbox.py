@@ -43,23 +43,13 @@ def still_leased(messages: Sequence[OutboxMessage], margin: float = 1.0) -> list
 
 @dataclass(frozen=True)
 class OutboxChanges:
-    """Passed to ``Application.save(..., outbox=...)``; applied in the events' transaction."""
+    """Messages a transaction consumes and publishes, with its events (``TransactionEffects``)."""
 
     consume: Sequence[int] = ()
     publish: Sequence[OutboxMessage] = ()
     # the transaction ends attempts in flight (consumes ``execute`` messages): a timer held
     # back by a concurrency limit, in any worker process, looks again
     frees_slots: bool = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What orchestration decided about some outcomes, to be saved with them: the aggregates it
-    changed, the messages they cause, and keywords for the save (the circuit registry)."""
-
-    aggregates: Sequence[Any] = ()
-    publish: Sequence[OutboxMessage] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Outbox(Protocol):

@@ -3,7 +3,6 @@
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import structlog
@@ -22,9 +21,9 @@ from application.messages import (
     start_message,
     trace_parent_of,
 )
-from application.outbox import Decision, OutboxChanges, OutboxMessage
+from application.outbox import OutboxChanges, OutboxMessage
 from application.ports import SecretBox
-from application.recording import Recordable, save_with_outbox
+from application.recording import Decision, TransactionEffects, record
 from domain.errors import ServiceCallNotFoundError
 from domain.ids import new_service_call_id
 from domain.outcome import AttemptOutcome
@@ -89,7 +88,8 @@ class ServiceCalls(Application[UUID]):
                 ]
             )
             try:
-                positions.append(save_with_outbox(self, calls, starts, idempotency=keys))
+                effects = TransactionEffects(starts, idempotency=keys)
+                positions.append(record(self, calls, effects))
             except IntegrityError:
                 if not keys:
                     raise
@@ -143,8 +143,8 @@ class ServiceCalls(Application[UUID]):
         def once() -> ServiceCall:
             call = self.get_call(tenant_id, call_id)
             changed = apply(call) is not False
-            traces = {call.id: trace_parent}
-            self._save_and_schedule([call], changed=[call] if changed else [], traces=traces)
+            starts = _starts([call] if changed else [], {call.id: trace_parent})
+            record(self, [call], TransactionEffects(OutboxChanges(publish=starts)))
             return call
 
         return retry_on_conflict(once, f"service call {call_id}")
@@ -196,7 +196,7 @@ class ServiceCalls(Application[UUID]):
                 handed.append(execute)
             publish.append(execute)
         changes = OutboxChanges(consume=_ids(messages), publish=publish)
-        save_with_outbox(self, [*calls.values(), *circuits.touched], changes)
+        record(self, [*calls.values(), *circuits.touched], TransactionEffects(changes))
         if hand_off and handed:
             hand_off(handed)
 
@@ -219,24 +219,8 @@ class ServiceCalls(Application[UUID]):
         return Decision(
             aggregates=[*calls.values(), *circuits.touched],
             publish=_starts(changed, traces),
-            extra=circuits.registry,
+            circuits=circuits.registered,
         )
-
-    def _save_and_schedule(
-        self,
-        calls: Iterable[ServiceCall],
-        consume: Sequence[int] = (),
-        changed: Iterable[ServiceCall] | None = None,
-        others: Iterable[Recordable] = (),
-        traces: Mapping[UUID, str | None] | None = None,
-        **extra: Any,
-    ) -> None:
-        """Save; every changed call (default: all) now scheduled gets its timer message
-        (carrying on the trace context in ``traces``, by call)."""
-        calls = list(calls)
-        starts = _starts(calls if changed is None else changed, traces or {})
-        changes = OutboxChanges(consume=consume, publish=starts)
-        save_with_outbox(self, [*calls, *others], changes, **extra)
 
     def _after_key_conflict(
         self, chunk: Sequence[tuple[int, SubmitServiceCall]]

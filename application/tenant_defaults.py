@@ -12,8 +12,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.cache_only import NotCachedError
-from application.outbox import OutboxChanges
-from application.recording import save_with_outbox
+from application.recording import record
 from domain.retry_policy import RetryPolicy
 from domain.tenant_settings import TenantSettings, tenant_settings_id
 
@@ -43,7 +42,7 @@ class TenantDefaults:
     def set_retry_policy(self, tenant_id: str, policy: RetryPolicy) -> RetryPolicy:
         settings = self._find(tenant_id) or TenantSettings.register(tenant_id)
         settings.set_retry_policy(policy)
-        save_with_outbox(self._app, [settings], OutboxChanges())
+        record(self._app, [settings])
         with self._lock:
             self._cache.pop(tenant_id, None)
         return settings.retry_policy

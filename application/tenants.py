@@ -17,9 +17,8 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from application.clock import utcnow
-from application.outbox import OutboxChanges
 from application.ports import SecretBox
-from application.recording import save_with_outbox
+from application.recording import TransactionEffects, record
 from domain.errors import DomainError
 from domain.tenant import ApiKey, Tenant, check_tenant_name, tenant_id_for
 
@@ -109,7 +108,7 @@ class Tenants:
         tenant = Tenant.register(check_tenant_name(name), sealed, now)
         issued = _issue(tenant, rate_per_second, burst, now)
         try:
-            save_with_outbox(self._app, [tenant], OutboxChanges(), tenants=[name])
+            record(self._app, [tenant], TransactionEffects(tenants=[name]))
         except IntegrityError:
             raise TenantExistsError(name) from None
         return issued
@@ -135,7 +134,7 @@ class Tenants:
     ) -> IssuedKey:
         tenant = self.get(name)
         issued = _issue(tenant, rate_per_second, burst, utcnow())
-        save_with_outbox(self._app, [tenant], OutboxChanges())
+        record(self._app, [tenant])
         return issued
 
     def rotate_key(self, name: str, key_id: str, grace: timedelta = DEFAULT_GRACE) -> IssuedKey:
@@ -146,13 +145,13 @@ class Tenants:
         tenant.expire_key(key_id, now + grace, now)
         assert old is not None
         issued = _issue(tenant, old.rate_per_second, old.burst, now)
-        save_with_outbox(self._app, [tenant], OutboxChanges())
+        record(self._app, [tenant])
         return issued
 
     def revoke_key(self, name: str, key_id: str) -> ApiKey:
         tenant = self.get(name)
         revoked = tenant.revoke_key(key_id, utcnow())
-        save_with_outbox(self._app, [tenant], OutboxChanges())
+        record(self._app, [tenant])
         return revoked
 
     def rotate_signing_secret(self, name: str, grace: timedelta = DEFAULT_GRACE) -> list[str]:
@@ -160,7 +159,7 @@ class Tenants:
         tenant = self.get(name)
         now = utcnow()
         tenant.rotate_signing_secret(self._box.seal(_new_signing_secret()), now, now + grace)
-        save_with_outbox(self._app, [tenant], OutboxChanges())
+        record(self._app, [tenant])
         return self.signing_secrets(tenant, now)
 
     def signing_secrets(self, tenant: Tenant, now: datetime | None = None) -> list[str]:

@@ -1,10 +1,11 @@
-"""The application recorder with the outbox hook.
+"""The application recorder with the transaction-effects hook.
 
 eventsourcing's ``PostgresApplicationRecorder.insert_events`` calls ``_insert_events`` inside
 its insert transaction (same connection, same pipeline) before it locks the events table and
-inserts the events; ``Application.save(*aggregates, outbox=...)`` passes the keyword through.
-So the messages a transaction consumes disappear, and the messages it publishes appear, if and
-only if its events are recorded.
+inserts the events; ``Application.save(*aggregates, effects=...)`` passes the keyword through
+(``application.recording.record`` builds it: ``TransactionEffects``). So the messages a
+transaction consumes disappear, and the messages it publishes appear, if and only if its
+events are recorded; likewise its Idempotency-Keys and registry rows.
 """
 
 import time
@@ -23,8 +24,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from application.idempotency import IdempotencyRecord
 from application.outbox import OutboxChanges, OutboxMessage
+from application.recording import TransactionEffects
 from infrastructure import pipeline_flush
 from infrastructure.database import no_connection
 from infrastructure.schema import (
@@ -161,26 +162,9 @@ class OutboxRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
-        keys: Sequence[IdempotencyRecord] = kwargs.get("idempotency", ())
-        if keys:  # a duplicate key fails the whole transaction; one statement for them all
-            curs.execute(
-                _INSERT_KEYS,
-                (
-                    [k.tenant_id for k in keys],
-                    [k.key for k in keys],
-                    [k.service_call_id for k in keys],
-                    [k.request_hash for k in keys],
-                ),
-            )
-        circuits: Sequence[tuple[str, str, UUID]] = kwargs.get("circuits", ())
-        if circuits:
-            curs.executemany(_REGISTER_CIRCUIT, circuits)
-        tenants: Sequence[str] = kwargs.get("tenants", ())
-        if tenants:  # a second registration fails on its events (the id is the name's)
-            curs.executemany(_REGISTER_TENANT, [(name,) for name in tenants])
-        changes: OutboxChanges | None = kwargs.get("outbox")
-        if changes is not None:
-            write_outbox_changes(curs, changes)
+        effects: TransactionEffects | None = kwargs.get("effects")
+        if effects is not None:
+            write_effects(curs, effects)
         super()._insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(
@@ -206,7 +190,29 @@ class OutboxRecorder(PostgresApplicationRecorder):
         )
 
 
-def write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
+def write_effects(curs: Cursor[DictRow], effects: TransactionEffects) -> None:
+    """The rows the transaction writes besides its events."""
+    keys = effects.idempotency
+    if keys:  # a duplicate key fails the whole transaction; one statement for them all
+        curs.execute(
+            _INSERT_KEYS,
+            (
+                [k.tenant_id for k in keys],
+                [k.key for k in keys],
+                [k.service_call_id for k in keys],
+                [k.request_hash for k in keys],
+            ),
+        )
+    if effects.circuits:
+        curs.executemany(
+            _REGISTER_CIRCUIT, [(c.tenant_id, c.host, c.circuit_id) for c in effects.circuits]
+        )
+    if effects.tenants:  # a second registration fails on its events (the id is the name's)
+        curs.executemany(_REGISTER_TENANT, [(name,) for name in effects.tenants])
+    _write_outbox_changes(curs, effects.outbox)
+
+
+def _write_outbox_changes(curs: Cursor[DictRow], changes: OutboxChanges) -> None:
     if changes.consume:
         curs.execute(_DELETE, (list(changes.consume),), prepare=True)
     fresh = [m for m in changes.publish if m.id is None]

@@ -7,7 +7,7 @@ from datetime import timedelta
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.outbox import START, OutboxChanges, OutboxMessage
-from application.recording import save_with_outbox
+from application.recording import TransactionEffects, record
 from domain.ids import new_service_call_id
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
@@ -43,7 +43,7 @@ def test_events_are_stored_byte_for_byte_in_the_order_given(container: Container
     events = [e for call in calls for e in call.pending_events]
     expected = [app.mapper.to_stored_event(e) for e in events]
 
-    position = save_with_outbox(app, calls, OutboxChanges())
+    position = record(app, calls)
 
     stored = rows(
         container.database_url,
@@ -92,7 +92,7 @@ def test_a_single_message_is_still_written(container: Container) -> None:
         request=RequestSpec("GET", URL), due_at=utcnow() + timedelta(hours=1),
     )
     one = OutboxMessage(START, TENANT, call.id, 1, available_at=call.due_at, payload={"k": 1})
-    save_with_outbox(app, [call], OutboxChanges(publish=[one]))
+    record(app, [call], TransactionEffects(OutboxChanges(publish=[one])))
     found = rows(
         container.database_url,
         "SELECT kind, lease_seconds, payload FROM duecall_outbox WHERE service_call_id = %s",

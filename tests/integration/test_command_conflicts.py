@@ -13,8 +13,7 @@ from application.circuit_admin import reset_circuit
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.conflicts import COMMAND_ATTEMPTS, ConcurrentUpdateError
-from application.outbox import OutboxChanges
-from application.recording import save_with_outbox
+from application.recording import record
 from application.service_calls import ServiceCalls
 from domain.circuit import Circuit
 from domain.errors import InvalidTransitionError
@@ -44,7 +43,7 @@ def interfere(
         if len(gets) <= times:
             other: Any = get(aggregate_id)
             change(other)
-            save_with_outbox(app, [other], OutboxChanges())
+            record(app, [other])
         return stale
 
     monkeypatch.setattr(app.repository, "get", get_then_change)
@@ -135,7 +134,7 @@ def test_a_command_that_keeps_conflicting_gives_up_with_a_concurrent_update_erro
 def _failing_circuit(container: Container) -> Circuit:
     circuit = Circuit.register(TENANT, HOST)
     _count_failure(circuit)
-    save_with_outbox(container.service_calls, [circuit], OutboxChanges())
+    record(container.service_calls, [circuit])
     return circuit
 
 

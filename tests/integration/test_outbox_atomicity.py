@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage
+from application.recording import TransactionEffects
 from domain.ids import new_service_call_id
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status
@@ -107,8 +108,9 @@ def test_a_write_conflict_rolls_back_the_outbox_changes_with_the_events(
 
     assert stale.start(1, now) is not None  # also wants version 3
     marker = _message(EXECUTE, call.id, now, payload={"m": 1})
+    changes = OutboxChanges(consume=[timer_id], publish=[marker])
     with pytest.raises(IntegrityError):
-        app.save(stale, outbox=OutboxChanges(consume=[timer_id], publish=[marker]))
+        app.save(stale, effects=TransactionEffects(changes))
 
     # The timer row is not consumed, and nothing new is published.
     assert outbox_rows(url, call.id, ("id", "kind")) == [(timer_id, START)]
@@ -137,8 +139,9 @@ def test_one_conflict_in_a_batch_rolls_back_every_aggregate_and_message_of_the_b
     publish = [
         _message(EXECUTE, c.id, now) for c in (stale, fine)
     ]
+    changes = OutboxChanges(consume=list(timers.values()), publish=publish)
     with pytest.raises(IntegrityError):
-        app.save(stale, fine, outbox=OutboxChanges(consume=list(timers.values()), publish=publish))
+        app.save(stale, fine, effects=TransactionEffects(changes))
 
     assert event_count(url) == events_before
     assert app.repository.get(innocent.id).status == Status.SCHEDULED
@@ -157,7 +160,7 @@ def test_a_message_that_cannot_be_written_prevents_its_events_and_the_session_re
     events_before = event_count(url)
 
     with pytest.raises(TypeError, match="not JSON serializable"):
-        app.save(call, outbox=OutboxChanges(publish=[unserialisable]))
+        app.save(call, effects=TransactionEffects(OutboxChanges(publish=[unserialisable])))
 
     _assert_nothing_recorded(container, call, events_before)
     # The pool's connections are usable afterwards: the next writes go through.
@@ -180,7 +183,7 @@ def test_a_message_violating_an_outbox_constraint_prevents_its_events(
 
     # Reported as eventsourcing's IntegrityError, the same class as a version conflict.
     with pytest.raises(IntegrityError, match="tenant_id"):
-        app.save(call, outbox=OutboxChanges(publish=[invalid]))
+        app.save(call, effects=TransactionEffects(OutboxChanges(publish=[invalid])))
 
     _assert_nothing_recorded(container, call, events_before)
     assert _submit(container).status == Status.SCHEDULED

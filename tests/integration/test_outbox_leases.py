@@ -11,7 +11,9 @@ import pytest
 
 from application.clock import utcnow
 from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage
+from application.recording import TransactionEffects
 from infrastructure.container import Container
+from infrastructure.notifications import Notifications
 from infrastructure.outbox import PostgresOutbox
 from tests.support.waiting import wait_until
 
@@ -20,12 +22,15 @@ TENANT = "t-lease"
 
 @pytest.fixture
 def other_worker(container: Container) -> Iterator[PostgresOutbox]:
-    """A second outbox on its own connection pool, as another worker process would have."""
-    outbox = PostgresOutbox(container.database_url)
+    """A second outbox on its own connection pool and listener, as another worker process
+    would have."""
+    notifications = Notifications(container.database_url)
+    outbox = PostgresOutbox(container.database_url, notifications)
     try:
         yield outbox
     finally:
         outbox.close()
+        notifications.close()
 
 
 def _message(kind: str, available_at: datetime, lease_seconds: float | None = None,
@@ -42,7 +47,7 @@ def _message(kind: str, available_at: datetime, lease_seconds: float | None = No
 
 
 def _publish(container: Container, *messages: OutboxMessage) -> None:
-    container.service_calls.save(outbox=OutboxChanges(publish=messages))
+    container.service_calls.save(effects=TransactionEffects(OutboxChanges(publish=messages)))
 
 
 def test_a_claimed_message_is_invisible_until_its_lease_ends_then_claimable_again(
@@ -67,7 +72,7 @@ def test_a_claimed_message_is_invisible_until_its_lease_ends_then_claimable_agai
     assert again.available_at > first.available_at  # a new lease
     assert outbox.claim(START, 10) == []
 
-    container.service_calls.save(outbox=OutboxChanges(consume=[again.id or 0]))
+    container.service_calls.save(effects=TransactionEffects(OutboxChanges(consume=[again.id or 0])))
     assert other_worker.seconds_until_next(START) is None
     time.sleep(0.6)  # past the lease: a consumed message never comes back
     assert outbox.claim(START, 10) == []
