@@ -11,9 +11,17 @@ from typing import Any, Protocol, cast
 from uuid import UUID
 
 from application.service_calls import ServiceCalls
-from domain.errors import InvalidRequestError
+from domain.errors import InvalidRequestError, ServiceCallNotFoundError
 from domain.ids import execution_id_for
 from domain.service_call import ServiceCall
+
+
+class PastStateNotFoundError(ServiceCallNotFoundError):
+    """The call had no such state: not submitted yet at that time, or no such version."""
+
+    def __init__(self, service_call_id: UUID, what: str) -> None:
+        super().__init__(service_call_id)
+        self.args = (f"service call {service_call_id} {what}",)
 
 
 @dataclass(frozen=True)
@@ -81,15 +89,19 @@ class AuditTrail:
         at: datetime | None = None,
         version: int | None = None,
     ) -> ServiceCall:
-        """The call as it was at a time, or at a version, rebuilt from its events."""
+        """The call as it was at a time, or at a version, rebuilt from its events; with both,
+        that version as it was known at that time (not found if it came later)."""
         latest = self.calls.get_call(tenant_id, call_id)
-        if (at is None) == (version is None):
-            raise InvalidRequestError("at", "give either at or version")
-        if version is None:
-            version = self._version_at(call_id, at or latest.created_on, latest)
-        if version > latest.version:
-            raise InvalidRequestError("version", f"must be at most {latest.version} (the latest)")
-        past: ServiceCall = self.calls.repository.get(call_id, version=version)
+        if version is not None and version > latest.version:
+            raise PastStateNotFoundError(call_id, f"has no version {version} (the latest is "
+                                                  f"{latest.version})")
+        if at is not None:
+            version_then = self._version_at(call_id, at, latest)
+            if version is not None and version > version_then:
+                raise PastStateNotFoundError(call_id, f"had no version {version} yet at "
+                                                      f"{at.isoformat()}")
+            version = version or version_then
+        past: ServiceCall = self.calls.repository.get(call_id, version=version or latest.version)
         return past
 
     def _version_at(self, call_id: UUID, at: datetime, latest: ServiceCall) -> int:
@@ -100,6 +112,5 @@ class AuditTrail:
                 break
             version = event.originator_version
         if version is None:
-            submitted = latest.created_on.isoformat()
-            raise InvalidRequestError("at", f"is before the call was submitted ({submitted})")
+            raise PastStateNotFoundError(call_id, f"did not exist yet at {at.isoformat()}")
         return version

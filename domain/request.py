@@ -156,7 +156,10 @@ def _check_url(url: str) -> None:
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise InvalidRequestError("request.url", "cannot contain whitespace or control characters")
     check_text("request.url", url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced or invalid [IPv6] literal
+        raise InvalidRequestError("request.url", "is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidRequestError("request.url", "must be an absolute http(s) URL")
     if not parts.hostname:

@@ -17,10 +17,14 @@ from pydantic import (
     AwareDatetime,
     BeforeValidator,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     JsonValue,
     Strict,
 )
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from domain.text import text_problem
 
@@ -65,15 +69,33 @@ def _json_body(value: JsonValue) -> JsonValue:
     return value
 
 
+class _Storable:
+    """The character rule as a validator, and in the JSON schema as far as a pattern can say
+    it: no NUL (a lone surrogate cannot be told from half of a pair in a JSON Schema regex)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(_storable, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault("pattern", NO_NUL)  # a field's own pattern already says more
+        return json_schema
+
+
+NO_NUL = r"^[^\x00]*$"
 # after a length constraint, if any: Annotated[str, Field(max_length=...), Storable]
-Storable = AfterValidator(_storable)
+Storable = _Storable()
 SafeText = Annotated[str, Storable]
 # strict: a JSON number (an int is a float too), never a boolean (`false` is not 0) or a string
 Number = Annotated[float, Strict(), AllowInfNan(False)]
-# An integer field: a JSON integer, or a number with no fraction (1.0), never a boolean or a
-# string. The validator sits on the whole type, so that bounds given with Field (ge=1) stay
-# on the integer schema: in `Integer | None` they would be checked after the validator and
-# written into the JSON schema as `ge`, not `minimum` (pydantic 2.14). Hence IntegerOrNone.
+# An integer: a JSON integer or a number with no fraction (JSON Schema's integer: 1.0), never
+# a boolean or a string. For an optional one use IntegerOrNone, not `Integer | None`: there
+# pydantic (2.14) applies Field bounds around the validator and writes them into the JSON
+# schema as `ge`/`le` instead of `minimum`/`maximum` (test_openapi_matches_validation.py).
 _WHOLE_NUMBER = BeforeValidator(_whole_number)
 Integer = Annotated[int, Strict(), _WHOLE_NUMBER]
 IntegerOrNone = Annotated[int | None, Strict(), _WHOLE_NUMBER]
@@ -85,4 +107,6 @@ JsonBody = Annotated[JsonValue, AfterValidator(_json_body)]
 def one_of(choices: Iterable[str]) -> FieldInfo:
     """Text that is one of ``choices``, as the schema's ``enum``: for a value the layer below
     checks (naming the choices in its 422), so that the schema admits no other."""
-    return Field(json_schema_extra={"enum": sorted(choices)})
+    enum: list[JsonValue] = [*sorted(choices)]
+    info: FieldInfo = Field(json_schema_extra={"enum": enum})
+    return info

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, f
 from domain.headers import MAX_HEADERS
 from domain.request import (
     DEFAULT_TIMEOUT_SECONDS,
+    MAX_SECRET_HEADER_NAME_LENGTH,
     MAX_SECRET_HEADERS,
     MAX_TIMEOUT_SECONDS,
     MAX_URL_LENGTH,
@@ -17,6 +18,7 @@ from domain.request import (
 )
 from domain.retry_policy import DEFAULT_RETRY_ON
 from domain.retry_policy import MAX_DELAY_SECONDS as MAX_RETRY_DELAY_SECONDS
+from interfaces.api import patterns
 from interfaces.api.fields import AwareDateTime, Integer, JsonBody, Number, SafeText, Storable
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -26,23 +28,30 @@ Tag = Annotated[str, Field(max_length=MAX_TAG_LENGTH), Storable]
 IdText = Annotated[str, Field(min_length=1, max_length=200), Storable]
 EARLIEST_DUE = datetime(2000, 1, 1, tzinfo=UTC)  # a past due time means "now"
 
-
-def _any_case(word: str) -> str:
-    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word)
-
-
-# What RetryPolicy takes in retry_on (any case): an error kind, a status code or a class.
-_RETRY_ON_WORDS = ("timeout", "network", "lost", "rejected", "circuit_open", "[1-5]xx")
-RETRY_ON_PATTERN = f"^(?:{'|'.join(map(_any_case, _RETRY_ON_WORDS))}|[1-5][0-9][0-9])$"
-RetryOn = Annotated[str, Field(pattern=RETRY_ON_PATTERN)]
+RetryOn = Annotated[str, Field(pattern=patterns.RETRY_ON)]
+# Checked by the domain (its 422 names the field); the schema says the same.
+HeaderName = Annotated[str, Field(max_length=MAX_SECRET_HEADER_NAME_LENGTH,
+                                  pattern=patterns.HEADER_NAME)]
+_HEADERS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": patterns.HEADER_NAME,
+                      "not": {"pattern": patterns.RESERVED_HEADER}},
+    "additionalProperties": {"type": "string", "pattern": patterns.HEADER_VALUE},
+}
 
 
 class RequestCreate(BaseModel):
-    method: SafeText = Field(default="POST", examples=["POST"])
-    url: SafeText = Field(max_length=MAX_URL_LENGTH, examples=["https://example.com/webhook"])
+    method: SafeText = Field(
+        default="POST", examples=["POST"], json_schema_extra={"pattern": patterns.METHOD}
+    )
+    url: SafeText = Field(
+        max_length=MAX_URL_LENGTH,
+        examples=["https://example.com/webhook"],
+        json_schema_extra={"pattern": patterns.URL},
+    )
     headers: dict[str, str] = Field(
         default_factory=dict,
         max_length=MAX_HEADERS,
+        json_schema_extra=_HEADERS_SCHEMA,
         description="Names are RFC 9110 tokens; values tabs and visible Latin-1 characters; "
         "at most 32 KiB in all unless the deployment says otherwise (larger → 413). Host, "
         "framing headers, Idempotency-Key, traceparent and Duecall-* are duecall's (→ 422).",
@@ -62,7 +71,7 @@ class RequestCreate(BaseModel):
         description="Follow up to 5 redirects (each hop passes the outbound guard); "
         "false → a 3xx answer is the attempt's result.",
     )
-    secret_headers: list[SafeText] = Field(
+    secret_headers: list[HeaderName] = Field(
         default_factory=list,
         max_length=MAX_SECRET_HEADERS,
         examples=[["X-Custom-Token"]],

@@ -6,9 +6,8 @@ from pydantic import BaseModel, Field
 
 from application.tenants import IssuedKey
 from domain.tenant import ApiKey, Tenant
+from interfaces.api import patterns
 from interfaces.api.fields import IntegerOrNone, Number, SafeText
-
-TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # domain.tenant.check_tenant_name's rule
 
 
 class KeyLimits(BaseModel):
@@ -23,7 +22,7 @@ class KeyLimits(BaseModel):
 
 class TenantCreate(KeyLimits):
     name: SafeText = Field(
-        min_length=1, max_length=63, pattern=TENANT_NAME_PATTERN,
+        min_length=1, max_length=63, pattern=patterns.TENANT_NAME,
         description="1-63 lower-case letters, digits or '-', not starting with '-'.",
     )
 

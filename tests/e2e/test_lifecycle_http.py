@@ -554,7 +554,7 @@ def test_concurrent_identical_submits_with_one_idempotency_key_create_one_call(
             "retry_policy.max_backoff_seconds",
             id="max-below-initial",
         ),
-        pytest.param({"retry_on": ["5xx", "sometimes"]}, "retry_policy.retry_on", id="retry-on"),
+        pytest.param({"retry_on": ["5xx", "sometimes"]}, "retry_policy.retry_on.1", id="retry-on"),
         pytest.param({"jitter": "half"}, "retry_policy.jitter", id="jitter"),
     ],
 )

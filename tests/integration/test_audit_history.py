@@ -146,13 +146,35 @@ def test_the_call_at_a_version_and_the_limits_of_the_past(
     assert _then(client, scenario, version=latest["version"]) == latest
     url = f"/v1/service-calls/{scenario.call_id}"
     too_far = client.get(url, params={"version": latest["version"] + 1})
-    assert too_far.status_code == 422
-    assert too_far.json()["errors"][0]["field"] == "version"
-    early = client.get(url, params={"at": scenario.moments["before"].isoformat()})
-    assert early.status_code == 422
-    assert early.json()["errors"][0]["field"] == "at"
+    assert too_far.status_code == 404
+    assert too_far.json()["detail"] == (
+        f"service call {scenario.call_id} has no version {latest['version'] + 1} "
+        f"(the latest is {latest['version']})"
+    )
+    before = scenario.moments["before"]
+    early = client.get(url, params={"at": before.isoformat()})
+    assert early.status_code == 404
+    assert early.headers["content-type"] == "application/problem+json"
+    assert early.json()["detail"] == (
+        f"service call {scenario.call_id} did not exist yet at {before.isoformat()}"
+    )
     naive = client.get(url, params={"at": "2025-01-01T00:00:00"})
     assert naive.status_code == 422
+
+
+def test_the_call_at_a_version_and_a_moment_is_that_version_if_it_existed_then(
+    client: TestClient, scenario: Scenario
+) -> None:
+    failed = scenario.moments["failed"].isoformat()
+    then = _then(client, scenario, at=failed)
+    assert _then(client, scenario, at=failed, version=2)["version"] == 2
+    assert _then(client, scenario, at=failed, version=then["version"]) == then
+    url = f"/v1/service-calls/{scenario.call_id}"
+    later = client.get(url, params={"at": failed, "version": then["version"] + 1})
+    assert later.status_code == 404
+    assert later.json()["detail"] == (
+        f"service call {scenario.call_id} had no version {then['version'] + 1} yet at {failed}"
+    )
 
 
 @pytest.mark.parametrize(

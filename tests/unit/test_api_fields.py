@@ -130,3 +130,28 @@ def test_an_rfc_3339_query_value_passes() -> None:
     parsed = TypeAdapter(DateTime).validate_python("2030-01-02T03:04:05Z")
     assert parsed.isoformat() == "2030-01-02T03:04:05+00:00"
     assert isinstance(parsed, datetime)
+
+
+@pytest.mark.parametrize("whole", [1.0, 10.0, 1e6])
+def test_an_integer_field_takes_a_number_with_no_fraction(whole: float) -> None:
+    """JSON Schema counts 1.0 as an integer, and so does the API (schemathesis sends it)."""
+    assert KeyLimits.model_validate_json(f'{{"burst": {whole}}}').burst == int(whole)
+    policy = RetryPolicyCreate.model_validate({"max_attempts": min(whole, 50.0)})
+    assert policy.max_attempts == min(int(whole), 50)
+    assert isinstance(policy.max_attempts, int)
+
+
+@pytest.mark.parametrize(
+    "raw", ["true", "false", '"3"', "3.5", "1e400", "-1e400", "null"]
+)
+def test_an_integer_field_still_refuses_booleans_strings_and_fractions(raw: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        RetryPolicyCreate.model_validate_json(f'{{"max_attempts": {raw}}}')
+    assert [e["loc"] for e in caught.value.errors()] == [("max_attempts",)]
+
+
+def test_an_optional_integer_field_keeps_its_bounds_and_takes_null() -> None:
+    assert KeyLimits.model_validate_json('{"burst": null}').burst is None
+    assert "burst" in _refused(KeyLimits, {"burst": 0.0})
+    assert "burst" in _refused(KeyLimits, {"burst": 1_000_001.0})
+    assert "burst" in _refused(KeyLimits, {"burst": True})

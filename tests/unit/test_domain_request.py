@@ -93,6 +93,13 @@ def test_urls_with_a_bad_port_are_rejected(url: str) -> None:
     assert caught.value.field == "request.url"
 
 
+
+@pytest.mark.parametrize("url", ["http://a]b/", "http://[:::]/", "http://[::1/"])
+def test_urls_python_cannot_split_are_rejected_naming_the_field(url: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        RequestSpec("GET", url)
+    assert caught.value.field == "request.url"
+
 @pytest.mark.parametrize(
     "timeout", [MIN_TIMEOUT_SECONDS, 1.0, 2.5, 30.0, MAX_TIMEOUT_SECONDS, 1800.0]
 )
