@@ -32,6 +32,7 @@ from eventsourcing.domain import Aggregate
 from prometheus_client import Counter, Gauge
 
 from application.audit import RecordedEvent
+from application.supervision import Backoff
 from domain.circuit import Circuit
 from domain.execution import Execution
 from domain.service_call import ServiceCall
@@ -41,7 +42,6 @@ log = structlog.get_logger(__name__)
 STREAMED_AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit)
 TAIL_BATCH = 500  # events the tail reads at once
 CATCH_UP_PAGE = 500  # events a resuming subscriber reads at once
-_MAX_BACKOFF = 5.0
 
 TAILS_STARTED = Counter(
     "duecall_event_stream_tails_started", "Shared tails of the event log started (one at a time)."
@@ -333,7 +333,7 @@ class EventHub:
     async def _follow(self, ready: asyncio.Event) -> None:
         TAILS_STARTED.inc()
         TAILS_RUNNING.inc()
-        backoff = 0.1
+        backoff = Backoff()
         try:
             while self._open:
                 try:
@@ -346,11 +346,11 @@ class EventHub:
                     page = await asyncio.to_thread(
                         self._feed.read_after, self._position, self._batch
                     )
-                    backoff = 0.1
+                    backoff.reset()
                 except Exception as error:  # the database is away: keep trying
-                    log.warning("event_stream_read_failed", error=str(error), backoff=backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    wait = backoff.next()
+                    log.warning("event_stream_read_failed", error=str(error), retry_in=wait)
+                    await asyncio.sleep(wait)
                     continue
                 self._deliver(page.events)
                 self._position = max(self._position, page.through)

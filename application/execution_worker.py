@@ -39,6 +39,7 @@ from application.metrics import (
 from application.outbox import EXECUTE, Outbox, OutboxMessage, still_leased
 from application.ports import HttpSender, SecretBox
 from application.signing import RequestSigner
+from application.supervision import Backoff, supervise_async
 from application.tracing import NO_TRACING, Tracer
 from domain.outcome import AttemptResult, ErrorKind
 from domain.redaction import scrub_text, secret_values
@@ -127,37 +128,39 @@ class ExecutionWorker:
         )
 
     async def _claim_and_send(self, stop: asyncio.Event) -> None:
-        backoff = 0.1
-        while not stop.is_set():
-            free = self._max_in_flight - self._in_flight
-            if free <= 0:
-                self._slots_freed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slots_freed.wait(), self._poll_interval)
-                continue
-            try:
-                claimed = still_leased(self._in_hand) or await asyncio.to_thread(
-                    self._outbox.claim, EXECUTE, min(free, self._batch_size)
-                )
-                if not claimed:
-                    await asyncio.to_thread(self._outbox.wait, EXECUTE, self._poll_interval)
-                    continue
-                self._in_hand = claimed
-                attempts = await asyncio.to_thread(self._executions.begin, claimed)
-                self._in_hand = []
-                backoff = 0.1
-            except Exception as error:
-                log.exception("execution_claim_failed", backoff=backoff)
-                if not isinstance(error, self._unavailable):
-                    self._in_hand = []  # redelivered when their leases end
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            for attempt in attempts:
-                self._in_flight += 1
-                task = asyncio.create_task(self._send(attempt))
-                self._sending[task] = attempt
-                task.add_done_callback(self._sent)
+        await supervise_async(
+            self._claim_and_send_once, stop, "execution_claim", on_error=self._drop_in_hand
+        )
+
+    async def _claim_and_send_once(self) -> None:
+        """Claim what this worker has room for (or wait for room, or for work), begin the
+        attempts and send each on a task of its own."""
+        free = self._max_in_flight - self._in_flight
+        if free <= 0:
+            self._slots_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slots_freed.wait(), self._poll_interval)
+            return
+        claimed = still_leased(self._in_hand) or await asyncio.to_thread(
+            self._outbox.claim, EXECUTE, min(free, self._batch_size)
+        )
+        if not claimed:
+            await asyncio.to_thread(self._outbox.wait, EXECUTE, self._poll_interval)
+            return
+        self._in_hand = claimed
+        attempts = await asyncio.to_thread(self._executions.begin, claimed)
+        self._in_hand = []
+        for attempt in attempts:
+            self._in_flight += 1
+            task = asyncio.create_task(self._send(attempt))
+            self._sending[task] = attempt
+            task.add_done_callback(self._sent)
+
+    def _drop_in_hand(self, error: Exception) -> None:
+        """The database away: keep the claimed messages (begun once it is back, while their
+        leases last); any other failure: drop them (redelivered when their leases end)."""
+        if not isinstance(error, self._unavailable):
+            self._in_hand = []
 
     def _free(self, slots: int) -> None:
         """Attempts that are over (recorded, withdrawn, or never begun): their slots are free
@@ -289,7 +292,7 @@ class ExecutionWorker:
     async def _record(self, batch: Sequence[Finished]) -> None:
         """Record until it works: a failed save leaves the in-memory executions changed, so
         every retry starts again from the executions as recorded."""
-        backoff = 0.1
+        backoff = Backoff()
         retrying = False
         while True:
             try:
@@ -297,9 +300,9 @@ class ExecutionWorker:
                 return
             except Exception:
                 retrying = True
-                log.exception("recording_outcomes_failed", size=len(batch), backoff=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                wait = backoff.next()
+                log.exception("recording_outcomes_failed", size=len(batch), retry_in=wait)
+                await asyncio.sleep(wait)
 
     def _record_now(self, batch: Sequence[Finished], from_fresh_state: bool) -> None:
         if from_fresh_state:

@@ -19,6 +19,7 @@ import structlog
 
 from application.batching import in_batch_or_one_by_one
 from application.outbox import START, Outbox, OutboxMessage, still_leased
+from application.supervision import supervise
 
 log = structlog.get_logger(__name__)
 
@@ -58,20 +59,16 @@ class Timer:
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        backoff = 0.1
-        while not self.stopped.is_set():
-            try:
-                self.run_once()
-                backoff = 0.1
-            except Exception as error:
-                log.exception("timer_failed", backoff=backoff)
-                if isinstance(error, self._unavailable):
-                    self._held = still_leased(self._held)
-                else:
-                    self._held.clear()  # their leases end; they will be claimed again
-                self.stopped.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+        supervise(self.run_once, self.stopped, self.name, on_error=self._keep_or_drop_held)
         self._hand_back()
+
+    def _keep_or_drop_held(self, error: Exception) -> None:
+        """The database away: keep what is held (started once it is back, while the leases
+        last); any other failure: drop it (claimed again when the leases end)."""
+        if isinstance(error, self._unavailable):
+            self._held = still_leased(self._held)
+        else:
+            self._held.clear()
 
     def _hand_back(self) -> None:
         """Stopping: the messages held for their due time go back (another timer starts them

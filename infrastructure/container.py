@@ -1,6 +1,8 @@
 """The composition root: settings → database → applications, outbox, sender, workers.
 
-Built from FastAPI's lifespan and from the CLI alike; nothing connects at import time.
+Built from FastAPI's lifespan and from the CLI alike; nothing connects at import time. One
+``Notifications`` listener per container (one LISTEN connection per process) wakes the outbox's
+worker loops, the read-model runners and the live event stream's tail.
 """
 
 from dataclasses import dataclass, field
@@ -24,9 +26,11 @@ from infrastructure.database import (
     resolve_database_url,
     schema_lock,
 )
+from infrastructure.event_feed import PostgresEventFeed
 from infrastructure.event_hashes import migrate_event_store
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
+from infrastructure.notifications import Notifications
 from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
 from infrastructure.secret_box import AesSecretBox, secret_key
 from infrastructure.settings import Settings
@@ -39,6 +43,7 @@ from projections.read_models import ReadModels
 class Container:
     settings: Settings
     database_url: str
+    notifications: Notifications
     service_calls: ServiceCalls
     executions: Executions
     outbox: PostgresOutbox
@@ -55,7 +60,9 @@ class Container:
 
     def __post_init__(self) -> None:
         poll = self.settings.poll_interval_seconds
-        self.read_models = ReadModels.of(self.database_url, self.service_calls, poll)
+        self.read_models = ReadModels.of(
+            self.database_url, self.service_calls, self.notifications, poll
+        )
         self.authenticator = Authenticator(
             self.tenants,
             admin_key=self.settings.admin_key,
@@ -70,8 +77,10 @@ class Container:
         with schema_lock(url):  # one process at a time creates or migrates tables
             migrate(url)
             env = eventsourcing_env(url, settings)
+            notifications = Notifications(url)
             outbox = PostgresOutbox(
                 url,
+                notifications,
                 ConcurrencyLimits(
                     per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
                 ),
@@ -95,6 +104,7 @@ class Container:
         return cls(
             settings=settings,
             database_url=url,
+            notifications=notifications,
             service_calls=service_calls,
             executions=executions,
             outbox=outbox,
@@ -132,6 +142,10 @@ class Container:
         self.workers.start()
         return self.workers
 
+    def event_feed(self) -> PostgresEventFeed:
+        """The live event stream's view of the log, woken through this process's listener."""
+        return PostgresEventFeed.of_app(self.service_calls, self.notifications)
+
     def start_projections(self) -> ReadModels:
         self.read_models.start()
         return self.read_models
@@ -141,6 +155,7 @@ class Container:
             self.workers.stop()
         self.read_models.close()
         self.outbox.close()
+        self.notifications.close()
         self.service_calls.close()
         self.executions.close()
         self.tracer.flush()

@@ -12,27 +12,26 @@ A read that comes back short is complete through the head of the log as it was j
 the read (writers commit in position order under the events table's lock), so a resuming
 subscriber knows it has caught up even when the last events were another tenant's.
 
-Waking: one LISTEN connection on the events table's channel (the recorder NOTIFYs it in every
-insert transaction); if it breaks, the tail polls until it reconnects.
+Waking: the events table's channel (the recorder NOTIFYs it in every insert transaction),
+heard through the process's one listener (``infrastructure/notifications.py``) and passed to
+the tail's event loop; while the listener reconnects, the tail polls.
 """
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-import psycopg
-import structlog
 from eventsourcing.application import Application
 from eventsourcing.persistence import Mapper
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
 
 from application.event_stream import STREAMED_AGGREGATES, FeedPage, StreamEvent
 from infrastructure.event_hashes import EVENTS_TABLE, HASHES_TABLE
 from infrastructure.event_log import PostgresEventLog
-
-log = structlog.get_logger(__name__)
+from infrastructure.notifications import Notifications
 
 _EXECUTION = "duecall:Execution.%%"
 _COLUMNS = """
@@ -64,19 +63,26 @@ _STREAMED = [f"duecall:{aggregate.__name__}.%" for aggregate in STREAMED_AGGREGA
 
 class PostgresEventFeed(PostgresEventLog):
     def __init__(
-        self, datastore: PostgresDatastore, mapper: Mapper[Any], url: str, channel: str
+        self,
+        datastore: PostgresDatastore,
+        mapper: Mapper[Any],
+        notifications: Notifications,
+        channel: str,
     ) -> None:
         super().__init__(datastore, mapper)
-        self._url = url
+        self._notifications = notifications
         self._channel = channel
-        self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._woken: asyncio.Event | None = None  # set (on its loop) by the channel's notifies
+        self._unsubscribe: Callable[[], None] | None = None
 
     @classmethod
-    def of_app(cls, app: Application[Any], url: str) -> "PostgresEventFeed":
+    def of_app(cls, app: Application[Any], notifications: Notifications) -> "PostgresEventFeed":
+        """The feed of the application's events, woken through ``notifications`` (the
+        process's one listener)."""
         recorder = app.recorder
         if not isinstance(recorder, PostgresApplicationRecorder):
             raise TypeError("the event feed needs the PostgreSQL application recorder")
-        return cls(recorder.datastore, app.mapper, url, recorder.channel_name)
+        return cls(recorder.datastore, app.mapper, notifications, recorder.channel_name)
 
     def head(self) -> int:
         with self._datastore.transaction(commit=False) as curs:
@@ -118,21 +124,24 @@ class PostgresEventFeed(PostgresEventLog):
         return call if isinstance(call, UUID) else None
 
     async def wait_for_more(self, timeout: float) -> None:
-        try:
-            if self._listener is None or self._listener.closed:
-                self._listener = await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=max(1, round(timeout))
-                )
-                await self._listener.execute(SQL("LISTEN {}").format(Identifier(self._channel)))
-                return  # events may have been recorded before LISTEN: read again now
-            async for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                pass
-        except psycopg.Error as error:
-            log.warning("event_stream_listener_failed", error=str(error))
-            await self.aclose()
-            await asyncio.sleep(timeout)
+        if self._woken is None:
+            self._woken = self._subscribe(asyncio.get_running_loop())
+            return  # events may have been recorded before the subscription: read again now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout)
+        self._woken.clear()
+
+    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        woken = asyncio.Event()
+
+        def wake(_payload: str | None) -> None:  # on the listener's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(woken.set)
+
+        self._unsubscribe = self._notifications.subscribe(self._channel, wake)
+        return woken
 
     async def aclose(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None and not listener.closed:
-            await listener.close()
+        unsubscribe, self._unsubscribe, self._woken = self._unsubscribe, None, None
+        if unsubscribe is not None:
+            unsubscribe()

@@ -1,21 +1,20 @@
-"""Postgres implementation of the outbox port: leased claims and LISTEN/NOTIFY wake-ups."""
+"""Postgres implementation of the outbox port: leased claims, woken by the outbox channel's
+notifies (through the process's one listener, ``infrastructure/notifications.py``)."""
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import psycopg
-import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from application.outbox import KINDS, START, OutboxMessage
 from infrastructure.event_hashes import EVENTS_TABLE
+from infrastructure.notifications import Notifications
 from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE, SLOT_FREED
-
-log = structlog.get_logger(__name__)
 
 # Who wakes up when a kind is published.
 _WAKES: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KINDS}
@@ -107,13 +106,13 @@ class PostgresOutbox:
     def __init__(
         self,
         conninfo: str,
+        notifications: Notifications,
         limits: ConcurrencyLimits | None = None,
         pool_size: int = 3,
         connect_timeout: float = 5.0,
     ) -> None:
         """``connect_timeout``: how long an operation waits for a connection (while the
         database is away) before it raises ``PoolTimeout``."""
-        self._conninfo = conninfo
         self._limits = limits or ConcurrencyLimits()
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo,
@@ -128,9 +127,9 @@ class PostgresOutbox:
         # kinds whose waiters are held back by a concurrency limit: a freed slot wakes them
         # (kept between waits, so a slot freed between a claim and the next wait still counts)
         self._slot_waiters: set[str] = set()
-        self._stopped = threading.Event()
-        self._listener = threading.Thread(target=self._listen, name="outbox-listener", daemon=True)
-        self._listener.start()
+        self._unsubscribe: Callable[[], None] = notifications.subscribe(
+            OUTBOX_CHANNEL, self._notified
+        )
 
     @property
     def pool(self) -> ConnectionPool[psycopg.Connection[dict[str, Any]]]:
@@ -194,33 +193,19 @@ class PostgresOutbox:
         return {row["kind"]: row["n"] for row in rows}
 
     def close(self) -> None:
-        self._stopped.set()
-        for wakeup in self._wakeups.values():
-            wakeup.set()
-        self._listener.join(timeout=2)
+        self._unsubscribe()
+        self._wake_all()
         self._pool.close()
 
-    def _listen(self) -> None:
-        backoff = 0.1
-        while not self._stopped.is_set():
-            try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
-                    backoff = 0.1
-                    self._wake_all()  # anything published while we were away
-                    while not self._stopped.is_set():
-                        for notify in conn.notifies(timeout=0.5):
-                            woken = (
-                                tuple(self._slot_waiters)
-                                if notify.payload == SLOT_FREED
-                                else _WAKES.get(notify.payload, ())
-                            )
-                            for kind in woken:
-                                self._wakeups[kind].set()
-            except psycopg.Error as error:
-                log.warning("outbox_listener_reconnect", error=str(error), backoff=backoff)
-                self._stopped.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+    def _notified(self, payload: str | None) -> None:
+        """A notify on the outbox channel: wake the loops waiting for its kind; a freed slot
+        wakes those held back by a limit; ``None`` (maybe missed some) wakes every loop."""
+        if payload is None:
+            self._wake_all()
+            return
+        woken = tuple(self._slot_waiters) if payload == SLOT_FREED else _WAKES.get(payload, ())
+        for kind in woken:
+            self._wakeups[kind].set()
 
     def _wake_all(self) -> None:
         for wakeup in self._wakeups.values():

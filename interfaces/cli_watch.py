@@ -18,6 +18,7 @@ import httpx
 import typer
 from rich.text import Text
 
+from application.supervision import Backoff
 from interfaces.cli_errors import ApiError, CliError, err_console
 from interfaces.cli_support import (
     DEFAULT_API,
@@ -146,13 +147,13 @@ def watch(
     params = {"call_id": call, "type": event_type or None, "after": after}
     follower = _Follower(api_url, api_key, {k: v for k, v in params.items() if v is not None},
                          as_json)
-    backoff = 0.5
+    backoff = Backoff(first=0.5, cap=MAX_BACKOFF_SECONDS)
     try:
         while True:
             try:
                 follower.follow()
                 note = "the server ended the stream"
-                backoff = 0.5
+                backoff.reset()
             except ApiError as error:
                 if error.status not in _RETRYABLE or not follower.connected:
                     raise
@@ -164,8 +165,7 @@ def watch(
                 note = f"connection lost ({error or type(error).__name__})"
             err_console.print(f"{note}; reconnecting after position {follower.last_id}",
                               style="dim", soft_wrap=True)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            time.sleep(backoff.next())
     except KeyboardInterrupt:
         return
     except BrokenPipeError:  # the reader went away (`duecall watch --json | head -3`)

@@ -12,6 +12,7 @@ import time
 
 import structlog
 
+from application.supervision import Backoff
 from infrastructure.container import Container
 from infrastructure.database import DATABASE_UNAVAILABLE
 from infrastructure.settings import Settings
@@ -23,14 +24,14 @@ MAX_BACKOFF_SECONDS = 5.0
 
 def build_when_reachable(settings: Settings, stop: threading.Event) -> Container | None:
     """The container, once the database answers; None if stopped while waiting."""
-    backoff = 0.2
+    backoff = Backoff(first=0.2, cap=MAX_BACKOFF_SECONDS)
     while not stop.is_set():
         try:
             return Container.build(settings)
         except DATABASE_UNAVAILABLE as error:
-            log.warning("database_unreachable_at_start", error=str(error), backoff=backoff)
-        stop.wait(backoff)
-        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            wait = backoff.next()
+            log.warning("database_unreachable_at_start", error=str(error), retry_in=wait)
+            stop.wait(wait)
     return None
 
 

@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import apply_migrations
+from infrastructure.notifications import Notifications
 from projections.executions import ExecutionsProjection
 from projections.failures import (
     ProjectionFailure,
@@ -38,7 +39,6 @@ from projections.service_calls import ServiceCallsProjection
 from projections.shared_log import BATCH_SIZE, SharedLog
 from projections.statistics import StatisticsProjection
 from projections.status_intervals import StatusIntervalsProjection
-from projections.wakeups import Wakeups
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +61,12 @@ def migrate_read_models(conn: Connection[Any]) -> None:
 
 class ReadModels:
     def __init__(
-        self, url: str, events: PostgresApplicationRecorder, mapper: Mapper[Any], poll: float = 1.0
+        self,
+        url: str,
+        events: PostgresApplicationRecorder,
+        mapper: Mapper[Any],
+        notifications: Notifications,
+        poll: float = 1.0,
     ) -> None:
         self._url = url
         self._events = events
@@ -72,15 +77,19 @@ class ReadModels:
         self._log = SharedLog(events, mapper)  # one read and decode per event for all projections
         self.runners = {p.name: self.runner_for(p) for p in PROJECTIONS}
         self._stopped = threading.Event()
-        self._wakeups = Wakeups(url, events.channel_name, self._stopped)
+        self._notifications = notifications  # the events channel: the recorder NOTIFYs it
+        self._unsubscribes: list[Callable[[], None]] = []
+        self._wakeups: list[threading.Event] = []
         self._threads: list[threading.Thread] = []
 
     @classmethod
-    def of(cls, url: str, app: Application[Any], poll: float = 1.0) -> "ReadModels":
+    def of(
+        cls, url: str, app: Application[Any], notifications: Notifications, poll: float = 1.0
+    ) -> "ReadModels":
         """The read models of the application's events (its recorder and mapper)."""
         if not isinstance(app.recorder, PostgresApplicationRecorder):
             raise TypeError("the read models need the PostgreSQL application recorder")
-        return cls(url, app.recorder, app.mapper, poll)
+        return cls(url, app.recorder, app.mapper, notifications, poll)
 
     def runner_for(self, projection: Projection, batch_size: int = BATCH_SIZE) -> ProjectionRunner:
         return ProjectionRunner(
@@ -88,10 +97,14 @@ class ReadModels:
         )
 
     def start(self) -> None:
-        """Follow the log on one thread per projection, woken by LISTEN/NOTIFY (or polling)."""
-        self._threads.append(self._wakeups.start())
+        """Follow the log on one thread per projection, woken by the events channel's notifies
+        (or polling)."""
         for name, runner in self.runners.items():
-            wakeup = self._wakeups.register()
+            wakeup = threading.Event()
+            self._wakeups.append(wakeup)
+            self._unsubscribes.append(
+                self._notifications.subscribe(self._events.channel_name, _setting(wakeup))
+            )
             thread = threading.Thread(
                 target=runner.run, args=(self._stopped, wakeup, self._poll),
                 name=f"projection-{name}", daemon=True,
@@ -102,6 +115,10 @@ class ReadModels:
 
     def close(self) -> None:
         self._stopped.set()
+        for unsubscribe in self._unsubscribes:
+            unsubscribe()
+        for wakeup in self._wakeups:  # a runner waiting for events stops now
+            wakeup.set()
         for thread in self._threads:
             thread.join(timeout=10)
         self._datastore.close()
@@ -200,6 +217,10 @@ class ReadModels:
             return 0.0
         event: Any = self._mapper.to_domain_event(oldest[0])
         return max(0.0, time.time() - float(event.timestamp.timestamp()))
+
+
+def _setting(event: threading.Event) -> Callable[[str | None], None]:
+    return lambda _payload: event.set()
 
 
 def _datastore(url: str, pool_size: int) -> PostgresDatastore:

@@ -31,6 +31,7 @@ from eventsourcing.utils import TopicError
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
+from application.supervision import supervise
 from infrastructure.database_errors import unreachable
 from infrastructure.migrations import Migration
 from projections.failures import (
@@ -157,20 +158,16 @@ class ProjectionRunner:
         After a batch shorter than a full one (caught up), it lingers ``LINGER`` seconds before
         the next: under a stream of small commits (single submits) it folds fewer, larger
         batches instead of one per commit (a transaction, a lock and a position each)."""
-        backoff = 0.1
-        while not stopped.is_set():
-            try:
-                wakeup.clear()
-                processed = self.run_batch()
-                backoff = 0.1
-                if not processed:
-                    wakeup.wait(poll)
-                elif processed < self._batch_size:
-                    stopped.wait(LINGER)
-            except Exception:
-                log.exception("projection_failed", projection=self.name, backoff=backoff)
-                stopped.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+
+        def step() -> None:
+            wakeup.clear()
+            processed = self.run_batch()
+            if not processed:
+                wakeup.wait(poll)
+            elif processed < self._batch_size:
+                stopped.wait(LINGER)
+
+        supervise(step, stopped, f"projection:{self.name}")
 
     def catch_up(self, progress: Callable[[int], None], *, locked: bool = False) -> None:
         """Run batches until the log has no more events for this projection."""

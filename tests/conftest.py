@@ -17,6 +17,7 @@ import pytest
 from infrastructure.container import Container
 from infrastructure.embedded_postgres import embedded_database_url, stop_embedded
 from infrastructure.settings import Settings
+from projections.failures import FAILURES_TABLE as FAILURES
 from tests.support.databases import fresh_database
 from tests.support.duecall_process import LOOPBACK_ALLOWLIST
 
@@ -61,14 +62,21 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def clean_database(database_url: str) -> str:
-    """The session database with no outbox messages and no events left by earlier tests."""
+def clean_database(database_url: str) -> Iterator[str]:
+    """The session database with no outbox messages and no events left by earlier tests; the
+    events a read model could not fold go after the test too (a server that later shares the
+    database would be unready while they are there)."""
+    _truncate(database_url, "duecall_outbox", "duecall_events", "duecall_tenants", FAILURES)
+    yield database_url
+    _truncate(database_url, FAILURES)
+
+
+def _truncate(database_url: str, *tables: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for table in ("duecall_outbox", "duecall_events", "duecall_tenants"):
+        for table in tables:
             exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
             if exists and exists[0]:
                 conn.execute(f"TRUNCATE {table}")
-    return database_url
 
 
 @pytest.fixture

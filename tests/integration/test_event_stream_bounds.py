@@ -8,7 +8,6 @@ import pytest
 
 from application.event_stream import EventHub, StreamFilter
 from infrastructure.container import Container
-from infrastructure.event_feed import PostgresEventFeed
 from tests.support.workload import submit_calls, workload_settings
 
 
@@ -26,7 +25,7 @@ def test_a_position_beyond_the_head_starts_at_the_head_and_delivers(
     hub_container: Container, beyond: int
 ) -> None:
     submit_calls(hub_container, 2, tenant="t1")
-    feed = PostgresEventFeed.of_app(hub_container.service_calls, hub_container.database_url)
+    feed = hub_container.event_feed()
     head = feed.head()
     hub = EventHub(feed, poll_seconds=0.2)
 

@@ -30,7 +30,7 @@ def hub_container(database_url: str, clean_database: str) -> Iterator[Container]
 
 
 def _feed(container: Container) -> PostgresEventFeed:
-    return PostgresEventFeed.of_app(container.service_calls, container.database_url)
+    return container.event_feed()
 
 
 def _tenant_positions(container: Container, tenant: str) -> list[int]:

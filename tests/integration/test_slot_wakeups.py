@@ -27,6 +27,9 @@ SLOW = 1.0
 # the timer's fallback poll while held back by a limit is half its lookahead: 1 s here, so only
 # a wake-up gets B there in time
 LIMITED = {"host_max_in_flight": 1, "timer_lookahead_seconds": 2.0, "poll_interval_seconds": 2.0}
+# the aim is 50 ms (20-30 ms measured on an idle machine); the suite runs three test processes
+# on two cores, which adds tens of milliseconds: the bound still tells a wake-up from the poll
+WOKEN_WITHIN = 0.25
 
 
 @pytest.fixture
@@ -73,4 +76,4 @@ def test_a_slot_freed_by_one_worker_starts_the_call_another_worker_holds_back(
         recorded = time.time()
 
         b = target.wait_for(1, path="/b", timeout=5)[0]
-        assert b.received_at - recorded < 0.05  # the fallback poll would take a second
+        assert b.received_at - recorded < WOKEN_WITHIN

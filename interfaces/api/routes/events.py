@@ -36,7 +36,6 @@ from application.event_stream import (
 from domain.errors import InvalidRequestError
 from infrastructure.container import Container
 from infrastructure.database import DATABASE_UNAVAILABLE
-from infrastructure.event_feed import PostgresEventFeed
 from interfaces.api.dependencies import (
     ContainerDep,
     CredentialsDep,
@@ -58,7 +57,7 @@ def hub_for(container: Container) -> EventHub:
     """The process's event hub (the API's lifespan keeps it in ``app.state.event_hub``)."""
     settings = container.settings
     return EventHub(
-        PostgresEventFeed.of_app(container.service_calls, container.database_url),
+        container.event_feed(),
         poll_seconds=settings.poll_interval_seconds,
         queue_size=settings.event_stream_queue_size,
     )
