@@ -21,7 +21,7 @@ from infrastructure.settings import Settings
 from tests.support.audit_scenario import run_audit_scenario
 from tests.support.duecall_process import DuecallProcess, bearer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TENANT = "bulk"
 MAX_GROWTH = 6 * 2**20  # bytes of peak RSS an export may add (16+ MB of NDJSON go through)

@@ -21,7 +21,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.own_server]
+pytestmark = [pytest.mark.e2e, pytest.mark.own_server, pytest.mark.slow]
 
 
 def test_a_short_chaos_run_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:

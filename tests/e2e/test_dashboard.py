@@ -15,7 +15,7 @@ from tests.support.duecall_process import DuecallProcess, bearer
 from tests.support.problems import assert_problem
 from tests.support.target_server import TargetServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SCREENSHOT = "/tmp/duecall-dashboard.png"
 WAIT_MS = 20_000  # generous: the expects below return as soon as the page gets there
 

@@ -36,7 +36,7 @@ from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 from tests.support.worker_processes import WorkerProcesses
 
-pytestmark = [pytest.mark.e2e, pytest.mark.own_server]
+pytestmark = [pytest.mark.e2e, pytest.mark.own_server, pytest.mark.slow]
 
 SETTINGS = {"DUECALL_OUTBOUND_ALLOWLIST": LOOPBACK_ALLOWLIST}
 UNLIMITED = {"rate_per_second": 1e6, "burst": 1_000_000}
