@@ -1,4 +1,6 @@
-"""Orchestration: the ServiceCall application (the single writer of service-call events)."""
+"""Orchestration: the ServiceCalls application, the one writer of events (calls, their
+executions and circuits): submit, the lifecycle commands, starting due attempts and recording
+their outcomes with what the policy decides."""
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,9 +25,10 @@ from application.messages import (
 )
 from application.outbox import OutboxChanges, OutboxMessage
 from application.ports import SecretBox
-from application.recording import Decision, TransactionEffects, record
+from application.recording import Decision, NewCircuit, TransactionEffects, record
 from domain.errors import ServiceCallNotFoundError
-from domain.ids import new_service_call_id
+from domain.execution import Execution
+from domain.ids import execution_id_for, new_service_call_id
 from domain.outcome import AttemptOutcome
 from domain.service_call import ServiceCall, Status
 
@@ -200,6 +203,25 @@ class ServiceCalls(Application[UUID]):
         if hand_off and handed:
             hand_off(handed)
 
+    def record_outcomes(
+        self,
+        executions: Sequence[Execution],
+        reported: Sequence[tuple[OutboxMessage, AttemptOutcome]],
+        consume: Sequence[int],
+        now: datetime,
+    ) -> None:
+        """Record attempts' outcomes (their executions' events) with what follows for each
+        call, decided by the policy, in one transaction that consumes their messages."""
+        decision = self.decide(reported, now) if reported else Decision()
+        effects = ending_attempts(consume, decision.publish, decision.circuits)
+        record(self, [*executions, *decision.aggregates], effects)
+
+    def executions_of(self, call: ServiceCall) -> list[Execution]:
+        """The call's executions, one per attempt made so far, first attempt first."""
+        ids = [execution_id_for(call.id, n) for n in range(1, call.attempt + 1)]
+        found = load_many(self, ids)
+        return [found[i] for i in ids if i in found]
+
     def decide(
         self, reported: Sequence[tuple[OutboxMessage, AttemptOutcome]], now: datetime
     ) -> Decision:
@@ -270,6 +292,16 @@ def _starts(
         for call in calls
         if call.status == Status.SCHEDULED
     ]
+
+
+def ending_attempts(
+    consume: Sequence[int],
+    publish: Sequence[OutboxMessage] = (),
+    circuits: Sequence[NewCircuit] = (),
+) -> TransactionEffects:
+    """The effects of a transaction that ends attempts in flight (their ``execute`` messages
+    go: timers held back by a concurrency limit look again)."""
+    return TransactionEffects(OutboxChanges(consume, publish, frees_slots=True), circuits=circuits)
 
 
 def _ids(messages: Sequence[OutboxMessage]) -> list[int]:

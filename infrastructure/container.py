@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from application.authentication import Authenticator
 from application.circuits import CircuitOptions
-from application.executions import Executions
+from application.dispatch.attempts import Attempts
+from application.dispatch.workers import WorkerOptions, Workers
 from application.group_commit import GroupCommit
 from application.rate_limit import RateLimiter
 from application.service_calls import ServiceCalls
@@ -17,7 +18,6 @@ from application.signing import RequestSigner
 from application.tenant_defaults import TenantDefaults
 from application.tenants import Tenants
 from application.tracing import NO_TRACING, Tracer
-from application.workers import WorkerOptions, Workers
 from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import (
     DATABASE_UNAVAILABLE,
@@ -45,7 +45,7 @@ class Container:
     database_url: str
     notifications: Notifications
     service_calls: ServiceCalls
-    executions: Executions
+    attempts: Attempts
     outbox: PostgresOutbox
     circuit_registry: PostgresCircuitRegistry
     tenant_defaults: TenantDefaults
@@ -97,16 +97,13 @@ class Container:
                     probe_wait_seconds=settings.circuit_probe_wait_seconds,
                 ),
             )
-            executions = Executions(  # outcomes decided as they are recorded
-                env, orchestrate=service_calls.decide, max_deliveries=settings.max_deliveries
-            )
             migrate_event_store(url)  # the events table exists now: chain its events
         return cls(
             settings=settings,
             database_url=url,
             notifications=notifications,
             service_calls=service_calls,
-            executions=executions,
+            attempts=Attempts(service_calls, settings.max_deliveries),
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
             tenant_defaults=TenantDefaults(service_calls),
@@ -127,7 +124,7 @@ class Container:
         )
         self.workers = Workers(
             self.service_calls,
-            self.executions,
+            self.attempts,
             self.outbox,
             lambda: HttpxSender(
                 snippet_bytes=self.settings.response_snippet_bytes,
@@ -157,5 +154,4 @@ class Container:
         self.outbox.close()
         self.notifications.close()
         self.service_calls.close()
-        self.executions.close()
         self.tracer.flush()

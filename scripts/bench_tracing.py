@@ -21,7 +21,7 @@ from uuid import uuid4
 import httpx
 from fastapi import Depends, FastAPI
 
-from application.executions import Attempt
+from application.dispatch.attempts import Attempt
 from application.messages import execute_message
 from application.tracing import NO_TRACING, Tracer
 from domain.execution import Execution

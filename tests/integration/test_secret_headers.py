@@ -65,7 +65,7 @@ def test_values_sealed_under_another_key_are_not_sent(
             failed = wait_terminal(worker, "t1", call.id, timeout=10)
             assert target.requests == []
         assert (failed.status, failed.last_error_kind) == (Status.FAILED, "rejected")
-        execution = worker.executions.for_call(call.id, 1)[0]
+        execution = worker.service_calls.executions_of(failed)[0]
         assert execution.message is not None
         assert "could not be opened" in execution.message
     finally:

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from application.batching import in_batch_or_one_by_one
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
+from application.dispatch.batching import in_batch_or_one_by_one
+from application.dispatch.timer import Timer
 from application.outbox import EXECUTE, START, OutboxMessage
 from application.service_calls import ServiceCalls
-from application.timer import Timer
 from domain.request import RequestSpec
 from infrastructure.container import Container
 from infrastructure.settings import Settings

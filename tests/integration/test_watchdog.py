@@ -76,7 +76,7 @@ def test_an_attempt_whose_worker_died_is_failed_as_lost_and_retried_by_policy(
     # Not given up on while the first worker's lease could still be running.
     assert second.received_at - first.received_at >= LEASE_SECONDS - 0.5
 
-    lost, retried = container.executions.for_call(call.id, 2)
+    lost, retried = container.service_calls.executions_of(final)
     assert (lost.attempt, lost.outcome, lost.error_kind) == (1, "failed", "lost")
     assert lost.status_code is None
     assert "deliveries" in (lost.message or "")

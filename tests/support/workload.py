@@ -17,7 +17,7 @@ from uuid import UUID
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.executions import Attempt
+from application.dispatch.attempts import Attempt
 from application.outbox import EXECUTE, START
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
@@ -88,8 +88,8 @@ def _step(container: Container, rng: random.Random, batch: int, answer: Answer) 
         container.service_calls.start_due(starts)
     executes = outbox.claim(EXECUTE, batch)
     if executes:
-        attempts = container.executions.begin(executes)
-        container.executions.finish([(a, answer(a, rng)) for a in attempts])
+        attempts = container.attempts.begin(executes)
+        container.attempts.finish([(a, answer(a, rng)) for a in attempts])
     return len(starts) + len(executes)
 
 

@@ -19,12 +19,12 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from application.batching import ITEM_ATTEMPTS, in_batch_or_one_by_one
 from application.commands import SubmitServiceCall
+from application.dispatch.batching import ITEM_ATTEMPTS, in_batch_or_one_by_one
+from application.dispatch.timer import Timer
 from application.group_commit import GroupCommit, NotRecordedError
 from application.outbox import START, OutboxMessage, still_leased
 from application.service_calls import Submissions
-from application.timer import Timer
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
 

@@ -13,7 +13,7 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.cryptography import AESCipher
 
-from application.execution_worker import _scrubbed
+from application.dispatch.execution_loop import _scrubbed
 from domain.errors import InvalidRequestError
 from domain.execution import Execution
 from domain.outcome import AttemptResult, ErrorKind

@@ -181,7 +181,7 @@ def list_executions(
     service_call_id: UUID, container: ContainerDep, tenant: TenantDep
 ) -> ExecutionList:
     call = container.service_calls.get_call(tenant, service_call_id)
-    executions = container.executions.for_call(call.id, call.attempt)
+    executions = container.service_calls.executions_of(call)
     return ExecutionList(items=[ExecutionPublic.model_validate(e.describe()) for e in executions])
 
 

@@ -10,13 +10,13 @@ from functools import partial
 
 import structlog
 
-from application.execution_worker import ExecutionWorker
-from application.executions import Executions
+from application.dispatch.attempts import Attempts
+from application.dispatch.execution_loop import ExecutionLoop
+from application.dispatch.timer import Timer
 from application.outbox import Outbox, OutboxMessage
 from application.ports import HttpSender
 from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
-from application.timer import Timer
 from application.tracing import NO_TRACING, Tracer
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,7 @@ class Workers:
     def __init__(
         self,
         service_calls: ServiceCalls,
-        executions: Executions,
+        attempts: Attempts,
         outbox: Outbox,
         sender_factory: Callable[[], HttpSender],
         options: WorkerOptions,
@@ -53,7 +53,7 @@ class Workers:
         and done once it is back, instead of waiting for its leases to end)."""
         self._unavailable = unavailable
         self._tracer = tracer
-        self._executions = executions
+        self._attempts = attempts
         self._secret_box = service_calls.secret_box  # opens what submit sealed
         self._signer = signer
         self._outbox = outbox
@@ -75,7 +75,7 @@ class Workers:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_execution: asyncio.Event | None = None
         self._execution_ready = threading.Event()
-        self._execution: ExecutionWorker | None = None
+        self._execution: ExecutionLoop | None = None
 
     def start(self) -> None:
         # The loops hand the GIL to one another around every database round trip; with the
@@ -132,8 +132,8 @@ class Workers:
         self._loop = asyncio.get_running_loop()
         self._stop_execution = asyncio.Event()
         sender = self._sender_factory()
-        worker = ExecutionWorker(
-            self._executions,
+        worker = ExecutionLoop(
+            self._attempts,
             self._outbox,
             sender,
             max_in_flight=self._options.max_in_flight,

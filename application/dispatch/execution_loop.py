@@ -1,9 +1,9 @@
-"""The execution worker: many HTTP attempts in flight at once, outcomes recorded in batches.
+"""The execution loop: many HTTP attempts in flight at once, outcomes recorded in batches.
 
 Claim ``execute`` messages (leased for the call's timeout plus a grace period), or take the
 timer's early starts (already leased here) → send each request concurrently at its due time →
 record the results, a batch per transaction: each Execution's Started and outcome events with
-what the orchestration policy decides for its call (``Executions.finish``). A worker killed
+what the orchestration policy decides for its call (``Attempts.finish``). A worker killed
 mid-request loses only its leases: the messages become available again and another worker makes
 the same attempt, with the same Idempotency-Key.
 
@@ -26,8 +26,8 @@ from dataclasses import replace
 
 import structlog
 
-from application.batching import in_batch_or_one_by_one
-from application.executions import Attempt, Executions
+from application.dispatch.attempts import Attempt, Attempts
+from application.dispatch.batching import in_batch_or_one_by_one
 from application.messages import started_version_of
 from application.metrics import (
     ATTEMPT_SECONDS,
@@ -49,10 +49,10 @@ log = structlog.get_logger(__name__)
 Finished = tuple[Attempt, AttemptResult]
 
 
-class ExecutionWorker:
+class ExecutionLoop:
     def __init__(
         self,
-        executions: Executions,
+        attempts: Attempts,
         outbox: Outbox,
         sender: HttpSender,
         *,
@@ -67,7 +67,7 @@ class ExecutionWorker:
         tracer: Tracer = NO_TRACING,
         room_made: threading.Event | None = None,
     ) -> None:
-        self._executions = executions
+        self._attempts = attempts
         self._tracer = tracer
         self._unavailable = unavailable
         self._in_hand: list[OutboxMessage] = []  # claimed, not begun: the database went away
@@ -148,7 +148,7 @@ class ExecutionWorker:
             await asyncio.to_thread(self._outbox.wait, EXECUTE, self._poll_interval)
             return
         self._in_hand = claimed
-        attempts = await asyncio.to_thread(self._executions.begin, claimed)
+        attempts = await asyncio.to_thread(self._attempts.begin, claimed)
         self._in_hand = []
         for attempt in attempts:
             self._in_flight += 1
@@ -184,7 +184,7 @@ class ExecutionWorker:
 
     async def _begin_handed(self, messages: Sequence[OutboxMessage]) -> None:
         try:  # first deliveries: nothing to read, so this cannot meet the database's absence
-            attempts = await asyncio.to_thread(self._executions.begin, messages)
+            attempts = await asyncio.to_thread(self._attempts.begin, messages)
         except BaseException:
             self._free(len(messages))
             log.exception("handed_attempts_not_begun", attempts=len(messages))  # leases end
@@ -235,7 +235,7 @@ class ExecutionWorker:
             )
             if message.service_call_id not in changed:
                 return False
-            await asyncio.to_thread(self._executions.withdraw, [attempt])
+            await asyncio.to_thread(self._attempts.withdraw, [attempt])
         except Exception:  # cannot tell (the database is away): make it, as if running
             log.exception("early_start_check_failed", **attempt.execution.log_context())
             return False
@@ -307,13 +307,13 @@ class ExecutionWorker:
     def _record_now(self, batch: Sequence[Finished], from_fresh_state: bool) -> None:
         if from_fresh_state:
             batch = [self._fresh(finished) for finished in batch]
-        left = in_batch_or_one_by_one(self._executions.finish, batch, self._fresh)
+        left = in_batch_or_one_by_one(self._attempts.finish, batch, self._fresh)
         if left:  # never hand back a finished attempt (it would be sent again): retry
             raise OutcomesConflictError(f"{len(left)} outcomes still conflict; trying again")
 
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished
-        return self._executions.reload(attempt), result
+        return self._attempts.reload(attempt), result
 
 
 CANCEL_CHECK_AHEAD = 0.05  # seconds before the due time an early start looks for a cancel

@@ -1,21 +1,27 @@
-"""The execution module: the Execution application (one aggregate per HTTP attempt)."""
+"""Attempts: the HTTP attempts a worker makes, one Execution aggregate each.
 
-from collections.abc import Callable, Sequence
+``begin`` turns claimed ``execute`` messages into attempts to make, ``withdraw`` drops ones
+not to be made, ``finish`` records their outcomes through ``ServiceCalls.record_outcomes``,
+which decides what follows for each call in the same transaction: ServiceCalls is the one
+writer of every event (calls, executions, circuits).
+"""
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import structlog
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 
 from application.clock import utcnow
 from application.loading import load_many
 from application.messages import execution_id_of, request_of
-from application.outbox import OutboxChanges, OutboxMessage
-from application.recording import Decision, NewCircuit, TransactionEffects, record
+from application.outbox import OutboxMessage
+from application.recording import record
+from application.service_calls import ServiceCalls, ending_attempts
 from domain.execution import Execution
-from domain.ids import execution_id_for
-from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind
+from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 
 log = structlog.get_logger(__name__)
@@ -34,24 +40,10 @@ class Attempt:
         return f"{self.message.service_call_id}:{self.message.attempt}"
 
 
-Orchestrate = Callable[[Sequence[tuple[OutboxMessage, AttemptOutcome]], datetime], Decision]
-
-
-class Executions(Application[UUID]):
-    name = "duecall"
-
-    def __init__(
-        self,
-        env: dict[str, str] | None = None,
-        *,
-        orchestrate: Orchestrate,
-        max_deliveries: int = 3,
-    ) -> None:
-        """``orchestrate`` (the orchestration policy, ``ServiceCalls.decide``): outcomes are
-        decided in the transaction that records them."""
-        super().__init__(env)
+class Attempts:
+    def __init__(self, calls: ServiceCalls, max_deliveries: int = 3) -> None:
+        self._calls = calls
         self.max_deliveries = max_deliveries
-        self.orchestrate = orchestrate
 
     def begin(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
         """The attempts to make for these messages.
@@ -69,7 +61,7 @@ class Executions(Application[UUID]):
         lost: list[tuple[Attempt, AttemptResult]] = []
         # Only a message delivered before can have a recorded execution (first deliveries,
         # nearly all of them, need no read).
-        recorded = load_many(self, (execution_id_of(m) for m in messages if m.claims > 1))
+        recorded = load_many(self._calls, (execution_id_of(m) for m in messages if m.claims > 1))
         for message in messages:
             execution = recorded.get(execution_id_of(message))
             if execution is not None and execution.is_finished:
@@ -82,7 +74,7 @@ class Executions(Application[UUID]):
             else:
                 attempts.append(attempt)
         if finished:
-            record(self, [], _ending(finished))
+            record(self._calls, [], ending_attempts(finished))
         if lost:
             self.finish(lost)
         return attempts
@@ -90,11 +82,12 @@ class Executions(Application[UUID]):
     def withdraw(self, attempts: Sequence[Attempt]) -> None:
         """Attempts not to be made after all (their call was cancelled between the timer's
         early start and the due time): their messages go, nothing is recorded for them."""
-        record(self, [], _ending([a.message.id for a in attempts if a.message.id]))
+        consume = [a.message.id for a in attempts if a.message.id]
+        record(self._calls, [], ending_attempts(consume))
 
     def finish(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
-        """Record each attempt's outcome, consuming the messages, with what orchestration
-        decided about it."""
+        """Record each attempt's outcome, consuming its message, with what follows for its call
+        (``ServiceCalls.record_outcomes``)."""
         now = utcnow()
         reported = []
         for attempt, result in results:
@@ -105,15 +98,7 @@ class Executions(Application[UUID]):
             reported.append((attempt.message, outcome))
         consume = [a.message.id for a, _ in results if a.message.id]
         executions = [a.execution for a, _ in results]
-        if not reported:
-            record(self, executions, _ending(consume))
-            return
-        decision = self.orchestrate(reported, now)
-        record(
-            self,
-            [*executions, *decision.aggregates],
-            _ending(consume, decision.publish, decision.circuits),
-        )
+        self._calls.record_outcomes(executions, reported, consume, now)
 
     def reload(self, attempt: Attempt) -> Attempt:
         """The attempt with its execution as now recorded (after a write conflict)."""
@@ -122,27 +107,12 @@ class Executions(Application[UUID]):
         )
         return Attempt(attempt.message, execution, attempt.request)
 
-    def for_call(self, service_call_id: UUID, attempts: int) -> list[Execution]:
-        ids = [execution_id_for(service_call_id, n) for n in range(1, attempts + 1)]
-        found = load_many(self, ids)
-        return [found[i] for i in ids if i in found]
-
     def _find(self, execution_id: UUID) -> Execution | None:
         try:
-            execution: Execution = self.repository.get(execution_id)
+            execution: Execution = self._calls.repository.get(execution_id)
         except AggregateNotFoundError:
             return None
         return execution
-
-
-def _ending(
-    consume: Sequence[int],
-    publish: Sequence[OutboxMessage] = (),
-    circuits: Sequence[NewCircuit] = (),
-) -> TransactionEffects:
-    """The effects of a transaction that ends attempts in flight (their ``execute`` messages
-    go: timers held back by a concurrency limit look again)."""
-    return TransactionEffects(OutboxChanges(consume, publish, frees_slots=True), circuits=circuits)
 
 
 def _lost(message: OutboxMessage) -> AttemptResult:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from application.batching import in_batch_or_one_by_one
+from application.dispatch.batching import in_batch_or_one_by_one
 from application.outbox import START, Outbox, OutboxMessage, still_leased
 from application.supervision import supervise
 
