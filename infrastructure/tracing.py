@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from application.executions import Attempt
+from application.dispatch.attempts import Attempt
 from application.messages import correlation_id_of, trace_parent_of
 from application.tracing import NO_TRACING, AttemptSpan, Tracer
 from domain.outcome import AttemptResult
