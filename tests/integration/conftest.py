@@ -18,3 +18,13 @@ def rm_container(database_url: str, clean_database: str) -> Iterator[Container]:
         yield container
     finally:
         container.close()
+
+
+@pytest.fixture
+def hub_container(database_url: str, clean_database: str) -> Iterator[Container]:
+    """A container for driving workloads, its read models as they are (the event stream)."""
+    container = Container.build(workload_settings(database_url))
+    try:
+        yield container
+    finally:
+        container.close()

@@ -2,22 +2,12 @@
 recorded next instead of waiting for a position the log may never reach."""
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from application.event_stream import EventHub, StreamFilter
 from infrastructure.container import Container
-from tests.support.workload import submit_calls, workload_settings
-
-
-@pytest.fixture
-def hub_container(database_url: str, clean_database: str) -> Iterator[Container]:
-    container = Container.build(workload_settings(database_url))
-    try:
-        yield container
-    finally:
-        container.close()
+from tests.support.workload import submit_calls
 
 
 @pytest.mark.parametrize("beyond", [1, 10**6, 2**63 - 1])

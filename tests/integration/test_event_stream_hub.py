@@ -3,7 +3,6 @@ pages then live without a gap or a duplicate, and a slow subscriber ended then r
 
 import asyncio
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,16 +16,7 @@ from application.event_stream import (
 )
 from infrastructure.container import Container
 from infrastructure.event_feed import PostgresEventFeed
-from tests.support.workload import run_until_idle, submit_calls, workload_settings
-
-
-@pytest.fixture
-def hub_container(database_url: str, clean_database: str) -> Iterator[Container]:
-    container = Container.build(workload_settings(database_url))
-    try:
-        yield container
-    finally:
-        container.close()
+from tests.support.workload import run_until_idle, submit_calls
 
 
 def _feed(container: Container) -> PostgresEventFeed:
