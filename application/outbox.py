@@ -70,3 +70,6 @@ class Outbox(Protocol):
     def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
         """Block until a message of ``kind`` may be available, or ``timeout`` passes; with
         ``or_slot_freed``, also until some worker ends an attempt in flight."""
+
+    def wake(self, kind: str) -> None:
+        """End a ``wait`` for ``kind`` now (a loop that is stopping)."""

@@ -185,6 +185,9 @@ class PostgresOutbox:
         wakeup.wait(max(timeout, 0.0))
         wakeup.clear()
 
+    def wake(self, kind: str) -> None:
+        self._wakeups[kind].set()
+
     def depth(self) -> dict[str, int]:
         with self._pool.connection() as conn:
             rows = conn.execute(

@@ -83,7 +83,10 @@ class Timer:
             log.info("timer_handed_back", held=len(held), released=released)
 
     def stop(self) -> None:
+        """Stop at once: a wait for more messages or for room ends now."""
         self.stopped.set()
+        self._room_made.set()
+        self._outbox.wake(START)
 
     def run_once(self) -> int:
         """Start what is due (returns how many), else claim, else wait; one step of ``run``."""

@@ -13,7 +13,7 @@ import structlog
 from application.dispatch.attempts import Attempts
 from application.dispatch.execution_loop import ExecutionLoop
 from application.dispatch.timer import Timer
-from application.outbox import Outbox, OutboxMessage
+from application.outbox import EXECUTE, Outbox, OutboxMessage
 from application.ports import HttpSender
 from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
@@ -100,6 +100,7 @@ class Workers:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if self._loop and self._stop_execution:
             self._loop.call_soon_threadsafe(self._stop_execution.set)
+            self._outbox.wake(EXECUTE)  # a claim loop waiting for messages stops now
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         unfinished = [thread.name for thread in self._threads if thread.is_alive()]

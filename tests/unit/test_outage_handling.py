@@ -61,6 +61,9 @@ class FakeOutbox:
     def seconds_until_next(self, kind: str) -> float | None:
         return None
 
+    def wake(self, kind: str) -> None:
+        pass
+
     def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
         time.sleep(min(timeout, 0.01))
 
