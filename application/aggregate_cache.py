@@ -2,10 +2,9 @@
 
 A host's circuit is updated by most outcomes for that host, for as long as a tenant calls it:
 it collects thousands of events. Loading it from scratch for every batch of outcomes replays
-all of them (tens of milliseconds, growing), and when several workers record outcomes at once
-their transactions conflict on it and each retry loads it again: orchestration slows to a crawl
-(measured by scripts/chaos.py with three workers). This cache keeps the last version read and
-reads only the events recorded since: one short query, a few events folded.
+all of them, and when several workers record outcomes at once their transactions conflict on
+it and each retry loads it again. This cache keeps the last version read and reads only the
+events recorded since: one short query, a few events folded.
 
 It is safe with any number of processes: the cache is only a starting point, every read
 catches up from the event store, and a stale copy is caught at save time by optimistic

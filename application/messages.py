@@ -63,7 +63,7 @@ def leased_here(
     once, with the negated id of the ``start`` message it replaces (deleted in the same
     transaction). Negated, not reused: a timer still holding that ``start`` message (its lease
     ran out and another timer started the call) consumes it by id as stale, and must not
-    delete this one (found by scripts/chaos.py: 4 calls of 5,000 left started, never made).
+    delete this one (the call would be left started, never made).
 
     Its lease is what keeps it durable: if this worker dies, another one claims it when the
     lease ends and makes the attempt then (late, never lost); a worker stopping hands it back

@@ -76,7 +76,7 @@ class RetryPolicy:
 
     def as_dict(self) -> dict[str, Any]:
         # what dataclasses.asdict gave (same keys, order and values), without its deep copies
-        # (~10 µs a call, once per submitted call); the fields are scalars but ``retry_on``
+        # (once per submitted call); the fields are scalars but ``retry_on``
         values = {name: getattr(self, name) for name in _FIELD_NAMES}
         values["jitter"] = self.jitter.value
         values["retry_on"] = list(self.retry_on)

@@ -145,10 +145,10 @@ ALTER FUNCTION duecall_event_time(bytea) STABLE;
 # eventsourcing's writers take the events table's lock in EXCLUSIVE mode, which conflicts with
 # the SHARE UPDATE EXCLUSIVE lock of (auto)ANALYZE: every writer (submits, the timer, outcomes)
 # waits while the table is analyzed, and the table's own settings (eventsourcing's) analyze it
-# after every 1 % of growth. Measured on 350,000 events: ANALYZE took 150-220 ms, and a
-# concurrent LOCK TABLE waited as long (timer lateness of 0.5-0.8 s in bench runs where it hit
-# the precision phase). The queries on this table use its keys, never the state column's
-# statistics: with state left out and a small sample, ANALYZE took 12-20 ms; and every 10 %.
+# after every 1 % of growth, and a concurrent LOCK TABLE waits as long as ANALYZE takes (the
+# timer's lateness shows it; figures in docs/performance.md). The queries on this table use its
+# keys, never the state column's statistics: state is left out, the sample is small, and it
+# runs after every 10 % of growth.
 _QUICK_ANALYZE = f"""
 ALTER TABLE {EVENTS_TABLE}
     ALTER COLUMN state SET STATISTICS 0,

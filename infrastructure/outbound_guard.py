@@ -205,8 +205,8 @@ class OutboundGuard:
 
     def __init__(self, allowlist: Allowlist | None = None) -> None:
         self.allowlist = allowlist or Allowlist()
-        # check_host's verdict depends on the host alone: parsing it per request was a few
-        # per cent of a worker's CPU (profiled). host -> the refusal, or None when admitted.
+        # check_host's verdict depends on the host alone, so it is parsed once per host, not
+        # per request. host -> the refusal, or None when admitted.
         self._host_verdicts: dict[str, str | None] = {}
 
     def check_host(self, host: str) -> None:

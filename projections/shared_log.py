@@ -16,10 +16,9 @@ class SharedLog:
     """The notification log as the runners of one process read it: each stretch read once,
     each event decoded once.
 
-    The projections follow the same stretch of the log a few milliseconds apart. Profiled, the
-    four runners' own ``select_notifications`` were 41 % of the read-model process's Python time
-    (building the same rows four times), and decoding (JSON, the event object, upcast) had
-    been a third of a worker's before it was shared. The log is immutable and its positions are
+    The projections follow the same stretch of the log a few milliseconds apart; reading and
+    decoding it once per runner built the same rows and events four times. The log is
+    immutable and its positions are
     committed in order (the events table's lock), so a stretch read a moment ago is what a read
     now returns, up to its end: a runner whose position falls inside the last stretches read
     gets the rest of one (a shorter batch), and only a position past them reads again. Bounded:

@@ -1,8 +1,7 @@
 """FastAPI dependencies as Annotated aliases.
 
 The ones every request resolves are ``async def``: FastAPI runs a plain ``def`` dependency on a
-worker thread, and each such hop cost a submit more than its own work (profiled: thread
-hand-overs were a fifth of the API's CPU at 32 concurrent submits). What may read the database
+worker thread, and such a hop costs a submit more than its own work. What may read the database
 (a key or setting whose cache is stale) is answered from the cache on the event loop, and only
 on a miss on a thread (``cached_or_off_loop``).
 """
