@@ -17,6 +17,9 @@ up) is ended; it reconnects from its last position and catches up again by readi
 Streamed: ``ServiceCall``, ``Execution`` and ``Circuit`` events (tenant-scoped through the
 tenant recorded with every event). ``Tenant`` and ``TenantSettings`` events are never
 streamed: a tenant's keys and signing secrets are administration, not activity.
+
+One module over 300 lines on purpose: the tail, the subscribers and the hand-over between
+catching up and the fan-out only make sense together (the exactly-once argument above).
 """
 
 import asyncio

@@ -1,6 +1,10 @@
 """Orchestration: the ServiceCalls application, the one writer of events (calls, their
 executions and circuits): submit, the lifecycle commands, starting due attempts and recording
-their outcomes with what the policy decides."""
+their outcomes with what the policy decides.
+
+One module over 300 lines on purpose: it is the one eventsourcing Application (the service
+layer), and its use cases share its loading, its idempotency handling and its transactions.
+"""
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence

@@ -3,6 +3,9 @@
 Public command methods check the rules and compute values; the private ``@event`` methods
 only assign state (they run again on every replay). A duplicate or late message is a no-op:
 the command returns ``None`` (or ``False``) and records nothing.
+
+One module over 300 lines on purpose: the aggregate with all its events (its persisted schema)
+and their rules, as eventsourcing's examples keep an aggregate.
 """
 
 from datetime import datetime

@@ -15,6 +15,9 @@ returns within ``shutdown_timeout``.
 Secret header values travel sealed (in the ``execute`` message and the Execution's events);
 the worker opens them just before sending, and cuts them out of what it records (an error
 message or a response that quotes them).
+
+One module over 300 lines on purpose: the claim, early-start, send and record paths share
+the loop's state (free slots, messages in hand, attempts in flight) on one event loop.
 """
 
 import asyncio
