@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import reduce
 from typing import Any, cast
 from uuid import UUID
 
@@ -13,7 +12,7 @@ from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
 from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind, is_success
 from domain.request import RequestSpec
-from tests.support.domain_events import collect
+from tests.support.domain_events import collect, names, rebuild
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 LATER = NOW + timedelta(milliseconds=250)
@@ -26,12 +25,6 @@ REQUEST = RequestSpec(
 )
 
 
-def _names(events: list[Execution.Event]) -> list[str]:
-    return [type(e).__name__ for e in events]
-
-
-def _rebuild(events: list[Execution.Event]) -> Execution:
-    return cast(Execution, reduce(lambda a, e: e.mutate(a), events, None))
 
 
 def _begin(attempt: int = 1) -> tuple[Execution, UUID]:
@@ -57,7 +50,7 @@ def execution() -> Execution:
 def test_begin_records_started_with_the_request_fields() -> None:
     execution, call_id = _begin(attempt=3)
     events = collect(execution)
-    assert _names(events) == ["Started"]
+    assert names(events) == ["Started"]
     started = cast(Any, events[0])
     assert started.originator_id == execution_id_for(call_id, 3)
     assert started.tenant_id == "tenant-a"
@@ -97,7 +90,7 @@ def test_finish_with_200_records_succeeded_and_returns_a_successful_outcome(
         finished_at_epoch=LATER.timestamp(),
     )
     events = collect(execution)
-    assert _names(events) == ["Succeeded"]
+    assert names(events) == ["Succeeded"]
     succeeded = cast(Any, events[0])
     assert succeeded.status_code == 200
     assert succeeded.headers == {"Content-Type": "text/plain"}
@@ -126,7 +119,7 @@ def test_finish_with_500_records_failed_of_kind_http_error(execution: Execution)
     assert outcome.attempt == 1
     assert outcome.execution_id == str(execution.id)
     events = collect(execution)
-    assert _names(events) == ["Failed"]
+    assert names(events) == ["Failed"]
     failed = cast(Any, events[0])
     assert failed.error_kind == "http_error"
     assert failed.status_code == 500
@@ -147,7 +140,7 @@ def test_finish_with_a_timeout_records_failed_of_kind_timeout(execution: Executi
     assert outcome.status_code is None
     assert outcome.message == "timed out after 5s"
     events = collect(execution)
-    assert _names(events) == ["Failed"]
+    assert names(events) == ["Failed"]
     failed = cast(Any, events[0])
     assert failed.error_kind == "timeout"
     assert type(failed.error_kind) is str
@@ -227,9 +220,9 @@ def test_the_execution_rebuilt_from_its_events_equals_the_live_one(result: Attem
     execution.finish(result, LATER)
     execution.finish(result, LATER + timedelta(seconds=1))  # duplicate: ignored
     events = collect(execution)
-    assert _names(events)[0] == "Started"
+    assert names(events)[0] == "Started"
     assert len(events) == 2
-    rebuilt = _rebuild(events)
+    rebuilt = rebuild(Execution, events)
     assert rebuilt.describe() == execution.describe()
     assert rebuilt.version == execution.version == 2
     assert rebuilt.outcome_message() == execution.outcome_message()
@@ -237,7 +230,7 @@ def test_the_execution_rebuilt_from_its_events_equals_the_live_one(result: Attem
 
 def test_a_running_execution_rebuilt_from_its_events_equals_the_live_one() -> None:
     execution, _ = _begin()
-    rebuilt = _rebuild(collect(execution))
+    rebuilt = rebuild(Execution, collect(execution))
     assert rebuilt.describe() == execution.describe()
 
 
@@ -289,7 +282,7 @@ def test_retry_after_is_read_from_the_recorded_headers_after_a_rebuild() -> None
     events = collect(execution)
     failed = cast(Any, events[-1])
     assert failed.headers == {"Retry-After": "9"}
-    rebuilt = _rebuild(events)
+    rebuilt = rebuild(Execution, events)
     assert rebuilt.outcome_message().retry_after_seconds == 9.0
     assert rebuilt.outcome_message() == execution.outcome_message()
 

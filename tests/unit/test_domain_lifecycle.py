@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import reduce
 from typing import Any, cast
 
 import pytest
@@ -15,15 +14,12 @@ from domain.outcome import AttemptOutcome
 from domain.request import RequestSpec
 from domain.retry_policy import RetryPolicy
 from domain.service_call import TERMINAL, ServiceCall, Status
-from tests.support.domain_events import collect
+from tests.support.domain_events import collect, names, rebuild
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 DUE = NOW + timedelta(minutes=5)
 REQUEST = RequestSpec("POST", "https://api.example.com/hooks/1", {}, "{}", 10.0)
 
-
-def _names(events: list[ServiceCall.Event]) -> list[str]:
-    return [type(e).__name__ for e in events]
 
 
 def _status(call: ServiceCall) -> Status:
@@ -123,8 +119,7 @@ def _in(status: Status) -> ServiceCall:
 
 
 def _rebuilds(call: ServiceCall, events: list[ServiceCall.Event]) -> None:
-    rebuilt = cast(ServiceCall, reduce(lambda a, e: e.mutate(a), events, None))
-    assert rebuilt.describe() == call.describe()
+    assert rebuild(ServiceCall, events).describe() == call.describe()
 
 
 # --- cancel ------------------------------------------------------------------------------
@@ -138,7 +133,7 @@ def test_cancel_ends_a_live_call_as_cancelled(status: Status) -> None:
     at = NOW + timedelta(seconds=3)
     call.cancel("customer asked", at)
     events = collect(call)
-    assert _names(events) == ["Cancelled"]
+    assert names(events) == ["Cancelled"]
     cancelled = cast(Any, events[0])
     assert cancelled.reason == "customer asked"
     assert cancelled.cancelled_at == at
@@ -196,7 +191,7 @@ def test_pause_records_paused(status: Status) -> None:
     call = _in(status)
     assert call.pause(NOW) is True
     events = collect(call)
-    assert _names(events) == ["Paused"]
+    assert names(events) == ["Paused"]
     assert cast(Any, events[0]).paused_at == NOW
     assert call.status is Status.PAUSED
     assert not call.is_terminal
@@ -237,7 +232,7 @@ def test_resume_before_the_due_time_reschedules_at_the_due_time() -> None:
     at = DUE - timedelta(minutes=1)
     assert call.resume(at) is True
     events = collect(call)
-    assert _names(events) == ["Resumed", "Scheduled"]
+    assert names(events) == ["Resumed", "Scheduled"]
     resumed, scheduled = cast(list[Any], events)
     assert resumed.resumed_at == at
     assert scheduled.attempt == 1
@@ -298,7 +293,7 @@ def test_retry_of_a_failed_call_schedules_the_next_attempt_now() -> None:
     at = DUE + timedelta(hours=1)
     call.retry(at)
     events = collect(call)
-    assert _names(events) == ["RetryRequested", "Scheduled"]
+    assert names(events) == ["RetryRequested", "Scheduled"]
     requested, scheduled = cast(list[Any], events)
     assert requested.attempt == 2
     assert requested.due_at == at
@@ -312,9 +307,9 @@ def test_retry_of_a_failed_call_schedules_the_next_attempt_now() -> None:
     second_execution = call.start(2, at)
     assert second_execution == execution_id_for(call.id, 2)
     assert second_execution != first_execution
-    assert _names(collect(call)) == ["Started"]
+    assert names(collect(call)) == ["Started"]
     assert call.record_outcome(_outcome(call, 200), at) is True
-    assert _names(collect(call)) == ["Succeeded"]
+    assert names(collect(call)) == ["Succeeded"]
     assert _status(call) is Status.SUCCEEDED
 
 
@@ -345,7 +340,7 @@ def test_an_outcome_of_the_failed_attempt_after_a_manual_retry_is_ignored() -> N
     assert call.record_outcome(stale, DUE) is False
     call.start(2, DUE)
     assert call.record_outcome(stale, DUE) is False
-    assert _names(collect(call)) == ["Started"]
+    assert names(collect(call)) == ["Started"]
 
 
 def test_the_attempt_counter_continues_after_a_manual_retry_of_an_exhausted_call() -> None:
@@ -432,7 +427,7 @@ def test_a_full_lifecycle_rebuilds_from_its_events() -> None:
     call.start(2, DUE + timedelta(minutes=1))
     call.cancel("stop", DUE + timedelta(minutes=2))
     events += collect(call)
-    assert _names(events) == [
+    assert names(events) == [
         "Submitted",
         "Scheduled",
         "Paused",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import reduce
 from typing import Any, cast
 from uuid import UUID
 
@@ -14,7 +13,7 @@ from domain.outcome import AttemptOutcome
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
 from domain.service_call import TERMINAL, ServiceCall, Status
-from tests.support.domain_events import collect
+from tests.support.domain_events import collect, names, rebuild
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 DUE = NOW + timedelta(minutes=5)
@@ -27,12 +26,6 @@ REQUEST = RequestSpec(
 )
 
 
-def _names(events: list[ServiceCall.Event]) -> list[str]:
-    return [type(e).__name__ for e in events]
-
-
-def _rebuild(events: list[ServiceCall.Event]) -> ServiceCall:
-    return cast(ServiceCall, reduce(lambda a, e: e.mutate(a), events, None))
 
 
 def _success(execution_id: UUID, attempt: int = 1) -> AttemptOutcome:
@@ -131,7 +124,7 @@ def test_submit_records_submitted_then_scheduled_for_attempt_one() -> None:
         id=call_id, tenant_id="tenant-a", name="n", request=REQUEST, due_at=DUE
     )
     events = collect(call)
-    assert _names(events) == ["Submitted", "Scheduled"]
+    assert names(events) == ["Submitted", "Scheduled"]
     submitted, scheduled = cast(list[Any], events)
     assert submitted.originator_id == call_id
     assert submitted.tenant_id == "tenant-a"
@@ -182,7 +175,7 @@ def test_start_of_the_current_attempt_when_due_records_started(call: ServiceCall
     execution_id = call.start(1, DUE)
     assert execution_id == execution_id_for(call.id, 1)
     events = collect(call)
-    assert _names(events) == ["Started"]
+    assert names(events) == ["Started"]
     started = cast(Any, events[0])
     assert started.attempt == 1
     assert started.execution_id == execution_id
@@ -228,7 +221,7 @@ def test_a_successful_outcome_records_succeeded_and_ends_the_call(running: Servi
     finished = DUE + timedelta(seconds=2)
     assert running.record_outcome(_success(execution_id), finished) is True
     events = collect(running)
-    assert _names(events) == ["Succeeded"]
+    assert names(events) == ["Succeeded"]
     succeeded = cast(Any, events[0])
     assert succeeded.attempt == 1
     assert succeeded.execution_id == str(execution_id)
@@ -247,7 +240,7 @@ def test_a_404_records_attempt_failed_then_failed_as_not_retryable(running: Serv
     finished = DUE + timedelta(seconds=2)
     assert running.record_outcome(_failure(execution_id, status_code=404), finished) is True
     events = collect(running)
-    assert _names(events) == ["AttemptFailed", "Failed"]
+    assert names(events) == ["AttemptFailed", "Failed"]
     attempt_failed, failed = cast(list[Any], events)
     assert attempt_failed.attempt == 1
     assert attempt_failed.execution_id == str(execution_id)
@@ -350,13 +343,13 @@ def _full_history(succeeded: bool) -> tuple[ServiceCall, list[ServiceCall.Event]
 @pytest.mark.parametrize("succeeded", [True, False])
 def test_the_call_rebuilt_from_its_events_describes_the_same(succeeded: bool) -> None:
     call, events = _full_history(succeeded)
-    assert _names(events) == [
+    assert names(events) == [
         "Submitted",
         "Scheduled",
         "Started",
         *(["Succeeded"] if succeeded else ["AttemptFailed", "Failed"]),
     ]
-    rebuilt = _rebuild(events)
+    rebuilt = rebuild(ServiceCall, events)
     assert rebuilt.describe() == call.describe()
     assert rebuilt.execution_id == call.execution_id
     assert rebuilt.version == call.version == len(events)
@@ -367,10 +360,10 @@ def test_a_call_rebuilt_after_each_event_matches_the_live_call_at_that_point() -
         id=new_service_call_id(), tenant_id="t", name="n", request=REQUEST, due_at=DUE
     )
     events = collect(call)
-    assert _rebuild(events).describe() == call.describe()
+    assert rebuild(ServiceCall, events).describe() == call.describe()
     call.start(1, DUE)
     events += collect(call)
-    assert _rebuild(events).describe() == call.describe()
+    assert rebuild(ServiceCall, events).describe() == call.describe()
 
 
 def test_describe_reports_plain_values(running: ServiceCall) -> None:
@@ -440,7 +433,7 @@ def test_a_retryable_failure_with_attempts_left_schedules_the_next_attempt(
     finished = DUE + timedelta(seconds=2)
     assert running.record_outcome(_failure(execution_id), finished, random_fraction=0.5) is True
     events = collect(running)
-    assert _names(events) == ["AttemptFailed", "Scheduled"]
+    assert names(events) == ["AttemptFailed", "Scheduled"]
     attempt_failed, scheduled = cast(list[Any], events)
     assert attempt_failed.attempt == 1
     assert attempt_failed.status_code == 503
@@ -465,7 +458,7 @@ def test_default_retryable_status_codes_schedule_a_retry(
 ) -> None:
     eid = execution_id_for(running.id, 1)
     assert running.record_outcome(_failure(eid, status_code=status_code), DUE) is True
-    assert _names(collect(running)) == ["AttemptFailed", "Scheduled"]
+    assert names(collect(running)) == ["AttemptFailed", "Scheduled"]
     assert running.status is Status.SCHEDULED
     assert running.attempt == 2
 
@@ -477,7 +470,7 @@ def test_other_status_codes_fail_at_once_as_not_retryable(
     eid = execution_id_for(running.id, 1)
     assert running.record_outcome(_failure(eid, status_code=status_code), DUE) is True
     events = collect(running)
-    assert _names(events) == ["AttemptFailed", "Failed"]
+    assert names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[0]).retryable is False
     assert cast(Any, events[1]).reason == "not_retryable"
     assert running.status is Status.FAILED
@@ -488,7 +481,7 @@ def test_timeouts_network_errors_and_lost_executions_retry_by_default(
     running: ServiceCall, kind: str
 ) -> None:
     assert running.record_outcome(_error(execution_id_for(running.id, 1), kind), DUE) is True
-    assert _names(collect(running)) == ["AttemptFailed", "Scheduled"]
+    assert names(collect(running)) == ["AttemptFailed", "Scheduled"]
     assert running.last_error_kind == kind
     assert running.last_status_code is None
 
@@ -497,7 +490,7 @@ def test_timeouts_network_errors_and_lost_executions_retry_by_default(
 def test_error_kinds_not_in_retry_on_fail_as_not_retryable(running: ServiceCall, kind: str) -> None:
     assert running.record_outcome(_error(execution_id_for(running.id, 1), kind), DUE) is True
     events = collect(running)
-    assert _names(events) == ["AttemptFailed", "Failed"]
+    assert names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[1]).reason == "not_retryable"
     assert cast(Any, events[1]).error_kind == kind
 
@@ -506,10 +499,10 @@ def test_a_custom_retry_on_decides_what_retries() -> None:
     call = _submit(RetryPolicy(retry_on=("404", "rejected")))
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid, status_code=404), DUE) is True
-    assert _names(collect(call)) == ["AttemptFailed", "Scheduled"]
+    assert names(collect(call)) == ["AttemptFailed", "Scheduled"]
     eid = _start(call, call.due_at)
     assert call.record_outcome(_error(eid, "rejected", attempt=2), call.due_at) is True
-    assert _names(collect(call)) == ["AttemptFailed", "Scheduled"]
+    assert names(collect(call)) == ["AttemptFailed", "Scheduled"]
     eid = _start(call, call.due_at)
     assert call.record_outcome(_failure(eid, attempt=3, status_code=503), call.due_at) is True
     failed = collect(call)[-1]
@@ -536,7 +529,7 @@ def test_backoff_grows_by_the_multiplier_until_attempts_are_exhausted() -> None:
     eid = _start(call, now)
     assert call.record_outcome(_failure(eid, attempt=4), now) is True
     events = collect(call)
-    assert _names(events) == ["AttemptFailed", "Failed"]
+    assert names(events) == ["AttemptFailed", "Failed"]
     failed = cast(Any, events[1])
     assert failed.reason == "attempts_exhausted"
     assert failed.attempt == 4
@@ -562,7 +555,7 @@ def test_a_policy_with_one_attempt_fails_at_once_as_attempts_exhausted() -> None
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid), DUE) is True
     events = collect(call)
-    assert _names(events) == ["AttemptFailed", "Failed"]
+    assert names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[0]).retryable is True
     assert cast(Any, events[1]).reason == "attempts_exhausted"
 
@@ -577,11 +570,11 @@ def test_max_retry_duration_fails_the_call_as_duration_exhausted() -> None:
     call = _submit(policy)
     eid = _start(call, DUE)
     assert call.record_outcome(_failure(eid), DUE) is True  # next due DUE+4 <= DUE+10
-    assert _names(collect(call)) == ["AttemptFailed", "Scheduled"]
+    assert names(collect(call)) == ["AttemptFailed", "Scheduled"]
     eid = _start(call, DUE + timedelta(seconds=4))
     assert call.record_outcome(_failure(eid, attempt=2), DUE + timedelta(seconds=5)) is True
     events = collect(call)  # next due would be DUE+13 > DUE+10
-    assert _names(events) == ["AttemptFailed", "Failed"]
+    assert names(events) == ["AttemptFailed", "Failed"]
     assert cast(Any, events[1]).reason == "duration_exhausted"
     assert call.status is Status.FAILED
 
@@ -668,7 +661,7 @@ def test_after_a_retry_is_scheduled_the_old_attempt_is_stale(running: ServiceCal
     assert running.record_outcome(stale, due) is False
     assert running.record_outcome(_success(second, attempt=2), due) is True
     events = collect(running)
-    assert _names(events) == ["Started", "Succeeded"]
+    assert names(events) == ["Started", "Succeeded"]
     assert cast(Any, events[1]).attempt == 2
     assert running.status is Status.SUCCEEDED
 
@@ -689,13 +682,13 @@ def test_a_call_that_retried_rebuilds_from_its_events() -> None:
         assert eid is not None
         call.record_outcome(_failure(eid, attempt=attempt, retry_after_seconds=3), now)
         events += collect(call)
-        assert _rebuild(events).describe() == call.describe()
+        assert rebuild(ServiceCall, events).describe() == call.describe()
         now = call.due_at
     eid = call.start(3, now)
     assert eid is not None
     call.record_outcome(_success(eid, attempt=3), now)
     events += collect(call)
-    assert _names(events) == [
+    assert names(events) == [
         "Submitted",
         "Scheduled",
         "Started",
@@ -707,7 +700,7 @@ def test_a_call_that_retried_rebuilds_from_its_events() -> None:
         "Started",
         "Succeeded",
     ]
-    rebuilt = _rebuild(events)
+    rebuilt = rebuild(ServiceCall, events)
     assert rebuilt.describe() == call.describe()
     assert rebuilt.retry_policy == NO_JITTER
     assert rebuilt.version == 10
