@@ -13,7 +13,7 @@ from infrastructure.migrations import Migration
 from projections.folding import RowChanges, host_of, names_of
 from projections.index_keys import INDEX_KEY_FUNCTIONS, key, key_equals
 from projections.query import MAX_LIMIT, Page, Sort, Where, check_choices, fetch_page
-from projections.runner import Recorded
+from projections.runner import LogEvent
 
 TABLE = "duecall_rm_executions"
 NAMES = "duecall_rm_execution_call_names"  # this projection's own call id → name
@@ -89,7 +89,7 @@ class ExecutionsProjection:
     tables: tuple[str, ...] = (TABLE, NAMES)
     migrations: Sequence[Migration] = MIGRATIONS
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
         names, rows = RowChanges(NAMES), RowChanges(TABLE)
         for recorded in events:
             e, kind = recorded.event, recorded.topic.removeprefix(PREFIX)

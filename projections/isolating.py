@@ -17,9 +17,9 @@ from psycopg.rows import DictRow
 from projections.failures import ProjectionFailure, about_the_event, failure_of
 
 if TYPE_CHECKING:  # the runner imports this module
-    from projections.runner import Projection, Recorded
+    from projections.runner import LogEvent, Projection
 
-Decode = Callable[[Sequence[Notification]], "list[Recorded]"]
+Decode = Callable[[Sequence[Notification]], "list[LogEvent]"]
 
 
 def fold_isolating(

@@ -52,7 +52,7 @@ LINGER = 0.02  # seconds a caught-up runner waits for more events before its nex
 
 
 @dataclass(frozen=True)
-class Recorded:
+class LogEvent:
     """One decoded event with its topic and its position in the notification log."""
 
     topic: str
@@ -75,7 +75,7 @@ class Projection(Protocol):
     tables: tuple[str, ...]  # emptied by a rebuild
     migrations: Sequence[Migration]
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None: ...
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None: ...
 
 
 def lock_key(projection_name: str) -> str:
@@ -174,14 +174,14 @@ class ProjectionRunner:
         while processed := self.run_batch(locked=locked):
             progress(processed)
 
-    def _decode(self, notifications: Sequence[Notification]) -> list[Recorded]:
+    def _decode(self, notifications: Sequence[Notification]) -> list[LogEvent]:
         wanted = self.projection.topics
         recorded = []
         for n in notifications:
             if n.topic not in wanted:
                 continue
             try:
-                recorded.append(Recorded(n.topic, self._log.event(n), n.id))
+                recorded.append(LogEvent(n.topic, self._log.event(n), n.id))
             except TopicError:
                 log.warning("unknown_event_topic", projection=self.name, topic=n.topic)
         return recorded

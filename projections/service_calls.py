@@ -13,7 +13,7 @@ from infrastructure.migrations import Migration
 from projections.folding import RowChanges, host_of
 from projections.index_keys import INDEX_KEY_FUNCTIONS, has_tag, key
 from projections.query import Page, Sort, Where, check_choices, fetch_page
-from projections.runner import Recorded
+from projections.runner import LogEvent
 
 TABLE = "duecall_rm_service_calls"
 PREFIX = "duecall:ServiceCall."
@@ -126,7 +126,7 @@ class ServiceCallsProjection:
     tables: tuple[str, ...] = (TABLE,)
     migrations: Sequence[Migration] = MIGRATIONS
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
         rows = RowChanges(TABLE)
         for recorded in events:
             e, kind = recorded.event, recorded.topic.removeprefix(PREFIX)

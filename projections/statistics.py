@@ -25,7 +25,7 @@ from psycopg.rows import DictRow
 from infrastructure.migrations import Migration
 from projections.folding import host_of, insert_json, names_of
 from projections.histogram import BUCKETS, bucket_of, cumulative
-from projections.runner import Recorded
+from projections.runner import LogEvent
 from projections.statistics_schema import (
     ALL,
     BY_HOST,
@@ -98,7 +98,7 @@ class StatisticsProjection:
     tables: tuple[str, ...] = (NAMES, PENDING, *(table(g) for g in GRANULARITIES))
     migrations: Sequence[Migration] = MIGRATIONS
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
         names: dict[UUID, str] = {}
         started: dict[UUID, _Context] = {}
         finished: list[tuple[int, Any]] = []

@@ -21,7 +21,7 @@ from psycopg.rows import DictRow
 from infrastructure.migrations import Migration
 from projections.folding import insert_json, update_json
 from projections.query import Page, check_choices, fetch_page
-from projections.runner import Recorded
+from projections.runner import LogEvent
 from projections.service_calls import SORTS, STATUSES, ServiceCallFilters
 from projections.service_calls import TABLE as CALLS_TABLE
 
@@ -82,7 +82,7 @@ class StatusIntervalsProjection:
     tables: tuple[str, ...] = (TABLE,)
     migrations: Sequence[Migration] = MIGRATIONS
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
         rows: list[dict[str, Any]] = []  # the intervals this batch opens, in order
         latest: dict[UUID, dict[str, Any]] = {}  # each call's last one of them
         closes: dict[UUID, datetime] = {}  # intervals opened by earlier batches, now ended

@@ -68,7 +68,7 @@ class ExecutionLoop:
         shutdown_timeout: float = 30.0,
         unavailable: tuple[type[Exception], ...] = (),
         tracer: Tracer = NO_TRACING,
-        room_made: threading.Event | None = None,
+        slots_available: threading.Event | None = None,
     ) -> None:
         self._attempts = attempts
         self._tracer = tracer
@@ -88,8 +88,8 @@ class ExecutionLoop:
         self._slots_freed = asyncio.Event()
         self._sending: dict[asyncio.Task[None], Attempt] = {}
         self._handing: set[asyncio.Task[None]] = set()
-        # set when attempts finish: the timer (which takes no more than ``room()``) may go on
-        self.room_made = room_made or threading.Event()
+        # set when attempts finish: the timer (which takes no more than ``free_slots()``) may go on
+        self.slots_available = slots_available or threading.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         recorder = asyncio.create_task(self._record_results())
@@ -136,7 +136,7 @@ class ExecutionLoop:
         )
 
     async def _claim_and_send_once(self) -> None:
-        """Claim what this worker has room for (or wait for room, or for work), begin the
+        """Claim what this worker has free slots for (or wait for a slot, or for work), begin the
         attempts and send each on a task of its own."""
         free = self._max_in_flight - self._in_flight
         if free <= 0:
@@ -171,9 +171,9 @@ class ExecutionLoop:
         if slots:
             self._in_flight -= slots
             self._slots_freed.set()
-            self.room_made.set()
+            self.slots_available.set()
 
-    def room(self) -> int:
+    def free_slots(self) -> int:
         """How many more attempts this worker takes on now (read from the timer's thread)."""
         return self._max_in_flight - self._in_flight
 

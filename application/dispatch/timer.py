@@ -38,8 +38,8 @@ class Timer:
         group_window: float = 0.002,
         unavailable: tuple[type[Exception], ...] = (),
         prestart: float = 0.0,
-        room: Callable[[], int] | None = None,
-        room_made: threading.Event | None = None,
+        free_slots: Callable[[], int] | None = None,
+        slots_available: threading.Event | None = None,
     ) -> None:
         """``unavailable``: errors meaning the database is away; the calls held then are kept
         (and started once it is back, while their leases last)."""
@@ -52,9 +52,9 @@ class Timer:
         self._group_window = group_window
         self._prestart = prestart
         # back-pressure: how many more attempts the execution loop takes (held ones count),
-        # and the event it sets when it has room again
-        self._room = room or (lambda: batch_size)
-        self._room_made = room_made or threading.Event()
+        # and the event it sets when a slot is free again
+        self._free_slots = free_slots or (lambda: batch_size)
+        self._slots_available = slots_available or threading.Event()
         self._held: list[OutboxMessage] = []
         self.stopped = threading.Event()
 
@@ -83,21 +83,21 @@ class Timer:
             log.info("timer_handed_back", held=len(held), released=released)
 
     def stop(self) -> None:
-        """Stop at once: a wait for more messages or for room ends now."""
+        """Stop at once: a wait for more messages or for a free slot ends now."""
         self.stopped.set()
-        self._room_made.set()
+        self._slots_available.set()
         self._outbox.wake(START)
 
     def run_once(self) -> int:
         """Start what is due (returns how many), else claim, else wait; one step of ``run``."""
         if self._held and _due(self._held[0]) <= time.time() + self._prestart + self._group_window:
             return self._fire()
-        self._room_made.clear()  # before looking: room made after the look still wakes us
-        room = min(self._batch_size, self._room() - len(self._held))
-        if room <= 0:  # the execution loop is full: wait for room (or the next held one)
-            self._room_made.wait(self._until_next_held(time.time()))
+        self._slots_available.clear()  # before looking: a slot freed after the look still wakes us
+        wanted = min(self._batch_size, self._free_slots() - len(self._held))
+        if wanted <= 0:  # the execution loop is full: wait for a free slot (or the next held one)
+            self._slots_available.wait(self._until_next_held(time.time()))
             return 0
-        claimed = self._outbox.claim(START, room, self._lookahead)
+        claimed = self._outbox.claim(START, wanted, self._lookahead)
         if claimed:
             self._held = sorted([*self._held, *claimed], key=_due)
             return 0

@@ -59,7 +59,7 @@ class Workers:
         self._outbox = outbox
         self._sender_factory = sender_factory
         self._options = options
-        self._room_made = threading.Event()  # the execution loop has room for more attempts
+        self._slots_available = threading.Event()  # the execution loop has free slots again
         self._timer = Timer(
             outbox,
             partial(service_calls.start_due, hand_off=self._hand_off),
@@ -68,8 +68,8 @@ class Workers:
             lookahead=options.timer_lookahead,
             unavailable=unavailable,
             prestart=min(options.timer_prestart, options.timer_lookahead),
-            room=self._room,
-            room_made=self._room_made,
+            free_slots=self._free_slots,
+            slots_available=self._slots_available,
         )
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,9 +108,9 @@ class Workers:
             "workers_stopped", seconds=round(time.monotonic() - began, 3), unfinished=unfinished
         )
 
-    def _room(self) -> int:
+    def _free_slots(self) -> int:
         """How many more attempts this worker's execution loop takes on."""
-        return self._execution.room() if self._execution else 0
+        return self._execution.free_slots() if self._execution else 0
 
     def _hand_off(self, messages: Sequence[OutboxMessage]) -> None:
         """The timer's early starts (recorded, leased to this worker) go to the execution loop;
@@ -146,7 +146,7 @@ class Workers:
             shutdown_timeout=self._options.shutdown_timeout,
             unavailable=self._unavailable,
             tracer=self._tracer,
-            room_made=self._room_made,
+            slots_available=self._slots_available,
         )
         self._execution = worker
         self._execution_ready.set()

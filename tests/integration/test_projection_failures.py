@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from infrastructure.container import Container
 from infrastructure.database import DATABASE_UNAVAILABLE
 from projections.read_models import PROJECTIONS
-from projections.runner import Recorded
+from projections.runner import LogEvent
 from projections.service_calls import ServiceCallFilters, list_service_calls
 from tests.support.projection_failures import (
     Refusing,
@@ -140,7 +140,7 @@ def test_a_database_outage_is_retried_and_never_recorded_as_a_failure(
     inner = rm_container.read_models.runners["service_calls"].projection
 
     class Away(Refusing):
-        def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+        def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
             raise outage
 
     runner = rm_container.read_models.runner_for(Away(inner, call))

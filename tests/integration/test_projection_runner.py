@@ -11,7 +11,7 @@ from psycopg.rows import DictRow
 
 from infrastructure.container import Container
 from projections.read_models import PROJECTIONS
-from projections.runner import Projection, Recorded
+from projections.runner import LogEvent, Projection
 from tests.support.db_queries import rows
 from tests.support.read_models import catch_up, checksums, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls
@@ -27,7 +27,7 @@ class CrashingProjection:
         self.name, self.topics = inner.name, inner.topics
         self.tables, self.migrations = inner.tables, inner.migrations
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
         self.inner.fold(curs, events)
         self.batches += 1
         if self.batches == self.crash_on:

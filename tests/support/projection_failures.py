@@ -14,7 +14,7 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
 from infrastructure.container import Container
-from projections.runner import Projection, Recorded
+from projections.runner import LogEvent, Projection
 from tests.support.db_queries import rows
 from tests.support.workload import FAST_RETRIES
 
@@ -71,7 +71,7 @@ class Refusing:
         self.name, self.topics = inner.name, inner.topics
         self.tables, self.migrations = inner.tables, inner.migrations
 
-    def fold(self, curs: Cursor[DictRow], events: Sequence[Recorded]) -> None:
+    def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
         if self.broken and any(
             (r.event.originator_id, r.event.originator_version) == (self.refused, 1) for r in events
         ):
