@@ -23,11 +23,11 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 import structlog
 
 from application.commands import SubmitServiceCall
-from application.service_calls import Submissions
+from application.service_calls import SubmittedCalls
 
 log = structlog.get_logger(__name__)
 
-SubmitMany = Callable[[Sequence[SubmitServiceCall]], Submissions]
+SubmitMany = Callable[[Sequence[SubmitServiceCall]], SubmittedCalls]
 
 
 class NotRecordedError(Exception):
@@ -46,13 +46,13 @@ class GroupCommit:
         self._submit_many = submit_many
         self._max_batch = max_batch
         self._unavailable = unavailable
-        self._queue: queue.SimpleQueue[tuple[SubmitServiceCall, Future[Submissions]]] = (
+        self._queue: queue.SimpleQueue[tuple[SubmitServiceCall, Future[SubmittedCalls]]] = (
             queue.SimpleQueue()
         )
         self._writer = threading.Thread(target=self._write, name="group-commit", daemon=True)
         self._writer.start()
 
-    def submit(self, command: SubmitServiceCall, timeout: float = 30.0) -> Submissions:
+    def submit(self, command: SubmitServiceCall, timeout: float = 30.0) -> SubmittedCalls:
         """Record the command with whatever else is waiting; its own result (with the batch's
         log position) or its own error."""
         future = self._enqueue(command)
@@ -62,7 +62,9 @@ class GroupCommit:
             _withdraw(future, timeout)
             return future.result()  # the writer has it: its outcome, whatever it is
 
-    async def submit_async(self, command: SubmitServiceCall, timeout: float = 30.0) -> Submissions:
+    async def submit_async(
+        self, command: SubmitServiceCall, timeout: float = 30.0
+    ) -> SubmittedCalls:
         """``submit`` for a coroutine: the event loop goes on while the batch commits (no
         thread waits for it)."""
         future = self._enqueue(command)
@@ -73,8 +75,8 @@ class GroupCommit:
             _withdraw(future, timeout)
             return await waiting  # the writer has it: its outcome, whatever it is
 
-    def _enqueue(self, command: SubmitServiceCall) -> Future[Submissions]:
-        future: Future[Submissions] = Future()
+    def _enqueue(self, command: SubmitServiceCall) -> Future[SubmittedCalls]:
+        future: Future[SubmittedCalls] = Future()
         self._queue.put((command, future))
         return future
 
@@ -91,7 +93,7 @@ class GroupCommit:
             if batch:
                 self._record(batch)
 
-    def _record(self, batch: list[tuple[SubmitServiceCall, Future[Submissions]]]) -> None:
+    def _record(self, batch: list[tuple[SubmitServiceCall, Future[SubmittedCalls]]]) -> None:
         try:
             results = self._submit_many([command for command, _ in batch])
         except Exception as error:
@@ -104,12 +106,10 @@ class GroupCommit:
                 self._record([item])
             return
         for (_, future), result in zip(batch, results, strict=True):
-            own = Submissions([result])
-            own.position = results.position
-            future.set_result(own)
+            future.set_result(SubmittedCalls([result], results.position))
 
 
-def _withdraw(future: Future[Submissions], timeout: float) -> None:
+def _withdraw(future: Future[SubmittedCalls], timeout: float) -> None:
     """Raise ``NotRecordedError`` if the writer never took the submit (it never will now)."""
     if future.cancel():  # the writer never took it: nothing is recorded
         raise NotRecordedError(

@@ -40,11 +40,16 @@ log = structlog.get_logger(__name__)
 SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
 
 
-class Submissions(list[tuple[ServiceCall, bool]]):
-    """(call, created) per command, and a log position at or after every event of those calls
-    (for read-your-writes): the last one recorded, or the head when a call existed before."""
+class SubmittedCalls(list[tuple[ServiceCall, bool]]):
+    """(call, created) per command, in order, and ``position``: a log position at or after
+    every event of those calls (for read-your-writes): the last one recorded, or the head when
+    a call existed before."""
 
-    position: int | None = None
+    def __init__(
+        self, results: Iterable[tuple[ServiceCall, bool]], position: int | None
+    ) -> None:
+        super().__init__(results)
+        self.position = position
 
 
 class ServiceCalls(Application[UUID]):
@@ -69,7 +74,7 @@ class ServiceCalls(Application[UUID]):
         """Record a new call (or, for a repeated Idempotency-Key, return the original)."""
         return self.submit_many([command])[0]
 
-    def submit_many(self, commands: Sequence[SubmitServiceCall]) -> Submissions:
+    def submit_many(self, commands: Sequence[SubmitServiceCall]) -> SubmittedCalls:
         """Record many calls, ``SUBMIT_CHUNK`` per transaction; (call, created) for each.
 
         Keys seen before answer with their original call (or raise if the request differs);
@@ -104,9 +109,9 @@ class ServiceCalls(Application[UUID]):
                 positions.append(self.recorder.max_notification_id())
                 continue
             results.update((i, (call, True)) for (i, _), call in zip(chunk, calls, strict=True))
-        submissions = Submissions(results[i] for i in range(len(commands)))
-        submissions.position = max(filter(None, positions), default=None)
-        return submissions
+        return SubmittedCalls(
+            (results[i] for i in range(len(commands))), max(filter(None, positions), default=None)
+        )
 
     def get_call(self, tenant_id: str, call_id: UUID) -> ServiceCall:
         try:

@@ -24,7 +24,7 @@ from application.dispatch.batching import ITEM_ATTEMPTS, in_batch_or_one_by_one
 from application.dispatch.timer import Timer
 from application.group_commit import GroupCommit, NotRecordedError
 from application.outbox import START, OutboxMessage, still_leased
-from application.service_calls import Submissions
+from application.service_calls import SubmittedCalls
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
 
@@ -150,7 +150,7 @@ def test_group_commit_fails_a_whole_batch_at_once_while_the_database_is_away() -
     calls: list[int] = []
     gate = threading.Event()
 
-    def submit_many(commands: Sequence[SubmitServiceCall]) -> Submissions:
+    def submit_many(commands: Sequence[SubmitServiceCall]) -> SubmittedCalls:
         calls.append(len(commands))
         gate.wait(5)  # let the other submits queue up behind the first
         raise OperationalError("couldn't get a connection after 5.00 sec")
@@ -181,10 +181,10 @@ def test_a_submit_that_waited_too_long_is_withdrawn_before_it_is_recorded() -> N
     recorded: list[SubmitServiceCall] = []
     gate = threading.Event()
 
-    def submit_many(commands: Sequence[SubmitServiceCall]) -> Submissions:
+    def submit_many(commands: Sequence[SubmitServiceCall]) -> SubmittedCalls:
         gate.wait(5)  # the writer is stuck on the first command
         recorded.extend(commands)
-        return Submissions([(cast(ServiceCall, None), True) for _ in commands])
+        return SubmittedCalls([(cast(ServiceCall, None), True) for _ in commands], None)
 
     group = GroupCommit(submit_many, unavailable=UNAVAILABLE)
     first = threading.Thread(target=lambda: group.submit(_command(), timeout=10),
