@@ -191,14 +191,6 @@ class ExecutionList(BaseModel):
     items: list[ExecutionPublic]
 
 
-class Problem(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    errors: list[dict[str, Any]] | None = None
-
-
 class RetryPolicyCreate(BaseModel):
     max_attempts: Integer = Field(default=5, ge=1, le=50)
     initial_backoff_seconds: Number = Field(default=1.0, ge=0, le=86_400)
