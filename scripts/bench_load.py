@@ -1,0 +1,163 @@
+"""The benchmark's load generator (scripts/bench.py): the calls' payloads, and httpx clients
+(in this process) that POST them one by one or in batches, recording ids, latencies and
+errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+from bench_stack import BenchError, Stack
+
+T = TypeVar("T")
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    """Run a coroutine on a fresh event loop (uvloop when installed)."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+
+    async def wrapper() -> T:
+        return await coro
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(wrapper())
+
+
+def load_generator(kind: str, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    timeout = httpx.Timeout(120.0)
+    if kind == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits, trust_env=False)
+        return httpx.AsyncClient(transport=transport, limits=limits, timeout=timeout,
+                                 trust_env=False)
+    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+
+
+def call_payload(target_url: str, index: int, *, due_at: datetime | None = None,
+                 delay_seconds: float | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "name": "bench",
+        "request": {"method": "POST", "url": f"{target_url}/hook", "body": {"n": index},
+                    "timeout_seconds": 10},
+    }
+    if due_at is not None:
+        payload["due_at"] = due_at.isoformat()
+    if delay_seconds is not None:
+        payload["delay_seconds"] = delay_seconds
+    return payload
+
+
+@dataclass
+class Submitted:
+    ids: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    started: float = 0.0  # time.monotonic()
+    started_wall: float = 0.0  # time.time()
+    finished: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-9, self.finished - self.started)
+
+
+async def post_batches(
+    client: httpx.AsyncClient, api_urls: Sequence[str], api_key: str,
+    payloads: Sequence[dict[str, Any]], batch_size: int, concurrency: int,
+    progress: Callable[[int], None] | None = None,
+) -> Submitted:
+    """POST the payloads in batches, ``concurrency`` requests at once; ids in payload order."""
+    batches = [payloads[i:i + batch_size] for i in range(0, len(payloads), batch_size)]
+    results: list[list[str]] = [[] for _ in batches]
+    out = Submitted()
+    next_batch = 0
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+
+    async def sender() -> None:
+        nonlocal next_batch
+        while next_batch < len(batches):
+            index = next_batch
+            next_batch += 1
+            body = orjson.dumps({"calls": batches[index]})
+            url = f"{api_urls[index % len(api_urls)]}/v1/service-calls:batch"
+            began = time.perf_counter()
+            response = await client.post(url, content=body, headers=headers)
+            out.latencies_ms.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 201:
+                raise BenchError(f"batch {index}: HTTP {response.status_code}: "
+                                 f"{response.text[:500]}")
+            results[index] = [item["id"] for item in orjson.loads(response.content)["items"]]
+            if progress:
+                progress(len(batches[index]))
+
+    out.started, out.started_wall = time.monotonic(), time.time()
+    await asyncio.gather(*(sender() for _ in range(min(concurrency, len(batches)))))
+    out.finished = time.monotonic()
+    out.ids = [i for batch in results for i in batch]
+    return out
+
+
+async def post_singles(
+    client: httpx.AsyncClient, api_urls: Sequence[str], api_key: str, count: int,
+    concurrency: int, make: Callable[[int], dict[str, Any]],
+    progress: Callable[[int], None] | None = None,
+) -> Submitted:
+    out = Submitted()
+    next_index = 0
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+
+    async def client_loop() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            body = orjson.dumps(make(index))
+            url = f"{api_urls[index % len(api_urls)]}/v1/service-calls"
+            began = time.perf_counter()
+            try:
+                response = await client.post(url, content=body, headers=headers)
+            except httpx.HTTPError as error:
+                out.errors.append(f"{type(error).__name__}: {error}")
+                continue
+            out.latencies_ms.append((time.perf_counter() - began) * 1000)
+            if response.status_code == 201:
+                out.ids.append(orjson.loads(response.content)["id"])
+            else:
+                out.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+            if progress and index % 100 == 0:
+                progress(100)
+
+    out.started, out.started_wall = time.monotonic(), time.time()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    out.finished = time.monotonic()
+    return out
+
+
+def submit_batches(args: argparse.Namespace, stack: Stack, tenant: str,
+                   payloads: Sequence[dict[str, Any]], progress: Callable[[int], None] | None
+                   ) -> Submitted:
+    """POST ``payloads`` as ``tenant`` (with its key: ``stack.key_for`` issues it before the
+    first batch is timed, if the phase did not already)."""
+    api_key = stack.key_for(tenant)
+
+    async def go() -> Submitted:
+        connections = args.batch_concurrency * len(stack.apis)
+        async with load_generator(args.client, connections) as client:
+            return await post_batches(client, stack.api_urls, api_key, payloads,
+                                      args.batch_size, args.batch_concurrency, progress)
+
+    return run_async(go())
