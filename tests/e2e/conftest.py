@@ -1,4 +1,5 @@
-"""End-to-end fixtures: one real `duecall serve` process and one real HTTP target per module."""
+"""End-to-end fixtures: one real `duecall serve` process per test process (on a database of its
+own) and one real HTTP target per module; a module that needs other settings starts its own."""
 
 from collections.abc import Callable, Iterator
 
@@ -10,10 +11,12 @@ from tests.support.duecall_process import DuecallProcess, tenant_headers
 from tests.support.target_server import TargetServer
 
 
-@pytest.fixture(scope="module")
-def duecall_server(database_url: str) -> Iterator[DuecallProcess]:
-    """`duecall serve` (API + workers) against the session database, polling every 0.2 s."""
-    with DuecallProcess(database_url) as server:
+@pytest.fixture(scope="session")
+def duecall_server(server_url: str) -> Iterator[DuecallProcess]:
+    """`duecall serve` (API + workers), shared by the modules of this test process, on a
+    database of its own: the other tests' clean-ups (which empty the session database's
+    tables) never reach it. Tests that look into its database use ``.database_url``."""
+    with fresh_database(server_url, prefix="duecall_e2e") as url, DuecallProcess(url) as server:
         yield server
 
 

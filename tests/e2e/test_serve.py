@@ -252,9 +252,9 @@ IN_AN_HOUR = datetime.now(UTC) + timedelta(hours=1)
     ],
 )
 def test_an_invalid_submit_is_422_naming_the_field_and_records_nothing(
-    api: httpx.Client, database_url: str, payload: dict[str, Any], field: str | None
+    api: httpx.Client, duecall_server: DuecallProcess, payload: dict[str, Any], field: str | None
 ) -> None:
-    before = event_count(database_url)
+    before = event_count(duecall_server.database_url)
 
     response = api.post("/v1/service-calls", json=payload)
 
@@ -266,7 +266,7 @@ def test_an_invalid_submit_is_422_naming_the_field_and_records_nothing(
     else:
         assert field in fields, problem
     assert "location" not in response.headers
-    assert event_count(database_url) == before
+    assert event_count(duecall_server.database_url) == before
 
 
 def test_an_unknown_id_is_404_and_a_malformed_id_is_422(api: httpx.Client) -> None:
