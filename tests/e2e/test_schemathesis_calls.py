@@ -1,0 +1,19 @@
+"""Schemathesis against a real `duecall serve`: the service-call operations (every check, every
+phase, stateful links included; tests/support/schemathesis_run.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.duecall_process import DuecallProcess, issue_tenant_key
+from tests.support.schemathesis_run import run_schemathesis
+
+pytestmark = [pytest.mark.e2e, pytest.mark.schemathesis, pytest.mark.slow]
+
+
+def test_the_service_call_operations_pass_every_schemathesis_check(
+    duecall_server: DuecallProcess, tmp_path: Path
+) -> None:
+    key = issue_tenant_key(duecall_server.url, "schemathesis-calls")
+    run_schemathesis(duecall_server, key, tmp_path,
+                     "--include-path-regex", "^/v1/service-calls")
