@@ -10,7 +10,7 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import Recording
 
 from application.idempotency import IdempotencyRecord
-from application.outbox import OutboxChanges, OutboxMessage
+from application.outbox import OutboxChanges
 
 log = structlog.get_logger("duecall.events")
 
@@ -48,16 +48,6 @@ class TransactionEffects:
 
 
 NO_EFFECTS = TransactionEffects()
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What orchestration decided about some outcomes, to be saved with them: the aggregates it
-    changed, the messages they cause, and the circuits it registered."""
-
-    aggregates: Sequence[Recordable] = ()
-    publish: Sequence[OutboxMessage] = ()
-    circuits: Sequence[NewCircuit] = ()
 
 
 def record(

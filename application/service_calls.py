@@ -8,6 +8,7 @@ layer), and its use cases share its loading, its idempotency handling and its tr
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -29,7 +30,7 @@ from application.messages import (
 )
 from application.outbox import OutboxChanges, OutboxMessage
 from application.ports import SecretBox
-from application.recording import Decision, NewCircuit, TransactionEffects, record
+from application.recording import NewCircuit, Recordable, TransactionEffects, record
 from domain.errors import ServiceCallNotFoundError
 from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
@@ -50,6 +51,16 @@ class SubmittedCalls(list[tuple[ServiceCall, bool]]):
     ) -> None:
         super().__init__(results)
         self.position = position
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What orchestration decided about some outcomes, to be saved with them: the aggregates it
+    changed, the messages they cause, and the circuits it registered."""
+
+    aggregates: Sequence[Recordable] = ()
+    publish: Sequence[OutboxMessage] = ()
+    circuits: Sequence[NewCircuit] = ()
 
 
 class ServiceCalls(Application[UUID]):

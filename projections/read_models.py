@@ -4,7 +4,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -150,13 +149,13 @@ class ReadModels:
 
     def _status(self, name: str, position: int, head: int,
                 failed: tuple[int, ProjectionFailure] | None) -> ProjectionStatus:
-        lag = ProjectionStatus(name, position, head, max(0, head - position),
-                               self._lag_seconds(position, head))
-        if failed is None:
-            return lag
-        count, latest = failed
-        return replace(lag, failures=count, last_failed_position=latest.position,
-                       last_error=latest.error)
+        count, latest = failed or (0, None)
+        return ProjectionStatus(
+            name, position, head, max(0, head - position), self._lag_seconds(position, head),
+            failures=count,
+            last_failed_position=latest.position if latest else None,
+            last_error=latest.error if latest else None,
+        )
 
     def failures(self, name: str | None = None, limit: int = 100) -> list[ProjectionFailure]:
         """The events the read models (or the one ``name``) could not fold, newest first."""
