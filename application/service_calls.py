@@ -1,6 +1,6 @@
 """Orchestration: the ServiceCalls application, the one writer of events (calls, their
-executions and circuits): submit, the lifecycle commands, starting due attempts and recording
-their outcomes with what the policy decides.
+executions and circuits): submit, the lifecycle commands, starting due attempts, beginning
+them (one Execution aggregate each) and recording their outcomes with what the policy decides.
 
 One module over 300 lines on purpose: it is the one eventsourcing Application (the service
 layer), and its use cases share its loading, its idempotency handling and its transactions.
@@ -16,25 +16,30 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from application.circuits import CircuitBoard, CircuitOptions
+from application.aggregate_cache import catch_up_cache
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.loading import load_many
-from application.messages import (
+from application.outbox import (
+    OutboxChanges,
+    OutboxMessage,
     execute_message,
+    execution_id_of,
     leased_here,
+    request_of,
     start_message,
     trace_parent_of,
 )
-from application.outbox import OutboxChanges, OutboxMessage
 from application.ports import SecretBox
 from application.recording import NewCircuit, Recordable, TransactionEffects, record
+from domain.circuit import CircuitBoard, CircuitOptions
 from domain.errors import ServiceCallNotFoundError
 from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
-from domain.outcome import AttemptOutcome
+from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind
+from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status
 
 log = structlog.get_logger(__name__)
@@ -51,6 +56,19 @@ class SubmittedCalls(list[tuple[ServiceCall, bool]]):
     ) -> None:
         super().__init__(results)
         self.position = position
+
+
+@dataclass
+class Attempt:
+    """A started execution, with the message that asked for it and the request to make."""
+
+    message: OutboxMessage
+    execution: Execution
+    request: RequestSpec
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.message.service_call_id}:{self.message.attempt}"
 
 
 @dataclass(frozen=True)
@@ -74,8 +92,12 @@ class ServiceCalls(Application[UUID]):
         idempotency_keys: IdempotencyKeys | None = None,
         execution_grace_seconds: float = 30.0,
         circuit_options: CircuitOptions | None = None,
+        max_deliveries: int = 3,
     ) -> None:
+        """``max_deliveries``: claims of an attempt's ``execute`` message before it is failed
+        as ``lost`` (its workers died or hung each time)."""
         super().__init__(env)
+        self.max_deliveries = max_deliveries
         self.secret_box = secret_box
         self.idempotency_keys = idempotency_keys
         self.execution_grace_seconds = execution_grace_seconds
@@ -187,7 +209,7 @@ class ServiceCalls(Application[UUID]):
         """
         now = utcnow()
         calls = self._load(messages)
-        circuits = CircuitBoard(self, self.circuit_options)
+        circuits = self._circuit_board()
         publish = []
         handed: list[OutboxMessage] = []
         for message in messages:
@@ -196,7 +218,9 @@ class ServiceCalls(Application[UUID]):
             if call is None or not call.is_due(message.attempt, at):
                 log.info("stale_start_ignored", service_call_id=str(message.service_call_id))
                 continue
-            held_until = circuits.gate(call, message.attempt, at)
+            held_until = circuits.gate(
+                call.tenant_id, call.request.host, call.id, message.attempt, at
+            )
             if held_until is not None:
                 call.hold(message.attempt, held_until)
                 publish.append(start_message(call, trace_parent_of(message)))
@@ -223,6 +247,75 @@ class ServiceCalls(Application[UUID]):
         if hand_off and handed:
             hand_off(handed)
 
+    def begin_attempts(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
+        """The attempts to make for these messages.
+
+        As with Temporal's ActivityTaskStarted, an execution's Started event is recorded
+        together with its outcome (one transaction per batch instead of two); meanwhile the
+        leased ``execute`` message is the durable record of the attempt in flight. A message
+        claimed again after its lease ended means a worker died mid-attempt: the same attempt
+        is made again (same Idempotency-Key). After ``max_deliveries`` claims, the watchdog
+        gives up and fails it as ``lost``; the policy retries.
+        """
+        now = utcnow()
+        attempts: list[Attempt] = []
+        finished: list[int] = []
+        lost: list[tuple[Attempt, AttemptResult]] = []
+        # Only a message delivered before can have a recorded execution (first deliveries,
+        # nearly all of them, need no read).
+        recorded = load_many(self, (execution_id_of(m) for m in messages if m.claims > 1))
+        for message in messages:
+            execution = recorded.get(execution_id_of(message))
+            if execution is not None and execution.is_finished:
+                finished.append(message.id or 0)  # a late duplicate: its outcome is recorded
+                continue
+            began = max(now, message.due_at) if message.due_at else now  # an early start: due
+            attempt = Attempt(message, execution or _started(message, began), request_of(message))
+            if message.claims > self.max_deliveries:
+                lost.append((attempt, _lost(message)))
+            else:
+                attempts.append(attempt)
+        if finished:
+            record(self, [], _ending_attempts(finished))
+        if lost:
+            self.finish_attempts(lost)
+        return attempts
+
+    def withdraw_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Attempts not to be made after all (their call was cancelled between the timer's
+        early start and the due time): their messages go, nothing is recorded for them."""
+        consume = [a.message.id for a in attempts if a.message.id]
+        record(self, [], _ending_attempts(consume))
+
+    def finish_attempts(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
+        """Record each attempt's outcome, consuming its message, with what follows for its call
+        (``record_outcomes``)."""
+        now = utcnow()
+        reported = []
+        for attempt, result in results:
+            outcome = attempt.execution.finish(result, now)
+            if outcome is None:
+                log.info("duplicate_outcome_ignored", execution_id=str(attempt.execution.id))
+                continue
+            reported.append((attempt.message, outcome))
+        consume = [a.message.id for a, _ in results if a.message.id]
+        executions = [a.execution for a, _ in results]
+        self.record_outcomes(executions, reported, consume, now)
+
+    def reload_attempt(self, attempt: Attempt) -> Attempt:
+        """The attempt with its execution as now recorded (after a write conflict)."""
+        execution = self._find_execution(attempt.execution.id) or _started(
+            attempt.message, attempt.execution.started_at
+        )
+        return Attempt(attempt.message, execution, attempt.request)
+
+    def _find_execution(self, execution_id: UUID) -> Execution | None:
+        try:
+            execution: Execution = self.repository.get(execution_id)
+        except AggregateNotFoundError:
+            return None
+        return execution
+
     def record_outcomes(
         self,
         executions: Sequence[Execution],
@@ -233,7 +326,7 @@ class ServiceCalls(Application[UUID]):
         """Record attempts' outcomes (their executions' events) with what follows for each
         call, decided by the policy, in one transaction that consumes their messages."""
         decision = self.decide(reported, now) if reported else Decision()
-        effects = ending_attempts(consume, decision.publish, decision.circuits)
+        effects = _ending_attempts(consume, decision.publish, decision.circuits)
         record(self, [*executions, *decision.aggregates], effects)
 
     def executions_of(self, call: ServiceCall) -> list[Execution]:
@@ -248,7 +341,7 @@ class ServiceCalls(Application[UUID]):
         """Orchestration policy: outcomes become Succeeded, a retry later (a ``start``
         message), or Failed; each message names the call, its tenant, host and trace."""
         calls = self._load([message for message, _ in reported])
-        circuits = CircuitBoard(self, self.circuit_options)
+        circuits = self._circuit_board()
         changed = []
         for message, outcome in reported:
             circuits.record(message.tenant_id, message.host, message.service_call_id, outcome, now)
@@ -261,8 +354,12 @@ class ServiceCalls(Application[UUID]):
         return Decision(
             aggregates=[*calls.values(), *circuits.touched],
             publish=_starts(changed, traces),
-            circuits=circuits.registered,
+            circuits=[NewCircuit(c.tenant_id, c.host, c.id) for c in circuits.registered],
         )
+
+    def _circuit_board(self) -> CircuitBoard:
+        # a circuit's history grows with every outcome: read through the catch-up cache
+        return CircuitBoard(catch_up_cache(self).get, self.circuit_options)
 
     def _after_key_conflict(
         self, chunk: Sequence[tuple[int, SubmitServiceCall]]
@@ -314,7 +411,7 @@ def _starts(
     ]
 
 
-def ending_attempts(
+def _ending_attempts(
     consume: Sequence[int],
     publish: Sequence[OutboxMessage] = (),
     circuits: Sequence[NewCircuit] = (),
@@ -341,4 +438,23 @@ def _new_call(command: SubmitServiceCall, box: SecretBox) -> ServiceCall:
         correlation_id=command.correlation_id,
         idempotency_key=command.idempotency_key,
         retry_policy=command.retry_policy,
+    )
+
+
+def _lost(message: OutboxMessage) -> AttemptResult:
+    return AttemptResult(
+        duration_ms=0.0,
+        error_kind=ErrorKind.LOST,
+        message=f"no outcome after {message.claims - 1} deliveries (workers died or hung)",
+    )
+
+
+def _started(message: OutboxMessage, now: datetime) -> Execution:
+    return Execution.begin(
+        id=execution_id_of(message),
+        tenant_id=message.tenant_id,
+        service_call_id=message.service_call_id,
+        attempt=message.attempt,
+        request=request_of(message),
+        now=now,
     )

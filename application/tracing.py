@@ -13,7 +13,7 @@ moment, not part of what the call is, and it is absent when tracing is off.
 from collections.abc import Mapping
 from typing import Protocol
 
-from application.dispatch.attempts import Attempt
+from application.service_calls import Attempt
 from domain.outcome import AttemptResult
 
 

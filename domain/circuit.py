@@ -11,11 +11,15 @@ host, so it says nothing either way. State changes are events, so a call's histo
 it waited.
 """
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
+
+from domain.outcome import AttemptOutcome
 
 _NAMESPACE = UUID("0b5e7c3a-2f4d-4a8e-9b1c-7d6e5f4a3b2c")
 
@@ -128,3 +132,75 @@ class Circuit(Aggregate):
             "probe": self.probe,
             "updated_at": self.modified_on,
         }
+
+
+@dataclass(frozen=True)
+class CircuitOptions:
+    failure_threshold: int = 5
+    open_seconds: float = 30.0
+    probe_wait_seconds: float = 5.0
+
+
+class CircuitBoard:
+    """The circuits one batch of starts or outcomes touches: each found once (``find``: the
+    circuit as recorded, or None), changed in memory, saved with the batch."""
+
+    def __init__(self, find: Callable[[UUID], Circuit | None], options: CircuitOptions) -> None:
+        self._find = find
+        self._options = options
+        self._circuits: dict[UUID, Circuit | None] = {}
+        self.registered: list[Circuit] = []  # created by this batch
+
+    @property
+    def touched(self) -> Iterable[Circuit]:
+        return [c for c in self._circuits.values() if c is not None]
+
+    def gate(
+        self, tenant_id: str, host: str, call_id: UUID, attempt: int, now: datetime
+    ) -> datetime | None:
+        """None if the attempt may start now (maybe as the probe); else when to try again."""
+        circuit = self._get(tenant_id, host)
+        if circuit is None:
+            return None
+        until = circuit.hold_until(now, self._options.probe_wait_seconds)
+        if until is None:
+            circuit.start_probe(f"{call_id}:{attempt}", now)
+        return until
+
+    def record(
+        self,
+        tenant_id: str,
+        host: str,
+        call_id: UUID,
+        outcome: AttemptOutcome,
+        now: datetime,
+    ) -> None:
+        """Count an attempt's outcome for or against its host."""
+        failed = not outcome.succeeded and counts_against_host(
+            outcome.error_kind, outcome.status_code
+        )
+        circuit = self._get(tenant_id, host)
+        probe = f"{call_id}:{outcome.attempt}"
+        if says_nothing_about_host(outcome.error_kind) and (
+            circuit is None or circuit.probe != probe
+        ):
+            return  # neither a failure nor a success: the count stays as it was
+        if circuit is None:
+            if not failed:
+                return
+            circuit = Circuit.register(tenant_id, host)
+            self._circuits[circuit.id] = circuit
+            self.registered.append(circuit)
+        circuit.record(  # a refused probe closes it: the calls it held meet the guard too
+            probe,
+            failed,
+            self._options.failure_threshold,
+            self._options.open_seconds,
+            now,
+        )
+
+    def _get(self, tenant_id: str, host: str) -> Circuit | None:
+        circuit_id = circuit_id_for(tenant_id, host)
+        if circuit_id not in self._circuits:
+            self._circuits[circuit_id] = self._find(circuit_id)
+        return self._circuits[circuit_id]

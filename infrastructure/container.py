@@ -8,8 +8,6 @@ worker loops, the read-model runners and the live event stream's tail.
 from dataclasses import dataclass, field
 
 from application.authentication import Authenticator
-from application.circuits import CircuitOptions
-from application.dispatch.attempts import Attempts
 from application.dispatch.workers import WorkerOptions, Workers
 from application.group_commit import GroupCommit
 from application.rate_limit import RateLimiter
@@ -18,6 +16,7 @@ from application.signing import RequestSigner
 from application.tenant_defaults import TenantDefaults
 from application.tenants import Tenants
 from application.tracing import NO_TRACING, Tracer
+from domain.circuit import CircuitOptions
 from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import (
     DATABASE_UNAVAILABLE,
@@ -45,7 +44,6 @@ class Container:
     database_url: str
     notifications: Notifications
     service_calls: ServiceCalls
-    attempts: Attempts
     outbox: PostgresOutbox
     circuit_registry: PostgresCircuitRegistry
     tenant_defaults: TenantDefaults
@@ -96,6 +94,7 @@ class Container:
                     open_seconds=settings.circuit_open_seconds,
                     probe_wait_seconds=settings.circuit_probe_wait_seconds,
                 ),
+                max_deliveries=settings.max_deliveries,
             )
             migrate_event_store(url)  # the events table exists now: chain its events
         return cls(
@@ -103,7 +102,6 @@ class Container:
             database_url=url,
             notifications=notifications,
             service_calls=service_calls,
-            attempts=Attempts(service_calls, settings.max_deliveries),
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
             tenant_defaults=TenantDefaults(service_calls),
@@ -124,7 +122,6 @@ class Container:
         )
         self.workers = Workers(
             self.service_calls,
-            self.attempts,
             self.outbox,
             lambda: HttpxSender(
                 snippet_bytes=self.settings.response_snippet_bytes,

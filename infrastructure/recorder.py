@@ -57,7 +57,7 @@ _INSERT_MANY = (
     "%b::uuid[], %b::integer[], %b::timestamptz[], %b::timestamptz[], "
     "%b::double precision[], %b::text[], %b::jsonb[])"
 )
-# A message already leased to the worker that publishes it (``application.messages.leased_here``)
+# A message already leased to the worker that publishes it (``application.outbox.leased_here``)
 _INSERT_LEASED = (
     f"INSERT INTO {OUTBOX_TABLE} (kind, tenant_id, service_call_id, attempt, due_at, "
     "available_at, lease_seconds, host, payload, id, claims) "

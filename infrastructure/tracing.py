@@ -19,8 +19,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from application.dispatch.attempts import Attempt
-from application.messages import correlation_id_of, trace_parent_of
+from application.outbox import correlation_id_of, trace_parent_of
+from application.service_calls import Attempt
 from application.tracing import NO_TRACING, AttemptSpan, Tracer
 from domain.outcome import AttemptResult
 

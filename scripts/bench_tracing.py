@@ -21,8 +21,8 @@ from uuid import uuid4
 import httpx
 from fastapi import Depends, FastAPI
 
-from application.dispatch.attempts import Attempt
-from application.messages import execute_message
+from application.outbox import execute_message
+from application.service_calls import Attempt
 from application.tracing import NO_TRACING, Tracer
 from domain.execution import Execution
 from domain.outcome import AttemptResult

@@ -12,10 +12,10 @@ one writer of events::
       ServiceCalls.start_due --------------------------------------------> Started + execute
       hand_off(execute) --call_soon_threadsafe-->  ExecutionLoop.accept         (leased here)
                                                      sleep until due_at
-                                                     to_thread(Attempts.begin)
+                                                     to_thread(ServiceCalls.begin_attempts)
                                                      HttpSender.send  -------> the target
                                                      results queue, linger
-                                                     to_thread(Attempts.finish)
+                                                     to_thread(ServiceCalls.finish_attempts)
                                                        ServiceCalls.record_outcomes
                                                          decide (policy, circuits) ->
                                                                   Execution + call events,

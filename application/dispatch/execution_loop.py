@@ -3,9 +3,9 @@
 Claim ``execute`` messages (leased for the call's timeout plus a grace period), or take the
 timer's early starts (already leased here) → send each request concurrently at its due time →
 record the results, a batch per transaction: each Execution's Started and outcome events with
-what the orchestration policy decides for its call (``Attempts.finish``). A worker killed
-mid-request loses only its leases: the messages become available again and another worker makes
-the same attempt, with the same Idempotency-Key.
+what the orchestration policy decides for its call (``ServiceCalls.finish_attempts``). A worker
+killed mid-request loses only its leases: the messages become available again and another
+worker makes the same attempt, with the same Idempotency-Key.
 
 Stopping (SIGTERM) is graceful: no new claims; attempts in flight get ``shutdown_timeout``
 (three quarters of it) to finish and be recorded; those still running then are cancelled and
@@ -29,9 +29,7 @@ from dataclasses import replace
 
 import structlog
 
-from application.dispatch.attempts import Attempt, Attempts
 from application.dispatch.batching import in_batch_or_one_by_one
-from application.messages import started_version_of
 from application.metrics import (
     ATTEMPT_SECONDS,
     ATTEMPTS_FINISHED,
@@ -39,8 +37,9 @@ from application.metrics import (
     ATTEMPTS_STARTED,
     START_LATENESS_SECONDS,
 )
-from application.outbox import EXECUTE, Outbox, OutboxMessage, still_leased
+from application.outbox import EXECUTE, Outbox, OutboxMessage, started_version_of, still_leased
 from application.ports import HttpSender, SecretBox
+from application.service_calls import Attempt, ServiceCalls
 from application.signing import RequestSigner
 from application.supervision import Backoff, supervise_async
 from application.tracing import NO_TRACING, Tracer
@@ -55,7 +54,7 @@ Finished = tuple[Attempt, AttemptResult]
 class ExecutionLoop:
     def __init__(
         self,
-        attempts: Attempts,
+        calls: ServiceCalls,
         outbox: Outbox,
         sender: HttpSender,
         *,
@@ -70,7 +69,7 @@ class ExecutionLoop:
         tracer: Tracer = NO_TRACING,
         slots_available: threading.Event | None = None,
     ) -> None:
-        self._attempts = attempts
+        self._calls = calls
         self._tracer = tracer
         self._unavailable = unavailable
         self._in_hand: list[OutboxMessage] = []  # claimed, not begun: the database went away
@@ -151,7 +150,7 @@ class ExecutionLoop:
             await asyncio.to_thread(self._outbox.wait, EXECUTE, self._poll_interval)
             return
         self._in_hand = claimed
-        attempts = await asyncio.to_thread(self._attempts.begin, claimed)
+        attempts = await asyncio.to_thread(self._calls.begin_attempts, claimed)
         self._in_hand = []
         for attempt in attempts:
             self._in_flight += 1
@@ -187,7 +186,7 @@ class ExecutionLoop:
 
     async def _begin_handed(self, messages: Sequence[OutboxMessage]) -> None:
         try:  # first deliveries: nothing to read, so this cannot meet the database's absence
-            attempts = await asyncio.to_thread(self._attempts.begin, messages)
+            attempts = await asyncio.to_thread(self._calls.begin_attempts, messages)
         except BaseException:
             self._free(len(messages))
             log.exception("handed_attempts_not_begun", attempts=len(messages))  # leases end
@@ -238,7 +237,7 @@ class ExecutionLoop:
             )
             if message.service_call_id not in changed:
                 return False
-            await asyncio.to_thread(self._attempts.withdraw, [attempt])
+            await asyncio.to_thread(self._calls.withdraw_attempts, [attempt])
         except Exception:  # cannot tell (the database is away): make it, as if running
             log.exception("early_start_check_failed", **attempt.execution.log_context())
             return False
@@ -310,13 +309,13 @@ class ExecutionLoop:
     def _record_now(self, batch: Sequence[Finished], from_fresh_state: bool) -> None:
         if from_fresh_state:
             batch = [self._fresh(finished) for finished in batch]
-        left = in_batch_or_one_by_one(self._attempts.finish, batch, self._fresh)
+        left = in_batch_or_one_by_one(self._calls.finish_attempts, batch, self._fresh)
         if left:  # never hand back a finished attempt (it would be sent again): retry
             raise OutcomesConflictError(f"{len(left)} outcomes still conflict; trying again")
 
     def _fresh(self, finished: Finished) -> Finished:
         attempt, result = finished
-        return self._attempts.reload(attempt), result
+        return self._calls.reload_attempt(attempt), result
 
 
 CANCEL_CHECK_AHEAD = 0.05  # seconds before the due time an early start looks for a cancel

@@ -10,7 +10,6 @@ from functools import partial
 
 import structlog
 
-from application.dispatch.attempts import Attempts
 from application.dispatch.execution_loop import ExecutionLoop
 from application.dispatch.timer import Timer
 from application.outbox import EXECUTE, Outbox, OutboxMessage
@@ -41,7 +40,6 @@ class Workers:
     def __init__(
         self,
         service_calls: ServiceCalls,
-        attempts: Attempts,
         outbox: Outbox,
         sender_factory: Callable[[], HttpSender],
         options: WorkerOptions,
@@ -53,7 +51,7 @@ class Workers:
         and done once it is back, instead of waiting for its leases to end)."""
         self._unavailable = unavailable
         self._tracer = tracer
-        self._attempts = attempts
+        self._calls = service_calls
         self._secret_box = service_calls.secret_box  # opens what submit sealed
         self._signer = signer
         self._outbox = outbox
@@ -134,7 +132,7 @@ class Workers:
         self._stop_execution = asyncio.Event()
         sender = self._sender_factory()
         worker = ExecutionLoop(
-            self._attempts,
+            self._calls,
             self._outbox,
             sender,
             max_in_flight=self._options.max_in_flight,

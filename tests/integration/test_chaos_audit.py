@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from application.dispatch.attempts import Attempt
+from application.service_calls import Attempt
 from domain.outcome import AttemptResult
 from infrastructure.container import Container
 from tests.support.duecall_process import REPO_ROOT

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.dispatch.attempts import Attempt
 from application.outbox import EXECUTE, START
+from application.service_calls import Attempt
 from domain.outcome import AttemptResult
 from domain.request import RequestSpec
 from domain.retry_policy import RetryPolicy
@@ -28,7 +28,7 @@ def _begun(container: Container, retries: int = 0) -> tuple[ServiceCall, list[At
         )
     )
     container.service_calls.start_due(container.outbox.claim(START, 10))
-    attempts = container.attempts.begin(container.outbox.claim(EXECUTE, 10))
+    attempts = container.service_calls.begin_attempts(container.outbox.claim(EXECUTE, 10))
     assert [a.message.service_call_id for a in attempts] == [call.id]
     return call, attempts
 
@@ -40,7 +40,7 @@ def _outbox(container: Container, call_id: UUID) -> list[tuple[str, int]]:
 
 def _finish(container: Container, attempts: Sequence[Attempt], status_code: int) -> None:
     results = [(a, AttemptResult(3.0, status_code=status_code)) for a in attempts]
-    container.attempts.finish(results)
+    container.service_calls.finish_attempts(results)
 
 
 def _tenant_topics(container: Container) -> list[str]:

@@ -59,7 +59,7 @@ def test_a_slot_freed_by_one_worker_starts_the_call_another_worker_holds_back(
     with TargetServer() as target:
         _submit(first, f"{target.url}/slow/{SLOW}")
         first.service_calls.start_due(first.outbox.claim(START, 1))
-        attempts = first.attempts.begin(first.outbox.claim(EXECUTE, 1))
+        attempts = first.service_calls.begin_attempts(first.outbox.claim(EXECUTE, 1))
         assert len(attempts) == 1
 
         second.start_workers()  # its first call (to another host) pays one-time costs
@@ -72,7 +72,7 @@ def test_a_slot_freed_by_one_worker_starts_the_call_another_worker_holds_back(
         assert time.monotonic() - began >= SLOW * 0.9
         assert target.requests_for("/b") == []  # held back by the host limit meanwhile
         result = AttemptResult(duration_ms=SLOW * 1000, status_code=response.status_code)
-        first.attempts.finish([(attempts[0], result)])
+        first.service_calls.finish_attempts([(attempts[0], result)])
         recorded = time.time()
 
         b = target.wait_for(1, path="/b", timeout=5)[0]

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.dispatch.attempts import Attempt
+from application.service_calls import Attempt
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy

@@ -17,8 +17,8 @@ from uuid import UUID
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.dispatch.attempts import Attempt
 from application.outbox import EXECUTE, START
+from application.service_calls import Attempt
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
@@ -88,8 +88,8 @@ def _step(container: Container, rng: random.Random, batch: int, answer: Answer) 
         container.service_calls.start_due(starts)
     executes = outbox.claim(EXECUTE, batch)
     if executes:
-        attempts = container.attempts.begin(executes)
-        container.attempts.finish([(a, answer(a, rng)) for a in attempts])
+        attempts = container.service_calls.begin_attempts(executes)
+        container.service_calls.finish_attempts([(a, answer(a, rng)) for a in attempts])
     return len(starts) + len(executes)
 
 

@@ -4,10 +4,9 @@ neither as a failure nor as a success."""
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 
-from application.circuits import CircuitBoard, CircuitOptions
-from domain.circuit import Circuit, circuit_id_for
+from domain.circuit import Circuit, CircuitBoard, CircuitOptions, circuit_id_for
 from domain.outcome import AttemptOutcome
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -22,7 +21,7 @@ def _outcome(kind: str | None, attempt: int = 1, status_code: int | None = None)
 
 
 def _record(app: Application[UUID], call_id: UUID, outcome: AttemptOutcome) -> Circuit | None:
-    board = CircuitBoard(app, OPTIONS)
+    board = CircuitBoard(lambda circuit_id: _find(app, circuit_id), OPTIONS)
     board.record("t", "h.example", call_id, outcome, NOW)
     app.save(*board.touched)
     touched = list(board.touched)
@@ -59,6 +58,14 @@ def test_a_rejected_probe_closes_the_circuit_so_held_calls_are_not_held_for_ever
     closed = _record(app, probe_call, _outcome("rejected", 1))
     assert closed is not None
     assert closed.state == "closed"
+
+
+def _find(app: Application[UUID], circuit_id: UUID) -> Circuit | None:
+    try:
+        circuit: Circuit = app.repository.get(circuit_id)
+    except AggregateNotFoundError:
+        return None
+    return circuit
 
 
 def _names(app: Application[UUID]) -> list[str]:
