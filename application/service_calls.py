@@ -16,7 +16,6 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from application.aggregate_cache import catch_up_cache
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.conflicts import retry_on_conflict
@@ -34,7 +33,7 @@ from application.outbox import (
 )
 from application.ports import SecretBox
 from application.recording import NewCircuit, Recordable, TransactionEffects, record
-from domain.circuit import CircuitBoard, CircuitOptions
+from domain.circuit import Circuit, CircuitBoard, CircuitOptions
 from domain.errors import ServiceCallNotFoundError
 from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
@@ -358,8 +357,16 @@ class ServiceCalls(Application[UUID]):
         )
 
     def _circuit_board(self) -> CircuitBoard:
-        # a circuit's history grows with every outcome: read through the catch-up cache
-        return CircuitBoard(catch_up_cache(self).get, self.circuit_options)
+        return CircuitBoard(self._find_circuit, self.circuit_options)
+
+    def _find_circuit(self, circuit_id: UUID) -> Circuit | None:
+        """The circuit as recorded now. Its history grows with every outcome for its host: the
+        repository's cache (``AGGREGATE_CACHE_MAXSIZE``) keeps it and reads only newer events."""
+        try:
+            circuit: Circuit = self.repository.get(circuit_id)
+        except AggregateNotFoundError:
+            return None
+        return circuit
 
     def _after_key_conflict(
         self, chunk: Sequence[tuple[int, SubmitServiceCall]]

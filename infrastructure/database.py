@@ -61,6 +61,10 @@ def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout_seconds),
         "POSTGRES_PRE_PING": "y",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        # aggregates read by id (a host's circuit, above all, updated by most outcomes for
+        # that host) stay in memory and catch up on their newer events, never replayed whole
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
         "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:OutboxRecorder",
         "CREATE_TABLE": "y",
     }
