@@ -2,6 +2,11 @@
 
 Checked on ``Content-Length`` when the client sends one, and on the bytes as they arrive when
 it streams (chunked), so a huge batch is refused without being read into memory.
+
+Not Starlette's ``RequestBodyLimitMiddleware`` (``FastAPI(max_body_size=...)``): for a declared
+``Content-Length`` over the limit it swaps whatever the app answers for its own text/plain
+"Content Too Large" inside its ``send`` wrapper, past every exception handler, so that 413 cannot
+be our problem+json naming ``body`` (only a streamed body's overflow reaches the handlers).
 """
 
 import json

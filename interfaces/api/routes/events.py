@@ -9,6 +9,12 @@ reconnects before any event came still resumes without a gap. A quiet stream sen
 ``: heartbeat`` every ``DUECALL_EVENT_STREAM_HEARTBEAT_SECONDS``; each heartbeat re-checks the
 API key (a revoked key ends the stream). See application/event_stream.py for how one shared
 tail serves every subscriber.
+
+Not FastAPI's ``EventSourceResponse``/``ServerSentEvent``: its keep-alive is a fixed 15 s
+``: ping`` (the module-private ``fastapi.sse._PING_INTERVAL``) that can neither follow the
+setting above nor re-check the key, so this heartbeat loop would stay anyway; and it builds and
+formats a pydantic ``ServerSentEvent`` per event per subscriber (~20 µs, through two extra tasks
+per connection), where here an event fanned out to many subscribers is encoded once.
 """
 
 import asyncio
