@@ -1,10 +1,10 @@
-"""What scripts/bench.py and scripts/chaos.py share: the duecall processes they start and stop,
-their options' help format, and small helpers (a free port, percentiles, the machine's
-description for the record).
+"""What the scripts' command lines and records share: their options' help format, ``--env``
+items, percentiles, and the machine's description for the record. The processes, databases
+and targets they start are the ``harness`` package's (shared with the tests).
 
-Imported by those scripts as ``_harness`` (they run as ``python scripts/<name>.py``, so this
+Imported by the scripts as ``_harness`` (they run as ``python scripts/<name>.py``, so this
 directory is on ``sys.path``). Importing it puts the repository root on ``sys.path`` too, so
-that the scripts can import duecall's own packages.
+that the scripts can import ``harness`` and duecall's own packages: import it first.
 """
 
 from __future__ import annotations
@@ -13,22 +13,15 @@ import argparse
 import contextlib
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-
-HOST = "127.0.0.1"
-ENTRY = "from interfaces.cli import main; main()"
 
 
 # -- options --------------------------------------------------------------------------------------
@@ -77,12 +70,6 @@ def rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def git(*args: str) -> str:
     try:
         result = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -122,65 +109,3 @@ def machine_info(packages: Sequence[str], *, cpus_usable: bool = False,
 
         info["versions"] = {p: version(p) for p in packages}
     return info
-
-
-# -- processes ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Managed:
-    name: str
-    role: str  # api | worker | projections | target
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    port: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def spawn(log_dir: Path, name: str, role: str, argv: list[str], env: dict[str, str],
-          port: int | None = None) -> Managed:
-    """Start ``argv`` in the repository root, in a session of its own, its stdout and stderr
-    appended to ``<log_dir>/<name>.log`` (``log_dir`` must exist)."""
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("ab") as log:
-        popen = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    return Managed(name, role, popen, log_path, port)
-
-
-def stop_all(procs: Sequence[Managed], timeout: float,
-             on_kill: Callable[[Managed], None] | None = None) -> None:
-    """SIGTERM every live one, wait up to ``timeout`` s in total, SIGKILL what is left (calling
-    ``on_kill`` first)."""
-    for proc in procs:
-        if proc.alive():
-            with contextlib.suppress(ProcessLookupError):
-                proc.popen.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        try:
-            proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            if on_kill is not None:
-                on_kill(proc)
-            proc.popen.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5)

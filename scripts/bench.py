@@ -36,6 +36,21 @@ phase's backlog; the wait is ``read_models_settled_s`` in the JSON):
                ``--precision-spread`` s (explicit ``due_at``, one batch request); lateness =
                arrival at the target - due time, matched by ``Idempotency-Key: <id>:1``.
 
+Issue 17's everyday load (not in the default run; ``--phases steady,sequential`` or ``all``;
+details in bench_steady.py):
+
+5. steady-<R>  for each R in ``--steady-rates`` (``steady`` runs them all): single submits
+               due now at R per second for ``--steady-seconds``, open loop; CPU ms per call of
+               every process and of PostgreSQL, lateness p50/p99, projector lag, wake-ups and
+               transactions per call.
+6. sequential  one client, one keep-alive connection, ``--sequential-calls`` submits one after
+               another as fast as answered, due now (the workers run); rate, p50/p99 latency.
+
+PostgreSQL's CPU (every phase: ``postgres_cpu_s``) is the server's process tree, split by kind
+of process, the bench's own connections apart (bench_proc.py says how). With ``--statements``
+each phase also lists pg_stat_statements (bench_statements.py: needs a server that preloads
+it).
+
 CPU seconds of every process (duecall processes, Postgres postmaster + backends when the
 server's processes are visible on this machine, the target, this load generator) are read from
 /proc per phase; peak RSS (VmHWM) at the end. Results: a table on stdout and JSON in
@@ -63,26 +78,43 @@ from typing import Any
 
 import httpx
 import psycopg
-from _harness import REPO_ROOT, HelpFormatter, Managed, check_env_items, machine_info
-from bench_phases import PHASES, measure, warm_up
-from bench_readback import settle
+from _harness import REPO_ROOT, HelpFormatter, check_env_items, machine_info
+from bench_phases import PHASES, STEADY, measure, phase_of, warm_up
+from bench_profile import Profilers, find_py_spy
+from bench_readback import bench_connection, settle
 from bench_report import (
     TARGETS,
     _hwm_mb,
     _stdout,
     anomalies_of,
     figures_of,
+    idle_figures,
     per_call_cpu,
+    per_call_figures,
     print_report,
     process_report,
     summary_line,
 )
-from bench_stack import BenchError, Database, Processes, console, server_info, start_stack
+from bench_stack import (
+    BenchError,
+    Database,
+    Processes,
+    Stack,
+    console,
+    server_info,
+    start_stack,
+)
+from bench_statements import Statements
+from bench_syscalls import KEYS, Tracers
+
+from harness.processes import Managed
 
 FULL = {"calls": 20_000, "submits": 5_000, "batch_calls": 10_000, "precision_calls": 200,
-        "warmup": 200}
+        "warmup": 200, "steady_seconds": 30.0, "sequential_calls": 2_000, "idle_seconds": 10.0}
 QUICK = {"calls": 2_000, "submits": 1_000, "batch_calls": 2_000, "precision_calls": 200,
-         "warmup": 100}
+         "warmup": 100, "steady_seconds": 5.0, "sequential_calls": 500, "idle_seconds": 3.0}
+DEFAULT_PHASES = "throughput,submit,batch,precision"
+ALL_PHASES = f"{DEFAULT_PHASES},idle,steady,sequential"
 
 
 # -- options --------------------------------------------------------------------------------------
@@ -91,10 +123,63 @@ QUICK = {"calls": 2_000, "submits": 1_000, "batch_calls": 2_000, "precision_call
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench.py",
-        description="Benchmark duecall end to end (issue 7). See the module docstring for "
-        "how each figure is measured.",
+        description="Benchmark duecall end to end (issues 7 and 17). See the module docstring "
+        "for how each figure is measured.",
         formatter_class=HelpFormatter,
     )
+    _workload_options(parser)
+    _everyday_options(parser)
+    _stack_and_run_options(parser)
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.phases = expand_phases(parser, args.phases, args.steady_rates)
+    if args.profile is not None:
+        args.py_spy = find_py_spy(args.py_spy)
+    if args.steady_seconds <= 0 or args.steady_max_in_flight < 1 or args.body_bytes < 0:
+        parser.error("--steady-seconds and --steady-max-in-flight must be above 0, "
+                     "--body-bytes 0 or more")
+    if args.projection_procs < 0:
+        parser.error("--projection-procs must be 0 or more")
+    if not 1 <= args.batch_size <= 1000:
+        parser.error("--batch-size must be 1..1000")
+    for name in ("calls", "submits", "batch_calls", "precision_calls", "api_procs",
+                 "worker_procs", "concurrency", "batch_concurrency", "sequential_calls"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_env_items(parser, args.env)
+    return args
+
+
+def expand_phases(parser: argparse.ArgumentParser, phases: str, rates_text: str) -> list[str]:
+    """``--phases`` as a list: 'all' for every phase, 'steady' for one steady-<R> per rate of
+    ``--steady-rates`` (``parser.error`` exits on a name it does not know)."""
+    try:
+        rates = [float(r) for r in rates_text.split(",") if r.strip()]
+    except ValueError:
+        parser.error(f"--steady-rates {rates_text!r}: numbers, comma-separated")
+    if not rates or min(rates) <= 0:
+        parser.error("--steady-rates: at least one rate, each above 0")
+    chosen = ALL_PHASES if phases.strip() == "all" else phases
+    out: list[str] = []
+    for name in (p.strip() for p in chosen.split(",") if p.strip()):
+        if name == "steady":
+            out += [f"{STEADY}{r:g}" for r in rates]
+        elif name.startswith(STEADY):
+            try:
+                out.append(f"{STEADY}{float(name.removeprefix(STEADY)):g}")
+            except ValueError:
+                parser.error(f"phase {name!r}: steady-<calls per second>")
+        elif name in PHASES:
+            out.append(name)
+        else:
+            parser.error(f"unknown phase: {name}")
+    return out
+
+
+def _workload_options(parser: argparse.ArgumentParser) -> None:
     size = parser.add_argument_group("workload (defaults: full run; --quick shrinks them)")
     size.add_argument("--quick", action="store_true",
                       help="smoke run: 2,000 calls, 1,000 submits, 2,000 batch calls")
@@ -122,9 +207,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="calls per batch request (the API takes at most 1,000)")
     size.add_argument("--batch-concurrency", type=int, default=4,
                       help="batch requests in flight at once")
-    size.add_argument("--phases", default="throughput,submit,batch,precision",
-                      help="comma-separated phases to run, in this order")
+    size.add_argument("--phases", default=DEFAULT_PHASES,
+                      help="comma-separated phases to run, in this order: throughput, submit, "
+                      "batch, precision, idle, steady (one steady-<R> per --steady-rates), "
+                      "steady-<R> (R calls/s), sequential; 'all' = " + ALL_PHASES)
 
+
+def _everyday_options(parser: argparse.ArgumentParser) -> None:
+    size = parser.add_argument_group("everyday load (issue 17: steady and sequential phases)")
+    size.add_argument("--steady-rates", default="100,300",
+                      help="steady: calls per second, one steady-<R> phase each")
+    size.add_argument("--steady-seconds", type=float, default=None,
+                      help=f"steady: seconds of sending at each rate [{FULL['steady_seconds']:g}; "
+                      f"quick {QUICK['steady_seconds']:g}]")
+    size.add_argument("--steady-max-in-flight", type=int, default=256,
+                      help="steady: unanswered submits at most (beyond it a send waits and is "
+                      "counted late)")
+    size.add_argument("--sequential-calls", type=int, default=None,
+                      help=f"sequential: submits one after another [{FULL['sequential_calls']:,}; "
+                      f"quick {QUICK['sequential_calls']}]")
+    size.add_argument("--body-bytes", type=int, default=200,
+                      help="steady and sequential: bytes of the JSON body each call sends")
+    size.add_argument("--idle-seconds", type=float, default=None,
+                      help=f"idle: seconds with nothing submitted [{FULL['idle_seconds']:g}; "
+                      f"quick {QUICK['idle_seconds']:g}]")
+
+
+def _stack_and_run_options(parser: argparse.ArgumentParser) -> None:
     stack = parser.add_argument_group("the stack")
     stack.add_argument("--api-procs", type=int, default=1,
                        help="`duecall api` processes (each on its own port)")
@@ -156,25 +265,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--out", type=Path, default=None,
                      help="JSON path [bench-results/bench-<timestamp>.json]")
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
-    args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(args.phases) - {"throughput", "submit", "batch", "precision"}
-    if unknown:
-        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
-    if args.projection_procs < 0:
-        parser.error("--projection-procs must be 0 or more")
-    if not 1 <= args.batch_size <= 1000:
-        parser.error("--batch-size must be 1..1000")
-    for name in ("calls", "submits", "batch_calls", "precision_calls", "api_procs",
-                 "worker_procs", "concurrency", "batch_concurrency"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    check_env_items(parser, args.env)
-    return args
+    run.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                     help="py-spy every duecall process during each phase: raw profiles in "
+                     "DIR/<phase>-<process>.txt, a summary in the JSON (bench_profile.py)")
+    run.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    run.add_argument("--py-spy", default=None, help="py-spy's path [PATH, then beside python]")
+    run.add_argument("--syscalls", type=Path, default=None, metavar="DIR",
+                     help="strace every duecall process during each phase: round trips to "
+                     "PostgreSQL and waits per call (bench_syscalls.py; disturbs the timings: "
+                     "a run of its own)")
+    run.add_argument("--statements", action="store_true",
+                     help="list pg_stat_statements per phase (the server must preload it; "
+                     "the counters of the whole server are reset at each phase's start)")
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -200,6 +302,43 @@ def log_problems(proc: Managed) -> dict[str, Any]:
     return {"counts": counts, "first": first} if counts else {}
 
 
+def run_phases(args: argparse.Namespace, stack: Stack, conn: psycopg.Connection[Any],
+               result: dict[str, Any]) -> None:
+    """Each phase in turn, once the read models have caught up with the one before."""
+    statements = Statements(conn) if args.statements else None
+    if statements is not None and not statements.available:
+        console.print(f"[yellow]--statements: pg_stat_statements not available: "
+                      f"{statements.why_not}[/]")
+    profilers = Profilers(args.py_spy, args.profile, args.profile_rate) if args.profile else None
+    tracers = Tracers(args.syscalls, stack.db.url) if args.syscalls else None
+    for name in args.phases:
+        console.print(f"[bold]phase {name}[/]")
+        phase = phase_of(name)
+        settled = settle(conn, args.timeout, stack.check_alive)
+        for watcher in (profilers, tracers):
+            if watcher:
+                watcher.start(stack, name)
+        try:
+            outcome = measure(stack, functools.partial(phase, args, stack, conn), conn,
+                              statements)
+        finally:
+            profiles = profilers.stop(None) if profilers else None
+            syscalls = tracers.stop(None) if tracers else None
+        outcome["read_models_settled_s"] = settled
+        if name == "throughput":
+            per_call_cpu(outcome)
+        elif name.startswith(STEADY) or name == "sequential":
+            per_call_figures(outcome, outcome["created"])
+        elif name == "idle":
+            idle_figures(outcome)
+        if profiles is not None:
+            outcome["profiles"] = with_per_call(profiles, outcome)
+        if syscalls is not None:
+            outcome["syscalls"] = syscalls_per_call(syscalls, outcome)
+        result["phases"][name] = outcome
+        console.print(f"  {summary_line(name, outcome)}")
+
+
 def run(args: argparse.Namespace, result: dict[str, Any], log_dir: Path) -> None:
     db = Database.create(args.data_dir)
     result["database"] = {"mode": "embedded" if db.embedded_dir else "DATABASE_URL",
@@ -212,19 +351,10 @@ def run(args: argparse.Namespace, result: dict[str, Any], log_dir: Path) -> None
         stack = start_stack(args, processes, db)
         result["config"]["duecall_env"] = stack.env_shown
         result["postgres_cpu"] = stack.postgres.how
-        with psycopg.connect(db.url, autocommit=True) as conn:
+        with bench_connection(db.url) as conn:
             console.print(f"warm-up: {args.warmup} calls through the pipeline")
             warm_up(args, stack, conn)
-            for name in args.phases:
-                console.print(f"[bold]phase {name}[/]")
-                phase = PHASES[name]
-                settled = settle(conn, args.timeout, stack.check_alive)
-                outcome = measure(stack, functools.partial(phase, args, stack, conn))
-                outcome["read_models_settled_s"] = settled
-                if name == "throughput":
-                    per_call_cpu(outcome)
-                result["phases"][name] = outcome
-                console.print(f"  {summary_line(name, outcome)}")
+            run_phases(args, stack, conn, result)
         result["processes"] = process_report(stack, result["phases"])
     finally:
         if processes.all and "processes" not in result:
@@ -242,6 +372,38 @@ def run(args: argparse.Namespace, result: dict[str, Any], log_dir: Path) -> None
             except psycopg.Error as error:
                 console.print(f"[yellow]could not drop {db.name}: {error}[/]")
             db.stop_embedded()
+
+
+def with_per_call(profiles: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """The profiles' summaries, with ms per call of the phase's calls: of GIL-holding time
+    (``ms_per_call``) and as the function's share of the process's CPU per call from /proc
+    (``ms_per_call_cpu``; for the idle phase, per second)."""
+    calls = outcome.get("created") or outcome.get("calls")
+    per = outcome.get("cpu_ms_per_call") or outcome.get("cpu_ms_per_s") or {}
+    for name, summary in profiles.items():
+        if "samples" not in summary:
+            continue
+        cpu = per.get(name)
+        if calls:
+            summary["python_cpu_ms_per_call"] = round(summary["python_cpu_ms"] / calls, 3)
+        summary["process_cpu_ms_per_call"] = cpu
+        for row in (*summary["top_own"], *summary["top_inclusive"],
+                    *summary["top_inclusive_duecall"]):
+            if calls:
+                row["ms_per_call"] = round(row["ms"] / calls, 4)
+            if cpu is not None:
+                row["ms_per_call_cpu"] = round(row["share"] * cpu, 4)
+    return profiles
+
+
+def syscalls_per_call(syscalls: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """The system-call counts per call of the phase (the idle phase: per second)."""
+    unit = outcome.get("created") or outcome.get("calls") or outcome.get("wall_s")
+    for counts in syscalls.values():
+        if unit and "pg_sends" in counts:
+            counts["per_call" if outcome.get("created") or outcome.get("calls") else
+                   "per_second"] = {k: round(counts[k] / unit, 2) for k in KEYS}
+    return syscalls
 
 
 def _interrupt(signum: int, _frame: object) -> None:

@@ -1,6 +1,7 @@
 """The benchmark's phases (scripts/bench.py): the warm-up, then throughput, submit, batch and
-precision (what each measures: bench.py's docstring), each timed, with every process's CPU
-seconds during it."""
+precision (what each measures: bench.py's docstring), and steady-<rate> and sequential
+(bench_steady.py), each timed, with every process's CPU seconds and wake-ups during it, the
+PostgreSQL server's CPU by kind of process, and the database's transactions."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from bench_load import (
     run_async,
     submit_batches,
 )
-from bench_proc import MACHINE
+from bench_proc import MACHINE, PostgresProcesses, switches_between, voluntary_switches
 from bench_readback import (
     READ_MODEL_TABLE,
     LagSampler,
@@ -31,6 +32,8 @@ from bench_readback import (
     wait_terminal,
 )
 from bench_stack import BenchError, Stack, console
+from bench_statements import Statements
+from bench_steady import phase_idle, phase_sequential, steady_phase
 
 FAR_FUTURE_SECONDS = 86_400.0
 
@@ -73,12 +76,41 @@ class ProgressLike:
             lambda n: progress.update(task_id, completed=n))
 
 
-def measure(stack: Stack, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a phase; add its wall time and each process's CPU seconds during it."""
+def _transactions(conn: psycopg.Connection[Any] | None) -> int | None:
+    """Commits + rollbacks of the bench's database so far (pg_stat_database; each backend
+    reports its counts within about a second when busy, later when it goes idle)."""
+    if conn is None:
+        return None
+    row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                       "WHERE datname = current_database()").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def measure(stack: Stack, run: Callable[[], dict[str, Any]],
+            conn: psycopg.Connection[Any] | None = None,
+            statements: Statements | None = None) -> dict[str, Any]:
+    """Run a phase; add its wall time, each process's CPU seconds and voluntary context
+    switches during it, the PostgreSQL server's CPU by kind of process (``postgres_cpu_s``;
+    the bench's own connections apart), the database's transactions less the bench's own, and
+    (with ``statements``) pg_stat_statements over the phase."""
+    bench_pids = {int(conn.info.backend_pid)} if conn is not None else set()
+    bench_before = getattr(conn, "statements", 0)
+    xacts_before = _transactions(conn)
+    if statements is not None:
+        statements.reset()
+    switches_before = {p.name: voluntary_switches(p.pid) for p in stack.processes.all}
+    pg_before = stack.postgres.snapshot()
     before, began = stack.cpu(), time.monotonic()
     result = run()
     wall = time.monotonic() - began
     after = stack.cpu()
+    pg_after = stack.postgres.snapshot()
+    switches = {proc.name: switches_between(switches_before.get(proc.name),
+                                            voluntary_switches(proc.pid))
+                for proc in stack.processes.all}
+    if statements is not None:
+        result["statements"] = statements.read()
+    xacts_after = _transactions(conn)
     cpu: dict[str, float | None] = {}
     for name, start in before.items():
         end = after.get(name)
@@ -86,9 +118,24 @@ def measure(stack: Stack, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     busy = cpu.pop(MACHINE)
     ours = sum(v for v in cpu.values() if v is not None)
     stack.check_alive()
+    postgres = PostgresProcesses.breakdown(pg_before, pg_after, stack.db.name, bench_pids)
+    sampler_cpu = float(result.pop("bench_backend_cpu_s", 0.0) or 0.0)
+    if postgres is not None and sampler_cpu:  # the lag sampler's server process has exited
+        postgres["exited"] = round(postgres["exited"] - sampler_cpu, 3)
+        postgres["bench connections"] = round(postgres["bench connections"] + sampler_cpu, 3)
+        postgres["duecall"] = round(postgres["duecall"] - sampler_cpu, 3)
+    bench_statements = (getattr(conn, "statements", 0) - bench_before
+                        + int(result.pop("bench_statements", 0) or 0))
+    transactions = None
+    if xacts_before is not None and xacts_after is not None:
+        # less the bench's own (autocommit: one each) and the reading of the count before
+        transactions = {"all": xacts_after - xacts_before, "bench": bench_statements + 1,
+                        "duecall": xacts_after - xacts_before - bench_statements - 1}
     return {**result, "wall_s": round(wall, 3), "cpu_s": cpu,
             "machine_busy_cpu_s": busy,
-            "other_cpu_s": None if busy is None else round(max(0.0, busy - ours), 3)}
+            "other_cpu_s": None if busy is None else round(max(0.0, busy - ours), 3),
+            "postgres_cpu_s": postgres, "voluntary_switches": switches,
+            "transactions": transactions}
 
 
 def warm_up(args: argparse.Namespace, stack: Stack, conn: psycopg.Connection[Any]) -> None:
@@ -251,10 +298,21 @@ def phase_precision(args: argparse.Namespace, stack: Stack,
     }
 
 
-PHASES: dict[str, Callable[[argparse.Namespace, Stack, psycopg.Connection[Any]],
-                           dict[str, Any]]] = {
+PhaseFn = Callable[[argparse.Namespace, Stack, psycopg.Connection[Any]], dict[str, Any]]
+
+PHASES: dict[str, PhaseFn] = {
     "throughput": phase_throughput,
     "submit": phase_submit,
     "batch": phase_batch,
     "precision": phase_precision,
+    "idle": phase_idle,
+    "sequential": phase_sequential,
 }
+STEADY = "steady-"  # steady-<rate>: bench.py expands "steady" to one per --steady-rates
+
+
+def phase_of(name: str) -> PhaseFn:
+    """The phase called ``name``: one of PHASES, or steady-<calls per second>."""
+    if name.startswith(STEADY):
+        return steady_phase(float(name.removeprefix(STEADY)))
+    return PHASES[name]

@@ -14,13 +14,38 @@ from typing import Any
 import httpx
 import psycopg
 from _harness import percentile, rounded
+from bench_proc import cpu_seconds
 from bench_stack import BenchError
+from psycopg.rows import TupleRow
 
 EVENTS_TABLE = "duecall_events"
 HASHES_TABLE = "duecall_event_hashes"
 TRACKING_TABLE = "duecall_projection_tracking"
 READ_MODEL_TABLE = "duecall_rm_service_calls"
 TERMINAL = ("succeeded", "failed", "cancelled")
+BENCH_MARK = "/* bench */ "  # starts every statement of the bench's own connections
+
+
+class CountingConnection(psycopg.Connection[TupleRow]):
+    """A connection of the bench's own (autocommit: one transaction per statement) that counts
+    its statements and marks each with ``/* bench */``, so that the bench's reads can be told
+    apart from duecall's in pg_stat_database and pg_stat_statements."""
+
+    statements = 0
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        self.statements += 1
+        if isinstance(query, str):
+            query = BENCH_MARK + query
+        return super().execute(query, params, **kwargs)
+
+    @property
+    def backend_pid(self) -> int:
+        return int(self.info.backend_pid)
+
+
+def bench_connection(url: str) -> CountingConnection:
+    return CountingConnection.connect(url, autocommit=True)
 
 
 def status_counts(conn: psycopg.Connection[Any], tenant: str) -> dict[str, int]:
@@ -102,15 +127,19 @@ class LagSampler(threading.Thread):
         self.stopped = threading.Event()
         self.samples: list[dict[str, Any]] = []
         self.error: str | None = None
+        self.statements = 0  # run on its connection (each one transaction)
+        self.backend_cpu_s = 0.0  # its server process's CPU seconds, read before closing
 
     def run(self) -> None:
         try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
+            with bench_connection(self.url) as conn:
                 next_at = time.monotonic()
                 while not self.stopped.is_set():
                     self.samples.append(self._sample(conn))
                     next_at += self.interval
                     self.stopped.wait(max(0.0, next_at - time.monotonic()))
+                self.statements = conn.statements
+                self.backend_cpu_s = cpu_seconds(conn.backend_pid) or 0.0
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
 

@@ -22,7 +22,14 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "precision_p99_ms": ("<=", 10, "p99 ≤ 10 ms"),
     "projector_lag_p99_ms": ("<=", 500, "p99 ≤ 500 ms"),
     "peak_rss_mb_max": ("<=", 250, "≤ 250 MB"),
+    # issue 17
+    "steady_100_cpu_ms_per_call": ("<=", 2.5, "≤ 2.5 ms"),
+    "steady_100_lateness_p50_ms": ("<=", 3, "p50 ≤ 3 ms"),
+    "steady_100_lateness_p99_ms": ("<=", 10, "p99 ≤ 10 ms"),
+    "sequential_submits_per_s": (">=", 800, "≥ 800/s"),
+    "sequential_p50_ms": ("<=", 1.2, "p50 ≤ 1.2 ms"),
 }
+DUECALL_ROLES = ("api-", "worker-", "projections-")
 
 
 def figures_of(phases: dict[str, dict[str, Any]],
@@ -58,7 +65,75 @@ def figures_of(phases: dict[str, dict[str, Any]],
         "projector_lag_p99_ms_since_created": get(*lag, "p99_ms_since_created"),
         "cpu_ms_per_call_total": get("throughput", "cpu_ms_per_call", "total"),
         "peak_rss_mb_max": max(duecall_rss) if duecall_rss else None,
+        **_everyday_figures(phases),
     }
+
+
+def _everyday_figures(phases: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Issue 17's figures, for the steady and sequential phases that ran (only those: a run
+    without them has no such keys)."""
+    out: dict[str, float | None] = {}
+    for name, phase in phases.items():
+        if name.startswith("steady-"):
+            key = f"steady_{name.removeprefix('steady-')}"
+            out[f"{key}_cpu_ms_per_call"] = phase.get("cpu_ms_per_call", {}).get(
+                "duecall and postgres")
+            out[f"{key}_lateness_p50_ms"] = phase["lateness_ms"]["p50"]
+            out[f"{key}_lateness_p99_ms"] = phase["lateness_ms"]["p99"]
+            out[f"{key}_projector_lag_p99_ms"] = phase["projector_lag"]["worst_projection"][
+                "p99_ms"]
+    seq = phases.get("sequential")
+    if seq:
+        out["sequential_submits_per_s"] = seq["submits_per_s"]
+        out["sequential_p50_ms"] = seq["latency_ms"]["p50"]
+        out["sequential_p99_ms"] = seq["latency_ms"]["p99"]
+        out["sequential_cpu_ms_per_call"] = seq.get("cpu_ms_per_call", {}).get(
+            "duecall and postgres")
+    return out
+
+
+def idle_figures(outcome: dict[str, Any]) -> None:
+    """Per second of the idle phase: CPU ms of every process and of PostgreSQL, wake-ups and
+    transactions (and statements, with --statements)."""
+    seconds = outcome["wall_s"]
+    per = {name: (None if v is None else round(v * 1000 / seconds, 2))
+           for name, v in outcome["cpu_s"].items()}
+    if outcome.get("postgres_cpu_s"):
+        per["postgres"] = round(outcome["postgres_cpu_s"]["duecall"] * 1000 / seconds, 2)
+    outcome["cpu_ms_per_s"] = per
+    outcome["wakeups_per_s"] = {name: (None if v is None else round(v / seconds, 1))
+                                for name, v in outcome.get("voluntary_switches", {}).items()}
+    if outcome.get("transactions"):
+        outcome["transactions_per_s"] = round(outcome["transactions"]["duecall"] / seconds, 1)
+    totals = outcome.get("statements", {}).get("totals")
+    if totals:
+        outcome["statements_per_s"] = round(totals["calls"] / seconds, 1)
+
+
+def per_call_figures(outcome: dict[str, Any], calls: int) -> None:
+    """Per call of a phase (steady, sequential): CPU ms of every process, of PostgreSQL (the
+    part duecall caused) and of duecall's processes and PostgreSQL together; voluntary context
+    switches (wake-ups) per call of every process; transactions per call."""
+    if not calls:
+        return
+    cpu = outcome["cpu_s"]
+    per = {name: (None if v is None else round(v * 1000 / calls, 3)) for name, v in cpu.items()}
+    postgres = outcome.get("postgres_cpu_s")
+    if postgres:
+        per["postgres"] = round(postgres["duecall"] * 1000 / calls, 3)
+        per["postgres (whole server)"] = round(postgres["total"] * 1000 / calls, 3)
+    ours = [v for name, v in per.items() if name.startswith(DUECALL_ROLES) and v is not None]
+    per["duecall processes"] = round(sum(ours), 3)
+    if per.get("postgres") is not None:
+        per["duecall and postgres"] = round(sum(ours) + (per["postgres"] or 0.0), 3)
+    outcome["cpu_ms_per_call"] = per
+    outcome["cpu_utilisation"] = {name: (None if v is None else round(v / outcome["wall_s"], 2))
+                                  for name, v in cpu.items()}
+    outcome["wakeups_per_call"] = {
+        name: (None if v is None else round(v / calls, 2))
+        for name, v in outcome.get("voluntary_switches", {}).items()}
+    if outcome.get("transactions"):
+        outcome["transactions_per_call"] = round(outcome["transactions"]["duecall"] / calls, 2)
 
 
 def per_call_cpu(throughput: dict[str, Any]) -> None:
@@ -105,6 +180,23 @@ def summary_line(name: str, outcome: dict[str, Any]) -> str:
                 f"{outcome['latency_ms']['p50']} ms, p99 {outcome['latency_ms']['p99']} ms")
     if name == "batch":
         return f"{outcome['calls']:,} calls, {outcome['calls_per_s']:,} calls/s"
+    if name == "idle":
+        per = outcome.get("cpu_ms_per_s", {})
+        ours = {k: v for k, v in per.items() if k.startswith(DUECALL_ROLES) or k == "postgres"}
+        wakeups = {k: v for k, v in outcome.get("wakeups_per_s", {}).items()
+                   if k.startswith(DUECALL_ROLES)}
+        return (f"CPU ms per second {ours}; wake-ups per second {wakeups}; transactions per "
+                f"second {outcome.get('transactions_per_s')}")
+    if name.startswith("steady-") or name == "sequential":
+        per = outcome.get("cpu_ms_per_call", {})
+        late, lag = outcome["lateness_ms"], outcome["projector_lag"]["worst_projection"]
+        head = (f"{outcome['achieved_per_s']:,}/s sent ({outcome['sends_late']} sends late)"
+                if name != "sequential" else
+                f"{outcome['submits_per_s']:,} submits/s, p50 {outcome['latency_ms']['p50']} / "
+                f"p99 {outcome['latency_ms']['p99']} ms")
+        return (f"{head}; CPU {per.get('duecall and postgres')} ms/call (postgres "
+                f"{per.get('postgres')}); late p50 {late['p50']} / p99 {late['p99']} ms; lag "
+                f"p99 {lag['p99_ms']} ms; statuses {outcome['statuses']}")
     late = outcome["lateness_ms"]
     return f"lateness p50 {late['p50']} ms, p95 {late['p95']} ms, p99 {late['p99']} ms"
 
@@ -133,6 +225,33 @@ def _stdout() -> Console:
 
 def print_report(result: dict[str, Any]) -> None:
     out = _stdout()
+    phases = result["phases"]
+    if phases.keys() & {"throughput", "submit", "batch", "precision"} or not phases:
+        _print_issue_7(out, result)
+
+    _print_everyday(out, result)
+
+    m = result["machine"]
+    pg = m.get("postgres", {})
+    out.print(f"machine: {m.get('nproc')} CPUs ({m.get('cpu_model', '?')}), "
+              f"{m.get('mem_total_mb', '?')} MB; load average at start "
+              f"{m.get('load_average_at_start')}")
+    out.print(f"Python {m.get('python')}; PostgreSQL {pg.get('server_version', '?')} "
+              f"(fsync {pg.get('fsync', '?')}, synchronous_commit "
+              f"{pg.get('synchronous_commit', '?')}; {result.get('database', {}).get('mode')}); "
+              f"duecall {m.get('duecall_commit')}; eventsourcing "
+              f"{m.get('versions', {}).get('eventsourcing', '?')}")
+    c = result["config"]
+    projections = (f"{c['projection_procs']} projections process(es)" if c["projection_procs"]
+                   else "read models kept by the workers")
+    out.print(f"stack: {c['api_procs']} api, {c['worker_procs']} worker process(es), "
+              f"{projections}; load generator: httpx ({c['client']}) in the bench process")
+    for note in result.get("anomalies", []):
+        out.print(f"[yellow]note:[/] {note}")
+
+
+def _print_issue_7(out: Console, result: dict[str, Any]) -> None:
+    """Issue 7's table and the processes' CPU during the throughput run."""
     f = result["figures"]
     phases = result["phases"]
     calls = phases.get("throughput", {}).get("calls")
@@ -190,23 +309,52 @@ def print_report(result: dict[str, Any]) -> None:
         ptable.add_row("[dim]not the benchmark[/]", "", "", fmt(other / wall, "", 2), "")
     out.print(ptable)
 
-    m = result["machine"]
-    pg = m.get("postgres", {})
-    out.print(f"machine: {m.get('nproc')} CPUs ({m.get('cpu_model', '?')}), "
-              f"{m.get('mem_total_mb', '?')} MB; load average at start "
-              f"{m.get('load_average_at_start')}")
-    out.print(f"Python {m.get('python')}; PostgreSQL {pg.get('server_version', '?')} "
-              f"(fsync {pg.get('fsync', '?')}, synchronous_commit "
-              f"{pg.get('synchronous_commit', '?')}; {result.get('database', {}).get('mode')}); "
-              f"duecall {m.get('duecall_commit')}; eventsourcing "
-              f"{m.get('versions', {}).get('eventsourcing', '?')}")
-    c = result["config"]
-    projections = (f"{c['projection_procs']} projections process(es)" if c["projection_procs"]
-                   else "read models kept by the workers")
-    out.print(f"stack: {c['api_procs']} api, {c['worker_procs']} worker process(es), "
-              f"{projections}; load generator: httpx ({c['client']}) in the bench process")
-    for note in result.get("anomalies", []):
-        out.print(f"[yellow]note:[/] {note}")
+
+def _print_everyday(out: Console, result: dict[str, Any]) -> None:
+    """Issue 17's table: per steady rate and for sequential submits, CPU ms per call of each
+    duecall process and PostgreSQL, lateness, lag, wake-ups and transactions per call."""
+    phases = {n: p for n, p in result["phases"].items()
+              if n.startswith("steady-") or n == "sequential"}
+    if not phases:
+        return
+    procs = [n for n in result.get("processes", {}) if n.startswith(DUECALL_ROLES)]
+    table = Table(title="everyday load (issue 17): CPU ms per call of each process, lateness "
+                  "and projector lag in ms, wake-ups (voluntary context switches) and "
+                  "transactions per call", title_justify="left")
+    for column in ("phase", "calls/s", *procs, "postgres", "duecall+pg", "late p50/p99",
+                   "lag p50/p99", "wake-ups", "xacts"):
+        table.add_column(column, justify="left" if column == "phase" else "right",
+                         no_wrap=True)
+    for name, phase in phases.items():
+        per = phase.get("cpu_ms_per_call", {})
+        wake = phase.get("wakeups_per_call", {})
+        rate = (phase["achieved_per_s"] if name != "sequential" else phase["submits_per_s"])
+        late, lag = phase["lateness_ms"], phase["projector_lag"]["worst_projection"]
+        wakeups = sum(v for n, v in wake.items() if n.startswith(DUECALL_ROLES) and v)
+        table.add_row(name, fmt(rate), *(fmt(per.get(p), "", 2) for p in procs),
+                      fmt(per.get("postgres"), "", 2), fmt(per.get("duecall and postgres"), "", 2),
+                      f"{fmt(late['p50'])}/{fmt(late['p99'])}",
+                      f"{fmt(lag['p50_ms'], '', 0)}/{fmt(lag['p99_ms'], '', 0)}",
+                      fmt(wakeups, "", 1), fmt(phase.get("transactions_per_call"), "", 2))
+    wide = out if out.is_terminal else Console(highlight=False, width=200)
+    wide.print(table)
+    seq = phases.get("sequential")
+    if seq:
+        lat = seq["latency_ms"]
+        out.print(f"sequential: one client, one keep-alive connection "
+                  f"({seq['connections_opened']} opened): {fmt(seq['submits_per_s'])} submits/s, "
+                  f"p50 {fmt(lat['p50'], ' ms', 2)}, p99 {fmt(lat['p99'], ' ms', 2)} "
+                  f"(targets ≥ 800/s, p50 ≤ 1.2 ms: "
+                  f"{verdict('sequential_submits_per_s', seq['submits_per_s'])}, "
+                  f"{verdict('sequential_p50_ms', lat['p50'])})")
+    if "steady-100" in result["phases"]:
+        f = result["figures"]
+        cpu, p50, p99 = (f.get(f"steady_100_{k}") for k in
+                         ("cpu_ms_per_call", "lateness_p50_ms", "lateness_p99_ms"))
+        out.print(f"steady 100/s: {fmt(cpu, ' ms', 2)} CPU per call (target ≤ 2.5 ms: "
+                  f"{verdict('steady_100_cpu_ms_per_call', cpu)}), lateness p50 "
+                  f"{fmt(p50, ' ms')} ({verdict('steady_100_lateness_p50_ms', p50)}), p99 "
+                  f"{fmt(p99, ' ms')} ({verdict('steady_100_lateness_p99_ms', p99)})")
 
 
 def _both(a: str, b: str) -> str:
@@ -246,6 +394,7 @@ def _phase_anomalies(phases: dict[str, dict[str, Any]]) -> list[str]:
     s = phases.get("submit", {})
     if s.get("errors"):
         notes.append(f"submit: {s['errors']} errors, e.g. {s['first_errors'][:1]}")
+    notes += _everyday_anomalies(phases)
     p = phases.get("precision", {})
     if p.get("early"):
         notes.append(f"precision: {p['early']} calls arrived BEFORE their due time")
@@ -253,4 +402,23 @@ def _phase_anomalies(phases: dict[str, dict[str, Any]]) -> list[str]:
         notes.append(f"precision: {p['duplicates']} duplicate deliveries")
     if p and p.get("submitted_before_first_due_s", 1) < 0:
         notes.append("precision: the submit finished after the first due time")
+    return notes
+
+
+def _everyday_anomalies(phases: dict[str, dict[str, Any]]) -> list[str]:
+    notes = []
+    for name, phase in phases.items():
+        if not (name.startswith("steady-") or name == "sequential"):
+            continue
+        for key in ("errors", "missing", "duplicates", "early"):
+            if phase.get(key):
+                notes.append(f"{name}: {phase[key]} {key}")
+        if phase.get("sends_late"):
+            notes.append(f"{name}: the load generator sent {phase['sends_late']} calls more than "
+                         f"{phase['sends_late_threshold_ms']:g} ms behind schedule "
+                         f"(send lateness p99 {phase['send_late_ms']['p99']} ms)")
+        pg = phase.get("postgres_cpu_s") or {}
+        if pg.get("other databases", 0) > 0.05 * max(pg.get("total", 0), 1e-9):
+            notes.append(f"{name}: other databases' backends used {pg['other databases']} CPU s "
+                         "of the server (not counted as duecall's)")
     return notes

@@ -6,11 +6,12 @@ nothing doubled.
     .venv/bin/python scripts/chaos.py --calls 600 --rate 50 --kill-interval 4   # a short run
 
 The stack is started as a user would start it: ``duecall api`` and ``--workers`` ``duecall
-worker`` processes (each also runs the read models), on a private embedded PostgreSQL in a
-temporary directory (so it can be restarted), or on ``--database-url`` (a fresh database is
-created there and dropped afterwards; ``--pg-restart-command`` restarts that server). The target
-is scripts/chaos_target.py in its own process: it records every delivery and misbehaves by path
-(503 then 200, 503 with Retry-After, answers slower than the call's timeout, connection resets).
+worker`` processes (each also runs the read models), on a fresh database on a private embedded
+PostgreSQL in a temporary directory (so it can be restarted), or on ``--database-url`` (the
+database is dropped afterwards; ``--pg-restart-command`` restarts that server). The target is
+harness/recording_target.py in its own process: it records every delivery and misbehaves by
+path (503 then 200, 503 with Retry-After, answers slower than the call's timeout, connection
+resets).
 
 The workload: ``--calls`` calls offered at ``--rate`` calls/s, in small batches (per-item
 idempotency keys) and single submits (an Idempotency-Key header); a submit answered 503 (or not
@@ -36,6 +37,7 @@ read models:
     every successful execution was delivered; duplicates (the at-least-once cost) are counted;
   * the read models agree with the event store (each call's status and version, each
     execution's outcome), and rebuilding each one from position 0 gives identical tables.
+  * every event's hash chain verifies (duecall's own verifier, as ``duecall audit verify``).
 Recovery after each fault: the time from the fault's end (process gone, database back) until
 calls complete again at >= 80% of the rate of the 5 s before it; and when the last attempt that
 was in flight at the fault completed (a killed worker's attempts wait for their leases).
@@ -44,10 +46,11 @@ Output: tables on stdout, JSON in ``bench-results/chaos-<timestamp>.json`` (logs
 process beside it). Exit code 0 when every invariant holds, 1 when one does not, 2 on an error.
 
 This module is the run and its command line; its parts are beside it: chaos_stack.py (the
-database and the processes), chaos_load.py (the workload and the submitter), chaos_faults.py
-(the faults), chaos_audit.py (the invariants, importable: tests use it), chaos_recovery.py
-(recovery after each fault) and chaos_report.py (the tables). Over 300 lines on purpose: the
-run's steps, in order, read as one story (start, load and faults, drain, audit, report).
+database and the processes, from the shared harness package), chaos_load.py (the workload and
+the submitter), chaos_faults.py (the faults), chaos_audit.py (the invariants, importable: tests
+use it), chaos_recovery.py (recovery after each fault) and chaos_report.py (the tables). Over
+300 lines on purpose: the run's steps, in order, read as one story (start, load and faults,
+drain, audit, report).
 """
 
 from __future__ import annotations
@@ -66,11 +69,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
-from _harness import (  # puts the repository root on sys.path, for projections.* below
-    ENTRY,
-    REPO_ROOT,
+from _harness import (  # puts the repository root on sys.path, for harness.* below
     HelpFormatter,
     check_env_items,
     machine_info,
@@ -88,8 +88,10 @@ from chaos_faults import Fault, FaultInjector, plan_faults
 from chaos_load import EXPECTED, Planned, Submitter, plan_workload
 from chaos_recovery import per_second, recovery_of
 from chaos_report import report
-from chaos_stack import ChaosError, Database, Stack, console
+from chaos_stack import ChaosError, Database, Stack
 
+from harness.processes import REPO_ROOT, console, duecall_command
+from harness.recording_target import fetch_records
 from projections.read_models import PROJECTIONS
 from projections.runner import TRACKING_TABLE
 
@@ -165,18 +167,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # -- after the run: what the target saw, the read models caught up and rebuilt --------------------
 
 
-def fetch_records(target_url: str) -> list[list[Any]]:
-    records: list[list[Any]] = []
-    since = 0
-    with httpx.Client(timeout=60.0, trust_env=False) as client:
-        while True:
-            data = client.get(f"{target_url}/__records", params={"since": since}).json()
-            records.extend(data["records"])
-            if data["next"] == since or not data["records"]:
-                return records
-            since = data["next"]
-
-
 def wait_projections(url: str, timeout: float) -> float:
     began = time.monotonic()
     names = [p.name for p in PROJECTIONS]
@@ -198,7 +188,7 @@ def rebuild_all(env: dict[str, str], log_dir: Path) -> None:
     for projection in PROJECTIONS:
         with (log_dir / f"rebuild-{projection.name}.log").open("wb") as log:
             done = subprocess.run(
-                [sys.executable, "-c", ENTRY, "projections", "rebuild", projection.name],
+                duecall_command("projections", "rebuild", projection.name),
                 cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600,
                 check=False,
             )

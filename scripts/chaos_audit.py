@@ -9,7 +9,9 @@ Importable on its own (tests use it on a workload they drive through the applica
     invariants(store, deliveries, models)            # name → {"ok": ..., "count": ...}
 
 A call's token is the last segment of its URL's path; each call of a run has its own.
-``scripts/chaos.py`` runs the stack, the load and the faults, then calls these.
+``scripts/chaos.py`` runs the stack, the load and the faults, then calls these. The event
+store's hash chains are checked by duecall's own verifier (infrastructure/chain_verifier.py);
+``checksums`` digests the read models' tables, to compare them with a rebuild.
 
 A little over 300 lines on purpose: every invariant and the figures it is counted from are
 read together, so that a reader can check none is missing.
@@ -27,6 +29,7 @@ import _harness  # noqa: F401  (puts the repository root on sys.path, for projec
 import orjson
 import psycopg
 
+from infrastructure.chain_verifier import verify
 from projections.executions import TABLE as EXECUTIONS_TABLE
 from projections.read_models import PROJECTIONS
 from projections.service_calls import TABLE as CALLS_TABLE
@@ -88,6 +91,7 @@ STORE_PROBLEMS = (
     "two_executions_for_one_attempt", "attempt_without_execution",
     "execution_of_another_attempt", "execution_without_attempt", "accepted_but_missing",
     "recorded_but_never_accepted", "token_with_two_calls", "token_answered_with_another_call",
+    "hash_chain_broken",
 )
 
 
@@ -196,6 +200,9 @@ def audit_store(url: str, accepted: dict[str, str]) -> StoreAudit:
     audit.cross_check(accepted)
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM duecall_outbox").fetchone()
+        chains = verify(conn)  # duecall's own verifier (`duecall audit verify`)
+    audit.problems["hash_chain_broken"] = [f"{b.originator_id} v{b.version}: {b.problem}"
+                                           for b in chains.breaks]
     audit.figures = {name: len(items) for name, items in audit.problems.items()}
     audit.figures.update(outbox_left=int(row[0]) if row else 0, calls=len(calls),
                          executions=len(executions), attempts=len(audit.attempts))
@@ -247,6 +254,7 @@ def audit_deliveries(records: list[list[Any]], accepted: dict[str, str],
 
 
 def checksums(url: str) -> dict[str, str]:
+    """Each read-model table's md5 over its rows in text order (equal tables, equal digests)."""
     tables = [table for projection in PROJECTIONS for table in projection.tables]
     found = {}
     with psycopg.connect(url) as conn:
@@ -315,6 +323,7 @@ def invariants(store: StoreAudit, deliveries: dict[str, Any], models: dict[str, 
         "every attempt complete, outbox empty": dangling,
         "deliveries carry their attempt's Idempotency-Key": keys,
         "read models agree with the event store (and a rebuild)": read_models,
+        "every event's hash chain verifies": f["hash_chain_broken"],
         "graceful stops within the shutdown timeout (+3 s)": slow_stops,
         "API errors are problem+json (no stack traces)": not_problem_json,
     }

@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from _harness import Managed, rounded
-from chaos_stack import ChaosError, Stack, console
+from _harness import rounded
+from chaos_stack import ChaosError, Stack
+
+from harness.processes import Managed, console
 
 # -- faults -------------------------------------------------------------------------------------
 
@@ -80,7 +82,6 @@ class FaultInjector:
         victim.popen.kill()
         victim.popen.wait(timeout=10)
         fault.until = time.time()
-        self._stack.forget(victim)
         replacement = self._stack.start_worker()
         fault.detail = {"worker": victim.name, "pid": victim.pid,
                         "replacement": replacement.name}
@@ -91,7 +92,6 @@ class FaultInjector:
         replacement = self._stack.start_worker()  # as a rolling restart would
         seconds = self._stack.terminate(victim, timeout=self._shutdown_timeout() + 30)
         fault.until = time.time()
-        self._stack.forget(victim)
         fault.detail = {"worker": victim.name, "pid": victim.pid, "exit_s": rounded(seconds, 3),
                         "returncode": victim.popen.returncode,
                         "shutdown_timeout_s": self._shutdown_timeout(),

@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import orjson
-from chaos_stack import ChaosError, console
+from chaos_stack import ChaosError
+
+from harness.processes import console
 
 SLOW_SECONDS = 3.0  # the slow target's answer; those calls time out after 1 s
 

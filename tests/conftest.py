@@ -6,20 +6,16 @@ database is dropped at the end.
 """
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from harness.databases import EmbeddedServer, fresh_database
+from harness.network import LOOPBACK_ALLOWLIST
 from infrastructure.container import Container
-from infrastructure.embedded_postgres import embedded_database_url, stop_embedded
 from infrastructure.settings import Settings
 from projections.failures import FAILURES_TABLE as FAILURES
-from tests.support.databases import fresh_database
-from tests.support.duecall_process import LOOPBACK_ALLOWLIST
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,12 +30,11 @@ def server_url() -> Iterator[str]:
     if external:
         yield external
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="dc-", dir="/tmp")) / "pg"
+    server = EmbeddedServer.temporary("dc-")
     try:
-        yield embedded_database_url(data_dir)
+        yield server.start()
     finally:
-        stop_embedded(data_dir)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.support.databases import fresh_database
-from tests.support.duecall_process import DuecallProcess, tenant_headers
-from tests.support.target_server import TargetServer
+from harness.api_keys import tenant_headers
+from harness.databases import fresh_database
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,11 @@ import psycopg
 import pytest
 
 from domain.ids import execution_id_for
+from harness.api_keys import bearer
+from harness.duecall_process import DuecallProcess
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from tests.support.audit_scenario import run_audit_scenario
-from tests.support.duecall_process import DuecallProcess, bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

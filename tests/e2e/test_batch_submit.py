@@ -5,7 +5,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support.target_server import TargetServer
+from harness.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

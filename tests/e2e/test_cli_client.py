@@ -14,9 +14,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from domain.request import DEFAULT_MAX_BODY_BYTES
+from harness.duecall_process import DuecallProcess
+from harness.network import free_port
+from harness.processes import REPO_ROOT, duecall_command
+from harness.target_server import TargetServer
 from interfaces import cli
-from tests.support.duecall_process import REPO_ROOT, DuecallProcess, duecall_command
-from tests.support.target_server import TargetServer, free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

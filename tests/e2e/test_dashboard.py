@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.api_keys import bearer
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
 from tests.support.browser import headless_chromium
-from tests.support.duecall_process import DuecallProcess, bearer
 from tests.support.problems import assert_problem
-from tests.support.target_server import TargetServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SCREENSHOT = "/tmp/duecall-dashboard.png"

@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,44 +22,39 @@ from typing import Any
 import httpx
 import pytest
 
-from infrastructure.embedded_postgres import (
-    embedded_database_url,
-    start_embedded,
-    stop_embedded,
-)
+from harness.api_keys import UNLIMITED, bearer
+from harness.databases import EmbeddedServer
+from harness.duecall_process import DuecallProcess
+from harness.network import LOOPBACK_ALLOWLIST
+from harness.target_server import TargetServer
+from harness.worker_processes import WorkerProcesses
 from tests.support.db_queries import event_count
-from tests.support.duecall_process import LOOPBACK_ALLOWLIST, DuecallProcess, bearer
 from tests.support.problems import assert_problem
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
-from tests.support.worker_processes import WorkerProcesses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_server, pytest.mark.slow]
 
 SETTINGS = {"DUECALL_OUTBOUND_ALLOWLIST": LOOPBACK_ALLOWLIST}
-UNLIMITED = {"rate_per_second": 1e6, "burst": 1_000_000}
 
 
 @pytest.fixture(scope="module")
-def private_server() -> Iterator[tuple[Path, str]]:
-    """An embedded server of this module's own (the tests stop it): (data dir, URL)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="dc-outage-", dir="/tmp")) / "pg"
-    url = embedded_database_url(data_dir)
+def private_server() -> Iterator[EmbeddedServer]:
+    """An embedded server of this module's own (the tests stop it)."""
+    server = EmbeddedServer.temporary("dc-outage-")
+    server.start()
     try:
-        yield data_dir, url
+        yield server
     finally:
-        with contextlib.suppress(Exception):
-            stop_embedded(data_dir)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+        server.remove()
 
 
 @contextlib.contextmanager
-def database_stopped(data_dir: Path) -> Iterator[None]:
-    stop_embedded(data_dir)
+def database_stopped(server: EmbeddedServer) -> Iterator[None]:
+    server.stop()
     try:
         yield
     finally:
-        start_embedded(data_dir)
+        server.start_again()
 
 
 def ready(api: DuecallProcess) -> bool:
@@ -74,12 +67,12 @@ def call(target: TargetServer, path: str, **request: Any) -> dict[str, Any]:
 
 
 def test_readyz_is_503_while_the_database_is_stopped_and_200_after(
-    private_server: tuple[Path, str],
+    private_server: EmbeddedServer,
 ) -> None:
-    data_dir, url = private_server
+    url = private_server.url
     with DuecallProcess(url, command="api", extra_env=SETTINGS) as api:
         assert ready(api)
-        with database_stopped(data_dir):
+        with database_stopped(private_server):
             answer = httpx.get(f"{api.url}/readyz", timeout=10)
             assert_problem(answer, 503)
             assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
@@ -87,14 +80,14 @@ def test_readyz_is_503_while_the_database_is_stopped_and_200_after(
 
 
 def test_a_write_while_the_database_is_down_is_503_and_records_nothing(
-    private_server: tuple[Path, str],
+    private_server: EmbeddedServer,
 ) -> None:
-    data_dir, url = private_server
+    url = private_server.url
     with TargetServer() as target, DuecallProcess(url, command="api", extra_env=SETTINGS) as api:
         headers = bearer(api.tenant_key("outage", **UNLIMITED))
         with httpx.Client(base_url=api.url, headers=headers, timeout=60) as client:
             before = event_count(url)
-            with database_stopped(data_dir):
+            with database_stopped(private_server):
                 began = time.monotonic()
                 single = client.post("/v1/service-calls", json=call(target, "/one"),
                                      headers={"Idempotency-Key": "while-down"})
@@ -116,15 +109,15 @@ def test_a_write_while_the_database_is_down_is_503_and_records_nothing(
 
 
 def test_a_worker_started_while_the_database_is_down_waits_for_it(
-    private_server: tuple[Path, str], tmp_path: Path
+    private_server: EmbeddedServer, tmp_path: Path
 ) -> None:
-    data_dir, url = private_server
+    url = private_server.url
     workers = WorkerProcesses(url, tmp_path, {**SETTINGS, "DUECALL_POLL_INTERVAL_SECONDS": "0.2"})
     try:
         with TargetServer() as target, DuecallProcess(url, command="api",
                                                       extra_env=SETTINGS) as api:
             headers = bearer(api.tenant_key("waiting", **UNLIMITED))
-            with database_stopped(data_dir):
+            with database_stopped(private_server):
                 worker = workers.start()
                 time.sleep(3)
                 assert worker.poll() is None, workers.logs()  # still there, waiting
@@ -140,9 +133,9 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
 
 
 def test_sigterm_stops_a_worker_in_time_and_hands_back_its_attempt(
-    private_server: tuple[Path, str], tmp_path: Path
+    private_server: EmbeddedServer, tmp_path: Path
 ) -> None:
-    _, url = private_server
+    url = private_server.url
     shutdown_timeout = 2.0
     workers = WorkerProcesses(url, tmp_path, {
         **SETTINGS,

@@ -23,15 +23,11 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from harness.api_keys import bearer, issue_tenant_key
+from harness.duecall_process import DuecallProcess
+from harness.processes import duecall_command, duecall_env
+from harness.target_server import TargetServer
 from interfaces import cli
-from tests.support.duecall_process import (
-    DuecallProcess,
-    bearer,
-    duecall_command,
-    duecall_env,
-    issue_tenant_key,
-)
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

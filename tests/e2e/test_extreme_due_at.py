@@ -3,8 +3,9 @@
 import httpx
 import pytest
 
-from tests.support.duecall_process import DuecallProcess, bearer
-from tests.support.target_server import TargetServer
+from harness.api_keys import bearer
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

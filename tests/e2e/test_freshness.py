@@ -6,7 +6,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support.target_server import TargetServer
+from harness.target_server import TargetServer
 
 pytestmark = pytest.mark.e2e
 

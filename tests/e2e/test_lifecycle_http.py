@@ -26,10 +26,11 @@ import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
+from harness.api_keys import tenant_headers
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
 from interfaces import cli
-from tests.support.duecall_process import DuecallProcess, tenant_headers
 from tests.support.problems import assert_problem
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

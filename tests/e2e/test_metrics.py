@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.target_server import TargetServer
+from harness.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from domain.request import DEFAULT_MAX_BODY_BYTES
+from harness.target_server import TargetServer
 from tests.support.problems import assert_problem
-from tests.support.target_server import TargetServer
 
 pytestmark = pytest.mark.e2e
 

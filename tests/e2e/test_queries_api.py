@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.clock import utcnow
+from harness.api_keys import bearer
 from infrastructure.container import Container
 from interfaces.api.app import create_app
 from interfaces.api.query_schemas import StatsReport
-from tests.support.duecall_process import bearer
 from tests.support.read_models import catch_up, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls, workload_settings
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.duecall_process import ADMIN_KEY, DuecallProcess
+from harness.duecall_process import DuecallProcess
+from harness.processes import ADMIN_KEY
 from tests.support.schemathesis_run import run_schemathesis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.schemathesis, pytest.mark.slow]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.duecall_process import DuecallProcess, issue_tenant_key
+from harness.api_keys import issue_tenant_key
+from harness.duecall_process import DuecallProcess
 from tests.support.schemathesis_run import run_schemathesis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.schemathesis, pytest.mark.slow]

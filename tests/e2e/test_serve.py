@@ -18,11 +18,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from harness.duecall_process import DuecallProcess
+from harness.network import closed_port_url
+from harness.processes import REPO_ROOT, duecall_command
+from harness.target_server import TargetServer
 from interfaces import cli
 from tests.support.db_queries import event_count
-from tests.support.duecall_process import REPO_ROOT, DuecallProcess, duecall_command
 from tests.support.problems import assert_problem
-from tests.support.target_server import TargetServer, closed_port_url
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.smoke]

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.duecall_process import DuecallProcess, bearer
-from tests.support.target_server import TargetServer
+from harness.api_keys import bearer
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
 
 pytestmark = pytest.mark.e2e
 

@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.support.databases import fresh_database
-from tests.support.duecall_process import DuecallProcess, tenant_headers
+from harness.api_keys import tenant_headers
+from harness.databases import fresh_database
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
 from tests.support.otlp_collector import ExportedSpan, OtlpCollector, otlp_collector
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.support.duecall_process import ADMIN_KEY, DuecallProcess
+from harness.duecall_process import DuecallProcess
+from harness.processes import ADMIN_KEY
 from tests.support.problems import assert_problem
 
 pytestmark = pytest.mark.e2e

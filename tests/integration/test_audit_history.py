@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domain.ids import execution_id_for
+from harness.api_keys import bearer
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from tests.support.audit_scenario import TENANT, Scenario, run_audit_scenario
-from tests.support.duecall_process import bearer
 from tests.support.read_models import catch_up, reset_read_models
 
 EXPECTED = [

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from domain.ids import execution_id_for
+from harness.processes import REPO_ROOT, duecall_command
 from infrastructure.chain_verifier import anchors_from, call_family, chain_heads, verify
 from infrastructure.container import Container
 from tests.support.audit_scenario import TENANT, Scenario, run_audit_scenario
-from tests.support.duecall_process import REPO_ROOT, duecall_command
 
 
 @pytest.fixture

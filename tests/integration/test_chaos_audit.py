@@ -1,6 +1,7 @@
 """The chaos run's invariant audit (scripts/chaos_audit.py), used directly on a small workload
 driven through the application: on a clean run every invariant holds; a run broken on purpose
-(a call left in the outbox, a second terminal event) is named by the audit."""
+(a call left in the outbox, a second terminal event, an altered event) is named by the
+audit."""
 
 import random
 import sys
@@ -13,8 +14,8 @@ import psycopg
 
 from application.service_calls import Attempt
 from domain.outcome import AttemptResult
+from harness.processes import REPO_ROOT
 from infrastructure.container import Container
-from tests.support.duecall_process import REPO_ROOT
 from tests.support.read_models import catch_up, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls
 
@@ -24,13 +25,14 @@ import chaos_audit
 ZERO_LOST = "zero lost (every accepted call terminal)"
 ZERO_DOUBLED = "zero doubled (terminal events, attempts, executions)"
 COMPLETE = "every attempt complete, outbox empty"
+HASH_CHAINS = "every event's hash chain verifies"
 
 
 @dataclass
 class RecordingTarget:
-    """Plays scripts/chaos_target.py: answers by the behaviour in the URL's last segment (``ok``,
-    ``flaky`` 500 then 200, ``missing`` 404) and records each delivery as that target does:
-    (arrival, Idempotency-Key, Duecall-Id, path, answer)."""
+    """Plays harness/recording_target.py: answers by the behaviour in the URL's last segment
+    (``ok``, ``flaky`` 500 then 200, ``missing`` 404) and records each delivery as that target
+    does: (arrival, Idempotency-Key, Duecall-Id, path, answer)."""
 
     records: list[list[Any]] = field(default_factory=list)
 
@@ -120,3 +122,17 @@ def test_a_second_terminal_event_is_named(rm_container: Container) -> None:
     assert invariants[ZERO_DOUBLED] == {"ok": False, "count": 2}
     assert store.examples["double_terminal"] == [call_id]
     assert store.examples["attempt_two_outcomes"] == [f"{call_id}:1"]
+
+
+def test_an_altered_event_breaks_its_hash_chain(rm_container: Container) -> None:
+    run = run_workload(rm_container)
+    call_id = run.accepted["ok-0"]
+    with psycopg.connect(rm_container.database_url, autocommit=True) as conn:
+        conn.execute(  # the same JSON, one byte longer: only the chain can tell
+            "UPDATE duecall_events SET state = state || ' '::bytea "
+            "WHERE originator_id = %s AND originator_version = 1", (call_id,))
+
+    store, invariants = audit(rm_container, run)
+
+    assert broken(invariants) == {HASH_CHAINS: 1}
+    assert store.examples["hash_chain_broken"] == [f"{call_id} v1: hash mismatch: event altered"]

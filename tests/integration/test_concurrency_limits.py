@@ -7,9 +7,9 @@ import pytest
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
+from harness.target_server import ReceivedRequest, TargetServer
 from infrastructure.container import Container
 from infrastructure.settings import Settings
-from tests.support.target_server import ReceivedRequest, TargetServer
 from tests.support.waiting import wait_until
 
 SLOW = 0.4

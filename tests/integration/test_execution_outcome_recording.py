@@ -15,9 +15,9 @@ from application.commands import SubmitServiceCall
 from domain.ids import execution_id_for
 from domain.request import RequestSpec
 from domain.service_call import Status
+from harness.target_server import TargetServer
 from infrastructure.container import Container
 from tests.support.db_queries import rows, topics
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_terminal, wait_until
 
 TENANT = "t-record"

@@ -4,10 +4,10 @@ import asyncio
 
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
+from harness.network import LOOPBACK_ALLOWLIST, closed_port_url
+from harness.target_server import TargetServer
 from infrastructure.http_sender import HttpxSender
 from infrastructure.outbound_guard import Allowlist
-from tests.support.duecall_process import LOOPBACK_ALLOWLIST
-from tests.support.target_server import TargetServer, closed_port_url
 
 
 def _send(url: str, timeout: float = 2.0, snippet_bytes: int = 64) -> AttemptResult:

@@ -5,10 +5,10 @@ even for a request recorded before such headers were refused at submit."""
 import asyncio
 
 from domain.request import RequestSpec
+from harness.network import LOOPBACK_ALLOWLIST
+from harness.raw_target import RawTarget, content_length
 from infrastructure.http_sender import HttpxSender
 from infrastructure.outbound_guard import Allowlist
-from tests.support.duecall_process import LOOPBACK_ALLOWLIST
-from tests.support.raw_target import RawTarget, content_length
 
 SMUGGLED = "0\r\n\r\nGET /SMUGGLED HTTP/1.1\r\nHost: internal\r\nContent-Length: 0\r\n\r\n"
 FORGED = {

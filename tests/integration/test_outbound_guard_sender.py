@@ -10,9 +10,9 @@ import pytest
 
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
+from harness.target_server import TargetServer
 from infrastructure.http_sender import HttpxSender
 from infrastructure.outbound_guard import Allowlist
-from tests.support.target_server import TargetServer
 
 ONLY_127_0_0_1 = "127.0.0.1/32"
 

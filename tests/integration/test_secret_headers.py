@@ -8,10 +8,10 @@ from application.commands import SubmitServiceCall
 from domain.redaction import REDACTED
 from domain.request import RequestSpec
 from domain.service_call import Status
+from harness.target_server import TargetServer
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from tests.support.db_queries import rows
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_terminal
 
 HEADERS = {"Authorization": "Bearer s3cret-XYZ", "X-Custom-Token": "tok-123", "X-Trace": "t"}

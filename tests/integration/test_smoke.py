@@ -4,8 +4,8 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from domain.request import RequestSpec
 from domain.service_call import Status
+from harness.target_server import TargetServer
 from infrastructure.container import Container
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_terminal
 
 pytestmark = pytest.mark.smoke

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from harness.target_server import TargetServer
 from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from tests.support.problems import assert_problem
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 ADMIN = {"Authorization": "Bearer the-admin-key"}

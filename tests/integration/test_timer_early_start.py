@@ -20,11 +20,11 @@ from application.commands import SubmitServiceCall
 from application.outbox import START, OutboxMessage
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status
+from harness.target_server import TargetServer
+from harness.worker_processes import WorkerProcesses, workers_fixture
 from infrastructure.container import Container
 from tests.support.db_queries import outbox_rows
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_terminal, wait_until
-from tests.support.worker_processes import WorkerProcesses, workers_fixture
 
 TENANT = "t-early"
 PRESTART = 1.5  # long, so that the test can act between the start and the due time

@@ -21,10 +21,10 @@ from application.dispatch.timer import Timer
 from application.outbox import EXECUTE, START, OutboxMessage
 from application.service_calls import ServiceCalls
 from domain.request import RequestSpec
+from harness.target_server import TargetServer
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from tests.support.db_queries import event_count, rows
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_until
 
 TENANT = "t-race"

@@ -16,11 +16,11 @@ from domain.ids import execution_id_for
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
 from domain.service_call import Status
+from harness.target_server import TargetServer
+from harness.worker_processes import WorkerProcesses, workers_fixture
 from infrastructure.container import Container
 from tests.support.db_queries import outbox_rows, topics
-from tests.support.target_server import TargetServer
 from tests.support.waiting import wait_terminal
-from tests.support.worker_processes import WorkerProcesses, workers_fixture
 
 TENANT = "t-watchdog"
 SLOW_PATH = "/slow/3"  # answers after 3 s: time enough to kill the worker mid-request

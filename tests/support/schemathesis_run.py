@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.duecall_process import REPO_ROOT, DuecallProcess
+from harness.duecall_process import DuecallProcess
+from harness.processes import REPO_ROOT
 
 MAX_EXAMPLES = 20  # per operation and phase
 RUN_TIMEOUT = 240  # seconds: a hung run fails the test instead of the suite

@@ -22,9 +22,9 @@ from application.service_calls import Attempt
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from domain.retry_policy import Jitter, RetryPolicy
+from harness.network import LOOPBACK_ALLOWLIST
 from infrastructure.container import Container
 from infrastructure.settings import Settings
-from tests.support.duecall_process import LOOPBACK_ALLOWLIST
 
 BEHAVIOURS = ("ok", "flaky", "timeout", "missing")
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff_seconds=0, jitter=Jitter.NONE)

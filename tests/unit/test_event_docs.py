@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.support.duecall_process import REPO_ROOT
+from harness.processes import REPO_ROOT
 
 
 def test_docs_events_md_is_up_to_date_with_the_event_classes() -> None:

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.target_server import TargetServer, closed_port_url
+from harness.network import closed_port_url
+from harness.target_server import TargetServer
 
 
 @pytest.fixture

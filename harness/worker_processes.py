@@ -1,4 +1,4 @@
-"""Real `duecall worker` subprocesses against the test database, all killed at the end.
+"""Real `duecall worker` subprocesses against a test's database, all killed at the end.
 
     workers = workers_fixture({"DUECALL_MAX_DELIVERIES": "1"})  # in a test module
 
@@ -14,12 +14,11 @@ the test ends (pytest shows them when it failed).
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
+from harness.processes import Managed, duecall_command, duecall_env, spawn
 from infrastructure.container import Container
-from tests.support.duecall_process import REPO_ROOT, duecall_command, duecall_env
 
 
 class WorkerProcesses:
@@ -30,31 +29,19 @@ class WorkerProcesses:
     ) -> None:
         self._env = duecall_env(database_url, settings)
         self._log_dir = log_dir
-        self._running: list[tuple[subprocess.Popen[bytes], BinaryIO]] = []
+        self._started: list[Managed] = []
 
     def start(self) -> subprocess.Popen[bytes]:
-        log = (self._log_dir / f"worker-{len(self._running)}.log").open("wb")
-        try:
-            process = subprocess.Popen(
-                duecall_command("worker"),
-                cwd=REPO_ROOT,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        except BaseException:
-            log.close()
-            raise
-        self._running.append((process, log))
-        return process
+        worker = spawn(self._log_dir, f"worker-{len(self._started)}", "worker",
+                       duecall_command("worker"), self._env, new_session=False)
+        self._started.append(worker)
+        return worker.popen
 
     def kill_all(self) -> None:
-        for process, log in self._running:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-            log.close()
+        for worker in self._started:
+            if worker.alive():
+                worker.popen.kill()
+            worker.popen.wait(timeout=10)
 
     def logs(self) -> str:
         return "\n".join(

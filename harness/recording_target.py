@@ -1,28 +1,31 @@
 #!/usr/bin/env python
-"""The target of scripts/chaos.py: misbehaves on request, records every delivery.
+"""A fast local HTTP target in a process of its own: records every delivery, misbehaves on
+request (scripts/bench.py, scripts/chaos.py).
 
-    .venv/bin/python scripts/chaos_target.py --port 0 --port-file /tmp/target.port
+    .venv/bin/python -m harness.recording_target --port 0 --port-file /tmp/target.port
 
-asyncio, HTTP/1.1 keep-alive, loopback only. How it answers depends on the path and on the
-attempt number, read from the request's ``Idempotency-Key: <service_call_id>:<attempt>``, so
-every delivery of one attempt (a duplicate after a crash included) is answered alike:
+asyncio (uvloop when installed), HTTP/1.1 keep-alive, loopback only. How it answers depends on
+the path and on the attempt number, read from the request's ``Idempotency-Key:
+<service_call_id>:<attempt>``, so every delivery of one attempt (a duplicate after a crash
+included) is answered alike:
 
-    /ok/<token>                       200
     /fail/<n>/<token>                 503 for attempts 1..n, then 200
     /retry-after/<s>/<n>/<token>      503 with ``Retry-After: <s>`` for attempts 1..n, then 200
     /slow/<s>/<n>/<token>             sleeps <s> seconds for attempts 1..n (beyond the call's
                                       timeout), then answers 200
     /reset/<n>/<token>                resets the connection (TCP RST, no answer) for attempts
                                       1..n, then 200
-    anything else                     200
+    anything else                     200 at once
 
 Every request is recorded before it is answered: ``[arrival, idempotency_key, duecall_id,
-path, action]`` (``action``: ok, 503, slow, reset).
+path, action]`` (``arrival``: ``time.time()`` when its head was read; ``action``: ok, 503,
+slow, reset).
 
     GET /__records?since=N   {"records": [...], "next": M}
     GET /__count             {"count": n}
 
-Stops on SIGTERM/SIGINT.
+Stops on SIGTERM/SIGINT (``--dump`` writes the records as JSON then). ``fetch_records`` reads
+them from another process.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ import socket
 import struct
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+
 MAX_HEAD = 64 * 1024
-MAX_BODY = 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 Record = tuple[float, str | None, str | None, str, str]
@@ -54,6 +60,7 @@ def _response(status: int, reason: str, body: bytes, extra: str = "") -> bytes:
 
 OK = _response(200, "OK", b'{"ok":true}')
 UNAVAILABLE = _response(503, "Service Unavailable", b'{"status":503}')
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def attempt_of(key: str | None) -> int:
@@ -99,6 +106,7 @@ class Target:
                 lines = head.decode("latin-1").split("\r\n")
                 parts = lines[0].split(" ")
                 if len(parts) != 3:
+                    writer.write(BAD_REQUEST)
                     return
                 target = parts[1]
                 headers: dict[str, str] = {}
@@ -189,7 +197,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
         return False
 
 
-async def serve(host: str, port: int, port_file: Path | None) -> None:
+async def serve(host: str, port: int, port_file: Path | None, dump: Path | None) -> None:
     target = Target()
     server = await asyncio.start_server(
         target.handle, host, port, limit=MAX_HEAD, backlog=4096, reuse_address=True
@@ -199,13 +207,30 @@ async def serve(host: str, port: int, port_file: Path | None) -> None:
         draft = port_file.with_suffix(".tmp")
         draft.write_text(str(bound))
         draft.replace(port_file)  # atomic: the reader never sees a partial number
-    print(f"chaos target on http://{host}:{bound}", flush=True)
+    print(f"recording target on http://{host}:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
+    if dump is not None:
+        dump.write_text(json.dumps(target.records))
+
+
+# -- reading the records from another process ---------------------------------------------------
+
+
+def fetch_records(target_url: str, since: int = 0) -> list[list[Any]]:
+    """The records from position ``since`` on, in order."""
+    records: list[list[Any]] = []
+    with httpx.Client(timeout=60.0, trust_env=False) as client:
+        while True:
+            data = client.get(f"{target_url}/__records", params={"since": since}).json()
+            records.extend(data["records"])
+            if data["next"] == since or not data["records"]:
+                return records
+            since = data["next"]
 
 
 def main() -> None:
@@ -213,10 +238,17 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface (loopback only)")
     parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     parser.add_argument("--port-file", type=Path, help="write the bound port to this file")
+    parser.add_argument("--dump", type=Path, help="write the records as JSON here on exit")
     args = parser.parse_args()
     if args.host not in LOOPBACK:
-        parser.error("the chaos target binds loopback only")
-    asyncio.run(serve(args.host, args.port, args.port_file))
+        parser.error("the recording target binds loopback only")
+    coro = serve(args.host, args.port, args.port_file, args.dump)
+    try:
+        import uvloop  # noqa: PLC0415  (optional: the faster loop when installed)
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A real local HTTP server that duecall can call during tests and benchmarks.
+"""A real local HTTP server in the test's own process that duecall can call during tests.
 
     with TargetServer() as target:
         target.set_sequence("flaky", [503, 503, 200])
@@ -32,20 +32,9 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-_HOST = "127.0.0.1"
+from harness.network import HOST
+
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 at a port where nothing listens (connections are refused)."""
-    return f"http://{_HOST}:{free_port()}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +57,7 @@ class ReceivedRequest:
 class TargetServer:
     """Threaded HTTP server on 127.0.0.1; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int = 0, host: str = _HOST) -> None:
+    def __init__(self, port: int = 0, host: str = HOST) -> None:
         """``host``: another loopback address (127.0.0.2) to stand for a second machine."""
         self._host = host
         self._port = port
@@ -178,7 +167,7 @@ class TargetServer:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # don't wait for idle keep-alive connections on close
-    request_queue_size = 1024  # benchmarks open many connections at once
+    request_queue_size = 1024  # load tests open many connections at once
 
     def __init__(self, address: tuple[str, int], target: TargetServer) -> None:
         self.target = target
