@@ -31,6 +31,8 @@ from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
 from infrastructure.notifications import Notifications
 from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
+from infrastructure.pool_checks import ping_only_idle_connections
+from infrastructure.recorder import OutboxRecorder
 from infrastructure.secret_box import AesSecretBox, secret_key
 from infrastructure.settings import Settings
 from infrastructure.tenant_registry import PostgresTenantRegistry
@@ -96,6 +98,9 @@ class Container:
                 ),
                 max_deliveries=settings.max_deliveries,
             )
+            recorder = service_calls.recorder
+            assert isinstance(recorder, OutboxRecorder)
+            ping_only_idle_connections(recorder.datastore.pool)
             migrate_event_store(url)  # the events table exists now: chain its events
         return cls(
             settings=settings,

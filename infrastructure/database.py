@@ -59,7 +59,7 @@ def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
         "POSTGRES_LOCK_TIMEOUT": str(settings.db_lock_timeout_seconds),
         "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout_seconds),
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_PRE_PING": "n",  # ping_only_idle_connections instead
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         # aggregates read by id (a host's circuit, above all, updated by most outcomes for
         # that host) stay in memory and catch up on their newer events, never replayed whole

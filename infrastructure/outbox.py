@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 from application.outbox import KINDS, START, OutboxMessage
 from infrastructure.event_hashes import EVENTS_TABLE
 from infrastructure.notifications import Notifications
+from infrastructure.pool_checks import ping_if_idle
 from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE, SLOT_FREED
 
 # Who wakes up when a kind is published.
@@ -119,7 +120,7 @@ class PostgresOutbox:
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            check=ConnectionPool.check_connection,
+            check=ping_if_idle,
             timeout=connect_timeout,
             open=True,
         )

@@ -17,6 +17,7 @@ from psycopg.rows import DictRow
 
 from infrastructure.migrations import apply_migrations
 from infrastructure.notifications import Notifications
+from infrastructure.pool_checks import ping_only_idle_connections
 from projections.executions import ExecutionsProjection
 from projections.failures import (
     ProjectionFailure,
@@ -224,12 +225,13 @@ def _setting(event: threading.Event) -> Callable[[str | None], None]:
 
 def _datastore(url: str, pool_size: int) -> PostgresDatastore:
     info = conninfo_to_dict(url)
-    return PostgresDatastore(
+    datastore = PostgresDatastore(
         dbname=str(info.get("dbname", "postgres")),
         host=str(info.get("host", "localhost")),
         port=str(info.get("port", "5432")),
         user=str(info.get("user", "postgres")),
         password=str(info.get("password", "")),
         pool_size=pool_size,
-        pre_ping=True,
     )
+    ping_only_idle_connections(datastore.pool)
+    return datastore

@@ -12,6 +12,7 @@ import re
 from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg._pipeline_base import BasePipeline
+from psycopg_pool import ConnectionPool
 
 from infrastructure import pipeline_flush
 
@@ -89,3 +90,13 @@ def test_the_pipeline_sync_patched_for_the_flush_hang_is_the_one_it_replaces() -
     pipeline_flush.install()
     assert BasePipeline._sync_gen is pipeline_flush._sync_gen
 
+
+
+def test_the_pool_check_replaced_for_idle_only_pings_is_the_one_getconn_calls() -> None:
+    """infrastructure/pool_checks.py sets ``pool._check`` on eventsourcing's pools: psycopg_pool
+    must keep the check in that attribute and call it on every connection it hands out."""
+    pool = ConnectionPool("", open=False, check=ConnectionPool.check_connection)
+    assert pool._check is ConnectionPool.check_connection
+    assert "self._check(conn)" in _body(inspect.getsource(ConnectionPool._check_connection))
+    handing_out = inspect.getsource(ConnectionPool._getconn_with_check_loop)
+    assert "self._check_connection(conn)" in _body(handing_out)
