@@ -56,6 +56,9 @@ class Timer:
         self._free_slots = free_slots or (lambda: batch_size)
         self._slots_available = slots_available or threading.Event()
         self._held: list[OutboxMessage] = []
+        # the last claim took fewer than it asked for: all that was claimable then. Until a
+        # wake-up or the clock says otherwise, claiming again would find nothing
+        self._drained = False
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -97,10 +100,14 @@ class Timer:
         if wanted <= 0:  # the execution loop is full: wait for a free slot (or the next held one)
             self._slots_available.wait(self._until_next_held(time.time()))
             return 0
-        claimed = self._outbox.claim(START, wanted, self._lookahead)
-        if claimed:
-            self._held = sorted([*self._held, *claimed], key=_due)
-            return 0
+        if self._drained:
+            self._drained = False
+        else:
+            claimed = self._outbox.claim(START, wanted, self._lookahead)
+            if claimed:
+                self._held = sorted([*self._held, *claimed], key=_due)
+                self._drained = len(claimed) < wanted
+                return 0
         timeout, held_back = self._until_next_look(time.time())
         self._outbox.wait(START, timeout, or_slot_freed=held_back)
         return 0
