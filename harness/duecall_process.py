@@ -43,7 +43,7 @@ class DuecallProcess:
         args: Sequence[str] = (),
         poll_interval_seconds: float = 0.2,
         extra_env: Mapping[str, str] | None = None,
-        start_timeout: float = 20.0,
+        start_timeout: float = 60.0,  # a loaded two-core machine starts a server slowly
         stop_timeout: float = 10.0,
         start_attempts: int = 3,
     ) -> None:

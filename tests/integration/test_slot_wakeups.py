@@ -80,5 +80,5 @@ def test_a_slot_freed_by_one_worker_starts_the_call_another_worker_holds_back(
 ) -> None:
     with TargetServer() as target:
         woken = [_round(first, target, f"t-slots-{n}") for n in range(ROUNDS)]
-    assert max(woken) < 0.5, woken  # never left to the poll
+    assert max(woken) < 2.0, woken  # never left to the poll (5 s away)
     assert min(woken) < WOKEN_WITHIN, woken
