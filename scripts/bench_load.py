@@ -168,6 +168,16 @@ class Paced(Submitted):
     peak_in_flight: int = 0
 
 
+def note_answer(out: Paced | Sequential, response: httpx.Response, sent: float) -> None:
+    """A single submit's answer: the created call (id, sent at, due at), or the error."""
+    if response.status_code == 201:
+        data = orjson.loads(response.content)
+        out.ids.append(data["id"])
+        out.calls.append((data["id"], sent, _due_of(data)))
+    else:
+        out.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
 def _due_of(data: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(data["due_at"]).replace("Z", "+00:00")).timestamp()
 
@@ -204,12 +214,7 @@ async def post_open_loop(
             in_flight -= 1
             slots.release()
         out.latencies_ms.append((time.perf_counter() - began) * 1000)
-        if response.status_code == 201:
-            data = orjson.loads(response.content)
-            out.ids.append(data["id"])
-            out.calls.append((data["id"], sent, _due_of(data)))
-        else:
-            out.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+        note_answer(out, response, sent)
         if progress:
             progress(1)
 
@@ -272,12 +277,7 @@ def post_sequential(api_url: str, api_key: str, count: int, make: Callable[[int]
                 out.errors.append(f"{type(error).__name__}: {error}")
                 continue
             out.latencies_ms.append((time.perf_counter() - began) * 1000)
-            if response.status_code == 201:
-                data = orjson.loads(response.content)
-                out.ids.append(data["id"])
-                out.calls.append((data["id"], sent, _due_of(data)))
-            else:
-                out.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+            note_answer(out, response, sent)
             if progress and index % 50 == 0:
                 progress(50)
         out.finished = time.monotonic()

@@ -74,20 +74,29 @@ class Profilers:
 
     def stop(self, calls: int | None) -> dict[str, Any]:
         """Stop every recorder (SIGINT: py-spy writes its file) and summarise each profile."""
-        for popen, _ in self.running.values():
-            with contextlib.suppress(ProcessLookupError):
-                popen.send_signal(signal.SIGINT)
-        out: dict[str, Any] = {}
-        for name, (popen, path) in self.running.items():
-            try:
-                popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-            out[name] = summarise(path, self.rate, calls) if path.exists() else {
-                "error": f"py-spy wrote nothing (exit {popen.returncode}); see "
-                         f"{path.with_suffix('.log')}"}
-        self.running.clear()
-        return out
+        return stop_watchers(self.running, lambda path: summarise(path, self.rate, calls))
+
+
+Watchers = dict[str, tuple["subprocess.Popen[bytes]", Path]]
+
+
+def stop_watchers(running: Watchers, read: Any) -> dict[str, Any]:
+    """Stop watcher processes (py-spy, strace) with SIGINT, so that each writes its file, and
+    ``read`` each file, by the watched process's name; ``running`` is emptied."""
+    for popen, _ in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            popen.send_signal(signal.SIGINT)
+    out: dict[str, Any] = {}
+    for name, (popen, path) in running.items():
+        try:
+            popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+        out[name] = read(path) if path.exists() else {
+            "error": f"the watcher wrote nothing (exit {popen.returncode}); see "
+                     f"{path.with_suffix('.log')}"}
+    running.clear()
+    return out
 
 
 def _function(frame: str) -> str:

@@ -25,15 +25,14 @@ disturbed, so count in a run of its own. strace must be installed (Debian: strac
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
-import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench_profile import stop_watchers
 from bench_stack import BenchError, Stack
 from psycopg.conninfo import conninfo_to_dict
 
@@ -71,19 +70,7 @@ class Tracers:
                                                         stderr=subprocess.DEVNULL), out)
 
     def stop(self, calls: int | None) -> dict[str, Any]:
-        for popen, _ in self.running.values():
-            with contextlib.suppress(ProcessLookupError):
-                popen.send_signal(signal.SIGINT)
-        out: dict[str, Any] = {}
-        for name, (popen, path) in self.running.items():
-            try:
-                popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-            out[name] = count(path, self.db_port, calls) if path.exists() else {
-                "error": "strace wrote nothing"}
-        self.running.clear()
-        return out
+        return stop_watchers(self.running, lambda path: count(path, self.db_port, calls))
 
 
 def _is_postgres(peer: str, db_port: str) -> bool:
