@@ -10,7 +10,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
-from projections.folding import RowChanges, host_of, names_of
+from projections.folding import RowChanges, host_of, names_of, write_json
 from projections.index_keys import INDEX_KEY_FUNCTIONS, key, key_equals
 from projections.query import MAX_LIMIT, Page, Sort, Where, check_choices, fetch_page
 from projections.runner import LogEvent
@@ -100,8 +100,7 @@ class ExecutionsProjection:
             else:
                 rows.update(e.originator_id, _finished(e, kind.lower()))
         _fill_names(curs, rows.inserts.values(), names.inserts)
-        names.flush(curs)
-        rows.flush(curs)
+        write_json(curs, [*names.writes(), *rows.writes()])
 
 
 def _fill_names(

@@ -25,6 +25,7 @@ from projections.failures import (
     failure_summary,
     list_failures,
 )
+from projections.follower import Follower
 from projections.freshness import Freshness, ProjectionStatus, wait_until
 from projections.runner import (
     TRACKING_MIGRATIONS,
@@ -79,7 +80,7 @@ class ReadModels:
         self._stopped = threading.Event()
         self._notifications = notifications  # the events channel: the recorder NOTIFYs it
         self._unsubscribes: list[Callable[[], None]] = []
-        self._wakeups: list[threading.Event] = []
+        self._wakeup = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @classmethod
@@ -97,28 +98,25 @@ class ReadModels:
         )
 
     def start(self) -> None:
-        """Follow the log on one thread per projection, woken by the events channel's notifies
-        (or polling)."""
-        for name, runner in self.runners.items():
-            wakeup = threading.Event()
-            self._wakeups.append(wakeup)
-            self._unsubscribes.append(
-                self._notifications.subscribe(self._events.channel_name, _setting(wakeup))
-            )
-            thread = threading.Thread(
-                target=runner.run, args=(self._stopped, wakeup, self._poll),
-                name=f"projection-{name}", daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+        """Follow the log on one thread for every read model (``Follower``), woken by the
+        events channel's notifies (or polling)."""
+        follower = Follower(self.runners, self._datastore, self._log)
+        self._unsubscribes.append(
+            self._notifications.subscribe(self._events.channel_name, _setting(self._wakeup))
+        )
+        thread = threading.Thread(
+            target=follower.run, args=(self._stopped, self._wakeup, self._poll),
+            name="projections", daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
         log.info("projections_started", projections=list(self.runners))
 
     def close(self) -> None:
         self._stopped.set()
         for unsubscribe in self._unsubscribes:
             unsubscribe()
-        for wakeup in self._wakeups:  # a runner waiting for events stops now
-            wakeup.set()
+        self._wakeup.set()  # a follower waiting for events stops now
         for thread in self._threads:
             thread.join(timeout=10)
         self._datastore.close()

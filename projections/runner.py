@@ -1,4 +1,4 @@
-"""Following the notification log: batches folded exactly once, resumable, supervised.
+"""One read model's batches: folded exactly once, resumable (rebuilds, catch-ups, tests).
 
 Exactly once: each batch's row changes and the projection's new position are written in ONE
 transaction (the position through eventsourcing's ``PostgresTrackingRecorder``), so after a
@@ -6,16 +6,16 @@ crash the table and the position agree, and the next batch starts right after th
 
 Several processes: each batch transaction first takes ``pg_try_advisory_xact_lock`` for its
 projection and then reads the position ``FOR UPDATE``; a runner that does not get the lock skips
-the round and waits. The lock lives exactly as long as the transaction (nothing to lose when a
+the batch. The lock lives exactly as long as the transaction (nothing to lose when a
 connection drops), and the position is always read under it, so two processes never apply the
 same events. The tracking upsert rejects any position that does not move forward (backstop).
-A rebuild holds the same key as a session lock: live runners pause until it is done.
+A rebuild holds the same key as a session lock: live runners pause until it is done. The live
+process folds every model in one transaction a round the same way (``projections/follower.py``).
 
 An event a projection cannot fold is recorded and passed over (``projections/isolating.py``),
 so one bad event never holds a read model back; the database being away is retried instead.
 """
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,7 +31,6 @@ from eventsourcing.utils import TopicError
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from application.supervision import supervise
 from infrastructure.database_errors import unreachable
 from infrastructure.migrations import Migration
 from projections.failures import (
@@ -48,7 +47,6 @@ from projections.shared_log import BATCH_SIZE, SharedLog
 log = structlog.get_logger(__name__)
 
 TRACKING_TABLE = "duecall_projection_tracking"
-LINGER = 0.02  # seconds a caught-up runner waits for more events before its next batch
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,6 @@ class ProjectionRunner:
         return self._batch(locked=locked, isolating=True)
 
     def _batch(self, *, locked: bool, isolating: bool) -> int | None:
-        failures: list[ProjectionFailure] = []
         with self._datastore.transaction(commit=True) as curs:
             if not locked and not _try_lock(curs, self.name):
                 return None
@@ -127,47 +124,31 @@ class ProjectionRunner:
             notifications = self._log.notifications(position + 1, self._batch_size)
             if not notifications:
                 return 0
-            first, last = notifications[0].id, notifications[-1].id
-            try:
-                failures = (self._fold_isolating if isolating else self._fold)(curs, notifications)
-            except Exception as error:
-                if unreachable(error) or (not isolating and about_the_event(error)):
-                    raise
-                raise FoldError(self.name, first, last, error) from error
+            failures = self.fold(curs, notifications, isolating=isolating)
             for failure in failures:
                 record_failure(curs, failure)
-            self._tracking._insert_tracking(curs, Tracking(self.name, last))
+            self._tracking._insert_tracking(curs, Tracking(self.name, notifications[-1].id))
         for failure in failures:  # once committed
             log_failure(failure)
         return len(notifications)
 
-    def _fold(
-        self, curs: Cursor[DictRow], notifications: Sequence[Notification]
+    def fold(
+        self, curs: Cursor[DictRow], notifications: Sequence[Notification], *, isolating: bool
     ) -> list[ProjectionFailure]:
-        self.projection.fold(curs, self._decode(notifications))
-        return []
-
-    def _fold_isolating(
-        self, curs: Cursor[DictRow], notifications: Sequence[Notification]
-    ) -> list[ProjectionFailure]:
-        return fold_isolating(curs, self.projection, notifications, self._decode)
-
-    def run(self, stopped: threading.Event, wakeup: threading.Event, poll: float) -> None:
-        """Follow the log until stopped; errors (a database restart) are logged, backed off.
-
-        After a batch shorter than a full one (caught up), it lingers ``LINGER`` seconds before
-        the next: under a stream of small commits (single submits) it folds fewer, larger
-        batches instead of one per commit (a transaction, a lock and a position each)."""
-
-        def step() -> None:
-            wakeup.clear()
-            processed = self.run_batch()
-            if not processed:
-                wakeup.wait(poll)
-            elif processed < self._batch_size:
-                stopped.wait(LINGER)
-
-        supervise(step, stopped, f"projection:{self.name}")
+        """Fold one batch in the caller's transaction (position and failures are the caller's
+        to write); the events passed over when ``isolating``. The database away propagates as
+        it was raised, and so does an error about the events when not ``isolating``; any other
+        error as a ``FoldError`` naming the batch."""
+        try:
+            if isolating:
+                return fold_isolating(curs, self.projection, notifications, self._decode)
+            self.projection.fold(curs, self._decode(notifications))
+            return []
+        except Exception as error:
+            if unreachable(error) or (not isolating and about_the_event(error)):
+                raise
+            first, last = notifications[0].id, notifications[-1].id
+            raise FoldError(self.name, first, last, error) from error
 
     def catch_up(self, progress: Callable[[int], None], *, locked: bool = False) -> None:
         """Run batches until the log has no more events for this projection."""

@@ -4,10 +4,14 @@ import bisect
 import itertools
 import threading
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
 
 BATCH_SIZE = 1000
 
@@ -49,13 +53,42 @@ class SharedLog:
                 if ids[0] <= start <= ids[-1]:
                     first = bisect.bisect_left(ids, start)
                     return read[first : first + limit]
-            stretch: Sequence[Notification] = self._events.select_notifications(
-                start=start, limit=limit
-            )
-            if stretch:
-                self._stretches = [*self._stretches[1 - self.STRETCHES :],
-                                   ([n.id for n in stretch], stretch)]
-            return stretch
+            return self._read(start, limit)
+
+    def read(
+        self, start: int, limit: int, curs: Cursor[DictRow] | None = None
+    ) -> Sequence[Notification]:
+        """Up to ``limit`` notifications from position ``start`` on, read from the log now
+        (never from a stretch read earlier: fewer than ``limit`` is the head of the log); on
+        ``curs``, in its transaction, if given."""
+        with self._reading:
+            return self._read(start, limit, curs)
+
+    def _read(
+        self, start: int, limit: int, curs: Cursor[DictRow] | None = None
+    ) -> Sequence[Notification]:
+        stretch: Sequence[Notification]
+        if curs is None:
+            stretch = self._events.select_notifications(start=start, limit=limit)
+        else:
+            curs.execute(self._select, (start, limit))
+            stretch = [Notification(id=row["notification_id"], originator_id=row["originator_id"],
+                                    originator_version=row["originator_version"],
+                                    topic=row["topic"], state=bytes(row["state"]))
+                       for row in curs.fetchall()]
+        if stretch:
+            self._stretches = [*self._stretches[1 - self.STRETCHES :],
+                               ([n.id for n in stretch], stretch)]
+        return stretch
+
+    @cached_property
+    def _select(self) -> bytes:
+        """The recorder's read of the log, with only the columns a notification has."""
+        return SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {}.{} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(self._events.datastore.schema),
+                 Identifier(self._events.events_table_name)).as_bytes(None)
 
     def event(self, notification: Notification) -> Any:
         """The notification's domain event (``TopicError`` for a topic no class has)."""

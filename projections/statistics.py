@@ -7,9 +7,10 @@ three cumulative histograms (all, succeeded, failed; ``projections.histogram``).
 four roll-up levels (``projections.statistics_schema``), so a query reads one row per bucket
 and group, whatever the number of executions.
 
-A batch is first aggregated in memory, one row per key; then each table gets ONE upsert of all
-its rows (sent as a JSON array). An execution's context (tenant, host, attempt, the call's
-name) comes from its Started and the call's Submitted event; it is kept in a table only while
+A batch is first aggregated in memory, one row per key; then each table gets an upsert of all
+its rows (sent as a JSON array), the three in ONE statement with the batch's other writes
+(``folding.write_json``). An execution's context (tenant, host, attempt, the call's name) comes
+from its Started and the call's Submitted event; it is kept in a table only while
 those and the outcome are in different batches.
 """
 
@@ -23,7 +24,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
-from projections.folding import host_of, insert_json, names_of
+from projections.folding import Write, host_of, names_of, write_json
 from projections.histogram import BUCKETS, bucket_of, cumulative
 from projections.runner import LogEvent
 from projections.statistics_schema import (
@@ -112,13 +113,14 @@ class StatisticsProjection:
             else:
                 finished.append((FINISHED[recorded.topic], e))
         counted = _with_context(curs, finished, started)
-        insert_json(curs, NAMES, [{"id": i, "name": n} for i, n in names.items()])
-        insert_json(curs, PENDING, [{"id": i, **asdict(c)} for i, c in started.items()])
+        writes = [Write(NAMES, [{"id": i, "name": n} for i, n in names.items()]),
+                  Write(PENDING, [{"id": i, **asdict(c)} for i, c in started.items()])]
         if counted:
             earlier = {c.service_call_id for c, _, _ in counted} - set(names)
-            names.update(names_of(curs, NAMES, earlier))
-            for granularity, rows in zip(GRANULARITIES, _aggregate(counted, names), strict=True):
-                insert_json(curs, table(granularity), rows, _UPSERT)
+            all_names = {**names, **names_of(curs, NAMES, earlier)}
+            writes += [Write(table(granularity), rows, None, _UPSERT) for granularity, rows
+                       in zip(GRANULARITIES, _aggregate(counted, all_names), strict=True)]
+        write_json(curs, writes)
 
 
 def _with_context(

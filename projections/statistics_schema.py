@@ -115,8 +115,27 @@ _V3 = INDEX_KEY_FUNCTIONS + "".join(
     for g in GRANULARITIES
 )
 
+# The same sum as ``_CUMULATIVE_ADD``, in PL/pgSQL: its plan is kept for the session (an SQL
+# function with a subquery is planned again in every statement that calls it).
+_V4 = """
+CREATE OR REPLACE FUNCTION duecall_cumulative_add(a bigint[], b bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    na integer := cardinality(a);
+    nb integer := cardinality(b);
+    sum bigint[] := '{}';
+BEGIN
+    FOR i IN 1 .. greatest(na, nb) LOOP
+        sum[i] := coalesce(a[least(i, na)], 0) + coalesce(b[least(i, nb)], 0);
+    END LOOP;
+    RETURN sum;
+END
+$$;
+"""
+
 MIGRATIONS = [
     Migration(1, "create statistics read model", _V1),
     Migration(2, "statistics: roll-up levels, error kind columns, cumulative latency", _V2),
     Migration(3, "statistics: unique key over bounded keys of host and name", _V3),
+    Migration(4, "statistics: the cumulative histogram sum in PL/pgSQL", _V4),
 ]

@@ -19,7 +19,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from infrastructure.migrations import Migration
-from projections.folding import insert_json, update_json
+from projections.folding import Write, write_json
 from projections.query import Page, check_choices, fetch_page
 from projections.runner import LogEvent
 from projections.service_calls import SORTS, STATUSES, ServiceCallFilters
@@ -105,8 +105,10 @@ class StatusIntervalsProjection:
             latest[e.originator_id] = row
         _fill_tenants(curs, rows)
         ended = [{"service_call_id": call, "valid_to": at} for call, at in closes.items()]
-        update_json(curs, TABLE, "service_call_id", ended, "AND t.valid_to = 'infinity'")
-        insert_json(curs, TABLE, [row for row in rows if row["tenant_id"] is not None])
+        write_json(curs, [
+            Write(TABLE, ended, "service_call_id", "AND t.valid_to = 'infinity'"),
+            Write(TABLE, [row for row in rows if row["tenant_id"] is not None]),
+        ])
 
 
 def _fill_tenants(curs: Cursor[DictRow], rows: list[dict[str, Any]]) -> None:

@@ -13,7 +13,7 @@ from infrastructure.container import Container
 from projections.read_models import PROJECTIONS
 from projections.runner import LogEvent, Projection
 from tests.support.db_queries import rows
-from tests.support.read_models import catch_up, checksums, reset_read_models
+from tests.support.read_models import catch_up, checksums, checksums_then_reset
 from tests.support.workload import run_until_idle, submit_calls
 
 pytestmark = pytest.mark.smoke
@@ -39,10 +39,7 @@ def _checksums_then_reset(container: Container, database_url: str) -> dict[str, 
     them (positions back to 0) for the runners under test to build again."""
     submit_calls(container, 12)
     run_until_idle(container)
-    catch_up(container)
-    expected = checksums(database_url)
-    reset_read_models(container)
-    return expected
+    return checksums_then_reset(container, database_url)
 
 
 def test_a_workload_becomes_one_row_per_call_and_per_attempt(

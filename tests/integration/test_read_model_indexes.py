@@ -1,7 +1,9 @@
 """The read models' indexes over caller-chosen text are over bounded keys, and the queries still
-use them (EXPLAIN, sequential scans off) and give the same answers."""
+use them (EXPLAIN, sequential scans off) and give the same answers; the folds' updates find
+their rows through the primary keys on tables of tens of thousands of rows (EXPLAIN)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -9,20 +11,26 @@ from psycopg.rows import DictRow, dict_row
 
 from infrastructure.container import Container
 from projections.executions import ExecutionFilters, latest_executions, list_executions
+from projections.folding import RowChanges, Write, write_json
 from projections.index_keys import has_tag
 from projections.query import Where, fetch_page
 from projections.service_calls import SORTS, TABLE, ServiceCallFilters
 from projections.statistics_schema import table
-from tests.support.read_models import catch_up
+from projections.status_intervals import TABLE as INTERVALS
+from tests.support.read_models import catch_up, reset_read_models
 from tests.support.workload import run_until_idle, submit_calls
 
 
-@pytest.fixture
-def curs(rm_container: Container, database_url: str) -> Iterator[psycopg.Cursor[DictRow]]:
-    submit_calls(rm_container, 12)
-    run_until_idle(rm_container)
-    catch_up(rm_container)
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+@pytest.fixture(scope="module")
+def curs(
+    module_rm_container: Container, database_url: str
+) -> Iterator[psycopg.Cursor[DictRow]]:
+    """A workload's read models, analyzed, on a connection that plans without sequential scans
+    (the module's tests only read them)."""
+    submit_calls(module_rm_container, 12)
+    run_until_idle(module_rm_container)
+    catch_up(module_rm_container)
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
         conn.execute("ANALYZE")
         conn.execute("SET enable_seqscan = off")
         yield conn.cursor()
@@ -105,3 +113,71 @@ def test_statistics_rows_are_unique_by_bounded_keys_of_host_and_name(
     assert row is not None
     assert "UNIQUE" in row["indexdef"]
     assert "duecall_index_key" in row["indexdef"] or "md5" in row["indexdef"]
+
+
+class _Explaining:
+    """A cursor that EXPLAINs the statements given to it (and runs nothing)."""
+
+    def __init__(self, curs: psycopg.Cursor[DictRow]) -> None:
+        self.curs, self.plans = curs, list[str]()
+
+    def execute(self, query: bytes, params: Sequence[object]) -> None:
+        self.curs.execute(b"EXPLAIN " + query, params)
+        self.plans.append("\n".join(str(next(iter(r.values()))) for r in self.curs.fetchall()))
+
+
+_MANY = 20_000
+_FILL = {
+    TABLE: f"INSERT INTO {TABLE} (id, tenant_id, name, status, due_at, created_at, updated_at, "
+           "version) SELECT gen_random_uuid(), 't1', 'n' || i %% 50, 'succeeded', now(), now(), "
+           "now(), 3 FROM generate_series(1, %s) AS i",
+    "duecall_rm_executions": "INSERT INTO duecall_rm_executions (id, tenant_id, service_call_id, "
+           "attempt, started_at) SELECT gen_random_uuid(), 't1', gen_random_uuid(), 1, now() "
+           "FROM generate_series(1, %s) AS i",
+    INTERVALS: f"INSERT INTO {INTERVALS} (service_call_id, version, tenant_id, status, "
+           "valid_from, valid_to) SELECT gen_random_uuid(), v, 't1', 'scheduled', now(), now() "
+           "FROM generate_series(1, %s / 2), generate_series(1, 2) AS v",
+}
+
+
+@pytest.fixture(scope="module")
+def many_rows(
+    module_rm_container: Container, database_url: str
+) -> Iterator[psycopg.Cursor[DictRow]]:
+    """The read models' tables with tens of thousands of rows (and nothing else), analyzed
+    (sequential scans on); the tests only EXPLAIN."""
+    reset_read_models(module_rm_container)
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        for fill in _FILL.values():
+            conn.execute(fill, [_MANY])
+        conn.execute(f"ANALYZE {', '.join(_FILL)}")
+        yield conn.cursor()
+
+
+def _keys(curs: psycopg.Cursor[DictRow], table: str, column: str, n: int) -> list[Any]:
+    curs.execute(f"SELECT DISTINCT {column} AS k FROM {table} LIMIT {n}")
+    return [row["k"] for row in curs.fetchall()]
+
+
+@pytest.mark.parametrize("n", [1, 20])
+def test_read_model_updates_find_their_rows_through_an_index(
+    many_rows: psycopg.Cursor[DictRow], n: int
+) -> None:
+    explaining = _Explaining(many_rows)
+    curs = cast(psycopg.Cursor[DictRow], explaining)
+    calls = RowChanges(TABLE)
+    for call in _keys(many_rows, TABLE, "id", n):
+        calls.update(call, {"status": "running", "attempt": 1})
+    executions = RowChanges("duecall_rm_executions")
+    for execution in _keys(many_rows, "duecall_rm_executions", "id", n):
+        executions.update(execution, {"outcome": "succeeded", "duration_ms": 3.0})
+    ended = [{"service_call_id": call, "valid_to": "2030-01-01T00:00:00Z"}
+             for call in _keys(many_rows, INTERVALS, "service_call_id", n)]
+    write_json(curs, calls.writes())
+    write_json(curs, executions.writes())
+    write_json(curs, [Write(INTERVALS, ended, "service_call_id", "AND t.valid_to = 'infinity'")])
+
+    for updated, plan in zip([TABLE, "duecall_rm_executions", INTERVALS], explaining.plans,
+                             strict=True):
+        assert f"Seq Scan on {updated}" not in plan, plan
+        assert f"{updated}_pkey" in plan, plan

@@ -30,3 +30,12 @@ def checksum(database_url: str, table: str) -> str:
 def checksums(database_url: str) -> dict[str, str]:
     tables = [table for projection in PROJECTIONS for table in projection.tables]
     return {table: checksum(database_url, table) for table in tables}
+
+
+def checksums_then_reset(container: Container, database_url: str) -> dict[str, str]:
+    """The checksums of the tables as the runners build them one model at a time; then every
+    read model emptied again (positions back to 0) for the code under test to build."""
+    catch_up(container)
+    expected = checksums(database_url)
+    reset_read_models(container)
+    return expected

@@ -68,3 +68,13 @@ def test_only_the_last_few_stretches_are_kept() -> None:
     reads.notifications(1, 10)  # long gone: read again
     assert log.reads[-1] == (1, 10)
     assert len(log.reads) == 11
+
+
+def test_a_fresh_read_always_reads_the_log_and_later_positions_share_it() -> None:
+    log = Log([1, 2, 3])
+    reads = shared(log)
+    reads.notifications(1, 10)
+    log.notifications.append(Notification(uuid4(), 1, "t", b"{}", 4))
+    assert ids(reads.read(1, 10)) == [1, 2, 3, 4]  # inside a stretch read earlier: read again
+    assert ids(reads.notifications(2, 10)) == [2, 3, 4]
+    assert log.reads == [(1, 10), (1, 10)]
