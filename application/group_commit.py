@@ -6,6 +6,13 @@ threads it has. Instead, request threads queue their commands and one writer thr
 whatever is queued in one transaction (``submit_many``) and hands each thread its result. No
 request waits for a batch to fill: a batch is just what arrived while the last one committed.
 
+A submit from the event loop that is alone (no other submit arrived with it, nothing queued,
+the writer idle) is recorded at once on the loop's own thread: handing it to the writer and
+back costs two thread wake-ups, the GIL passed to and fro, and CPU besides. That holds the loop
+for one single-call transaction (a millisecond or two), so it is done only while transactions
+are quick: after one took longer than ``inline_limit`` seconds or found the database away,
+submits go to the writer again until one of its transactions is quick.
+
 While the database is away a batch fails as a whole (``unavailable`` errors): splitting it would
 only make every command wait for the database again. A submit that is not answered within its
 timeout is withdrawn if it has not been handed to the writer yet (``NotRecordedError``: nothing
@@ -16,6 +23,7 @@ so an answer never says "not recorded" about a call that was.
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -41,11 +49,18 @@ class GroupCommit:
         submit_many: SubmitMany,
         max_batch: int = 250,
         unavailable: tuple[type[Exception], ...] = (),
+        inline_limit: float | None = 0.02,
     ) -> None:
-        """``unavailable``: errors that mean the database is away (fail the whole batch)."""
+        """``unavailable``: errors that mean the database is away (fail the whole batch).
+        ``inline_limit``: how long a transaction may take for lone event-loop submits to be
+        recorded on the loop's thread (None: never, always the writer)."""
         self._submit_many = submit_many
         self._max_batch = max_batch
         self._unavailable = unavailable
+        self._inline_limit = inline_limit
+        self._quick = inline_limit is not None  # the last transaction was quick and succeeded
+        self._arriving = 0  # event-loop submits between arriving and choosing a path
+        self._recording = threading.Lock()  # held while a transaction is recorded
         self._queue: queue.SimpleQueue[tuple[SubmitServiceCall, Future[SubmittedCalls]]] = (
             queue.SimpleQueue()
         )
@@ -66,7 +81,22 @@ class GroupCommit:
         self, command: SubmitServiceCall, timeout: float = 30.0
     ) -> SubmittedCalls:
         """``submit`` for a coroutine: the event loop goes on while the batch commits (no
-        thread waits for it)."""
+        thread waits for it), unless the submit is alone and is recorded at once (above)."""
+        self._arriving += 1
+        try:
+            await asyncio.sleep(0)  # submits that arrived with this one show up meanwhile
+        finally:
+            self._arriving -= 1
+        if (
+            self._quick
+            and not self._arriving
+            and self._queue.empty()
+            and self._recording.acquire(blocking=False)
+        ):
+            try:
+                return self._timed([command])
+            finally:
+                self._recording.release()
         future = self._enqueue(command)
         waiting = asyncio.wrap_future(future)
         try:
@@ -93,9 +123,31 @@ class GroupCommit:
             if batch:
                 self._record(batch)
 
+    def _timed(self, commands: list[SubmitServiceCall]) -> SubmittedCalls:
+        """``submit_many(commands)``, noting whether the database answered quickly (an answer
+        within ``inline_limit``, an error or not, other than ``unavailable``)."""
+        started = time.monotonic()
+        answered = False
+        try:
+            results = self._submit_many(commands)
+            answered = True
+            return results
+        except self._unavailable:
+            raise
+        except Exception:
+            answered = True
+            raise
+        finally:
+            self._quick = (
+                answered
+                and self._inline_limit is not None
+                and time.monotonic() - started <= self._inline_limit
+            )
+
     def _record(self, batch: list[tuple[SubmitServiceCall, Future[SubmittedCalls]]]) -> None:
         try:
-            results = self._submit_many([command for command, _ in batch])
+            with self._recording:
+                results = self._timed([command for command, _ in batch])
         except Exception as error:
             if len(batch) == 1 or isinstance(error, self._unavailable):
                 for _, future in batch:

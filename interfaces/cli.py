@@ -78,6 +78,9 @@ def _run_api(
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # duecall reads neither the client's address nor the scheme: no X-Forwarded-* parsing
+        # on every request (uvloop and httptools, from uvicorn[standard], are uvicorn's "auto")
+        proxy_headers=False,
     )
 
 

@@ -30,6 +30,7 @@ from interfaces.api.ui import install as install_ui
 def create_app(settings: Settings | None = None, *, with_workers: bool = False) -> FastAPI:
     """The API; with ``with_workers`` the same process also runs the workers."""
     configured = settings or Settings()
+    traced = configured.tracing != "none"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,8 +58,15 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         summary="Durable scheduled HTTP calls, event-sourced in PostgreSQL.",
         lifespan=lifespan,
         # FastAPI's own OpenTelemetry spans: one per request (named by route template), only
-        # once DUECALL_TRACING set up a tracer provider; exporters are ours (tracing.py).
-        telemetry={"operation_spans": False, "auto_configure": False},
+        # once DUECALL_TRACING set up a tracer provider; exporters are ours (tracing.py). Off,
+        # FastAPI does not look for providers on every request.
+        telemetry={
+            "tracing": traced,
+            "metrics": traced,
+            "logs": traced,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     install_problem_handlers(app)
     openapi.install(app)

@@ -43,12 +43,6 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `dc_<tenant>_<id
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_principal(container: ContainerDep, credentials: CredentialsDep) -> Principal:
-    """The caller's API key (401 without a valid one), within its rate limit (429)."""
-    key = credentials.credentials if credentials else None
-    return await cached_or_off_loop(principal_for_key, container, key)
-
-
 def principal_for_key(
     container: Container,
     key: str | None,
@@ -71,11 +65,13 @@ def principal_for_key(
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_tenant(principal: PrincipalDep, container: ContainerDep) -> str:
-    """The tenant: always the one the API key belongs to."""
+async def get_tenant(request: Request, credentials: CredentialsDep) -> str:
+    """The tenant: always the one the caller's API key belongs to (401 without a valid key,
+    429 over its rate limit). One dependency, not one per step: FastAPI solves each
+    dependency of every request anew, each at a cost in CPU."""
+    container: Container = request.app.state.container
+    key = credentials.credentials if credentials else None
+    principal = await cached_or_off_loop(principal_for_key, container, key)
     container.tracer.request_tenant(principal.tenant)
     return principal.tenant
 

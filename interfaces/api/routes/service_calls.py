@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
@@ -102,12 +102,14 @@ def _tell_position(response: Response, position: int | None) -> None:
 )
 async def submit_service_call(
     body: ServiceCallCreate,
-    container: ContainerDep,
+    request: Request,
     tenant: TenantDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    # async: no worker thread per request (the group commit's writer thread records; this
-    # awaits it), and the answer is serialised once here rather than validated again by FastAPI
+    # async: no worker thread per request (the group commit records), and the answer is
+    # serialised once here rather than validated again by FastAPI; the container is read from
+    # the app, not solved as one more dependency (FastAPI solves each anew per request)
+    container: Container = request.app.state.container
     command = await cached_or_off_loop(_command, body, tenant, idempotency_key, container)
     submitted = await container.submits.submit_async(command)  # with concurrent submits
     call, created = submitted[0]
