@@ -35,6 +35,8 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.own_server, pytest.mark.slow]
 
 SETTINGS = {"DUECALL_OUTBOUND_ALLOWLIST": LOOPBACK_ALLOWLIST}
+UNREACHABLE = '"database_unreachable_at_start"'  # a worker's log line at each failed try
+RETRIES_SEEN = 3  # tries a worker waiting for the database makes in its first second or so
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
             headers = bearer(api.tenant_key("waiting", **UNLIMITED))
             with database_stopped(private_server):
                 worker = workers.start()
-                time.sleep(3)
+                wait_until(lambda: workers.logs().count(UNREACHABLE) >= RETRIES_SEEN, timeout=30)
                 assert worker.poll() is None, workers.logs()  # still there, waiting
             wait_until(lambda: ready(api), timeout=20, interval=0.2)
             submitted = httpx.post(f"{api.url}/v1/service-calls", headers=headers,
@@ -127,7 +129,7 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
             assert submitted.status_code == 201, submitted.text
             target.wait_for(1, path="/after-the-outage", timeout=30)
             log = (tmp_path / "worker-0.log").read_text()
-            assert '"database_unreachable_at_start"' in log
+            assert UNREACHABLE in log
     finally:
         workers.kill_all()
 

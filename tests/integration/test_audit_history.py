@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from domain.ids import execution_id_for
 from harness.api_keys import bearer
-from infrastructure.settings import Settings
 from interfaces.api.app import create_app
 from tests.support.audit_scenario import TENANT, Scenario, run_audit_scenario
+from tests.support.clean_state import container_settings, emptied
 from tests.support.read_models import catch_up, reset_read_models
 
 EXPECTED = [
@@ -27,17 +27,19 @@ EXPECTED = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def client(settings: Settings, clean_database: str) -> Iterator[TestClient]:
-    """A client of the app with an API key of the scenario's tenant."""
-    with TestClient(create_app(settings)) as client:
+@pytest.fixture(scope="module")
+def client(database_url: str) -> Iterator[TestClient]:
+    """A client of the app with an API key of the scenario's tenant, on the emptied session
+    database; the tests only read, so they share it."""
+    with emptied(database_url), TestClient(create_app(container_settings(database_url))) as client:
         container = client.app.state.container  # type: ignore[attr-defined]
         client.headers.update(bearer(container.tenants.create(TENANT).key))
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def scenario(client: TestClient) -> Scenario:
+    """The audit scenario, recorded once for the module's tests."""
     container = client.app.state.container  # type: ignore[attr-defined]
     reset_read_models(container)  # the events were truncated: so go the read models
     return run_audit_scenario(container)

@@ -64,13 +64,22 @@ def _plan(conn: psycopg.Connection[Any], tenant: str, status: str, at: datetime)
     return "\n".join(str(r[0]) for r in rows)
 
 
-@pytest.mark.parametrize("days_ago", [0.01, 29.5])
-def test_the_as_of_query_uses_an_interval_index(
-    fresh: Container, database_url: str, days_ago: float
-) -> None:
+@pytest.fixture(scope="module")
+def seeded(module_rm_container: Container, database_url: str) -> datetime:
+    """60,000 synthetic calls' intervals up to the moment returned, for the module's
+    queries."""
     now = datetime.now(UTC)
     with psycopg.connect(database_url, autocommit=True) as conn:
         _seed(conn, 60_000, now)
+    return now
+
+
+@pytest.mark.parametrize("days_ago", [0.01, 29.5])
+def test_the_as_of_query_uses_an_interval_index(
+    seeded: datetime, database_url: str, days_ago: float
+) -> None:
+    now = seeded
+    with psycopg.connect(database_url, autocommit=True) as conn:
         at = now - timedelta(days=days_ago)
         plan = _plan(conn, "t7", "scheduled", at)
         found = conn.execute(AS_OF, ("t7", ["scheduled"], at, at)).fetchall()

@@ -2,6 +2,7 @@
 choices of enum-like values, the domain's patterns, and the rule that `due_at` and
 `delay_seconds` are not given together (schemathesis checks that schema-valid requests pass)."""
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,9 +21,20 @@ from projections.executions import OUTCOMES
 from projections.service_calls import STATUSES
 from projections.statistics_query import GROUPS
 
-OPENAPI = create_app().openapi()
 SOON = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-SCHEMAS = OPENAPI["components"]["schemas"]
+
+
+@functools.cache
+def openapi() -> dict[str, Any]:
+    """The app's OpenAPI document (made once, when a test first needs it)."""
+    document: dict[str, Any] = create_app().openapi()
+    return document
+
+
+def schemas() -> dict[str, Any]:
+    """The document's component schemas."""
+    found: dict[str, Any] = openapi()["components"]["schemas"]
+    return found
 
 
 def _subschemas(node: Any) -> Iterator[dict[str, Any]]:
@@ -44,15 +56,15 @@ def _accepted(model: type[BaseModel], data: dict[str, Any]) -> bool:
 
 
 def _schema_admits(name: str, data: dict[str, Any]) -> bool:
-    schema = {**SCHEMAS[name], "components": {"schemas": SCHEMAS}}  # refs resolve in it
+    schema = {**schemas()[name], "components": {"schemas": schemas()}}  # refs resolve in it
     return bool(jsonschema_rs.Draft202012Validator(schema).is_valid(data))
 
 
 def test_bounds_are_json_schema_keywords_not_pydantic_ones() -> None:
     pydantic_names = {"gt", "ge", "lt", "le"}
-    typed = [s for s in _subschemas(OPENAPI) if s.get("type") in ("integer", "number")]
+    typed = [s for s in _subschemas(openapi()) if s.get("type") in ("integer", "number")]
     assert not [s for s in typed if pydantic_names & s.keys()]
-    burst = SCHEMAS["KeyLimits"]["properties"]["burst"]["anyOf"][0]
+    burst = schemas()["KeyLimits"]["properties"]["burst"]["anyOf"][0]
     assert (burst["type"], burst["minimum"], burst["maximum"]) == ("integer", 1, 1_000_000)
 
 
@@ -64,7 +76,7 @@ def test_bounds_are_json_schema_keywords_not_pydantic_ones() -> None:
 def test_enum_like_query_values_list_their_choices(
     path: str, name: str, choices: frozenset[str]
 ) -> None:
-    parameters = OPENAPI["paths"][path]["get"]["parameters"]
+    parameters = openapi()["paths"][path]["get"]["parameters"]
     schema = next(p["schema"] for p in parameters if p["name"] == name)
     assert schema["items"]["enum"] == sorted(choices)
 

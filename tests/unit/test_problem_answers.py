@@ -2,6 +2,7 @@
 error (500 with a request id, logged with its traceback), a write conflict (409), an
 unsupported method (405 with ``Allow``)."""
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,6 +87,13 @@ def test_an_unsupported_method_is_405_with_allow(
     assert answer.headers["content-type"] == MEDIA_TYPE
 
 
+@functools.cache
+def openapi() -> dict[str, Any]:
+    """The app's OpenAPI document (made once for the module's tests)."""
+    document: dict[str, Any] = create_app().openapi()
+    return document
+
+
 def _operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
@@ -93,7 +101,7 @@ def _operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, An
 
 
 def test_openapi_documents_every_error_as_problem_json() -> None:
-    schema = create_app().openapi()
+    schema = openapi()
 
     assert "HTTPValidationError" not in str(schema)
     assert "Problem" in schema["components"]["schemas"]
@@ -120,6 +128,6 @@ def test_openapi_documents_every_error_as_problem_json() -> None:
 def test_openapi_states_which_problems_each_operation_answers(
     method: str, path: str, statuses: set[str]
 ) -> None:
-    responses = create_app().openapi()["paths"][path][method]["responses"]
+    responses = openapi()["paths"][path][method]["responses"]
 
     assert {s for s in responses if int(s) >= 400} == statuses
