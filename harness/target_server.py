@@ -17,6 +17,9 @@ Paths:
     anything else            200 {"ok": true}
 
 Every request is recorded (before any sleep) as a ReceivedRequest.
+
+Over 300 lines on purpose: one path per behaviour the tests need, all answered by one
+handler, so the table above is the whole server.
 """
 
 from __future__ import annotations

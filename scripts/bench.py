@@ -61,6 +61,9 @@ database and the processes), bench_proc.py (CPU and RSS from /proc), bench_load.
 generator), bench_readback.py (the read model, the log's head, the target's records, projector
 lag), bench_phases.py (the warm-up and the phases) and bench_report.py (the figures, the tables
 and the notes).
+
+Over 300 lines on purpose: this docstring is the bench's manual, and
+the command line that names every phase's knobs sits with it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The benchmark's report (scripts/bench.py): the figures and each process's CPU and RSS for the
 JSON, a line per phase while it runs, the tables on stdout and the notes on what may have
-disturbed the figures."""
+disturbed the figures.
+
+Over 300 lines on purpose: every printed table and every JSON figure is made here, so that
+what the report says and what it measured are read side by side.
+"""
 
 from __future__ import annotations
 
