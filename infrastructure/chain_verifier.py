@@ -19,7 +19,8 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from domain.ids import execution_id_for
-from infrastructure.event_hashes import EVENTS_TABLE, HASHES_TABLE, chain_hash
+from infrastructure.event_hashes import HASHES_TABLE, chain_hash
+from infrastructure.schema import EVENTS_TABLE
 
 _ROWS = (
     "SELECT originator_id, originator_version, e.topic, e.state, h.hash, "

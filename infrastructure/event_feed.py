@@ -29,9 +29,10 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import DictRow
 
 from application.event_stream import STREAMED_AGGREGATES, FeedPage, StreamEvent
-from infrastructure.event_hashes import EVENTS_TABLE, HASHES_TABLE
+from infrastructure.event_hashes import HASHES_TABLE
 from infrastructure.event_log import PostgresEventLog
 from infrastructure.notifications import Notifications
+from infrastructure.schema import EVENTS_TABLE
 
 _EXECUTION = "duecall:Execution.%%"
 _COLUMNS = """

@@ -23,8 +23,8 @@ from uuid import UUID
 import psycopg
 
 from infrastructure.migrations import Migration, apply_migrations
+from infrastructure.schema import EVENTS_TABLE
 
-EVENTS_TABLE = "duecall_events"
 HASHES_TABLE = "duecall_event_hashes"
 GENESIS = bytes(32)
 

@@ -19,7 +19,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import DictRow
 
 from application.audit import RecordedEvent, TimeWindow
-from infrastructure.event_hashes import EVENTS_TABLE, HASHES_TABLE
+from infrastructure.event_hashes import HASHES_TABLE
+from infrastructure.schema import EVENTS_TABLE
 
 PAGE_SIZE = 500
 _COLUMNS = (

@@ -12,10 +12,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from application.outbox import KINDS, START, OutboxMessage
-from infrastructure.event_hashes import EVENTS_TABLE
 from infrastructure.notifications import Notifications
 from infrastructure.pool_checks import ping_if_idle
-from infrastructure.schema import OUTBOX_CHANNEL, OUTBOX_TABLE, SLOT_FREED
+from infrastructure.schema import EVENTS_TABLE, OUTBOX_CHANNEL, OUTBOX_TABLE, SLOT_FREED
 
 # Who wakes up when a kind is published.
 _WAKES: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KINDS}

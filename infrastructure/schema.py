@@ -1,4 +1,5 @@
-"""Migrations of duecall's own write-side tables: the outbox and the idempotency keys."""
+"""Migrations of duecall's own write-side tables (the outbox, the idempotency keys, the
+registries) and of the function that records a transaction."""
 
 from infrastructure.migrations import Migration
 
@@ -9,6 +10,61 @@ SLOT_FREED = "slot_freed"  # notified on OUTBOX_CHANNEL when attempts in flight 
 IDEMPOTENCY_TABLE = "duecall_idempotency_keys"
 CIRCUITS_TABLE = "duecall_circuits"
 TENANTS_TABLE = "duecall_tenants"
+
+EVENTS_TABLE = "duecall_events"  # eventsourcing's table for the application named "duecall"
+EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the table's name on every insert
+
+# One statement records a transaction: what it writes besides its events (outbox rows consumed
+# and published with their NOTIFYs, Idempotency-Keys, registry rows), then the events as
+# eventsourcing writes them (lock the table, NOTIFY its channel, insert; the notification ids
+# come back in insert order). Sent alone on an autocommit connection it is its own transaction:
+# one round trip. A fresh outbox row has id 0 (the sequence numbers it); a row leased to its
+# publisher (``application.outbox.leased_here``) comes with its id and claims.
+RECORD_FUNCTION = "duecall_record"
+_RECORD = f"""
+CREATE OR REPLACE FUNCTION {RECORD_FUNCTION}(
+    lock_timeout text, consume bigint[],
+    o_id bigint[], o_kind text[], o_tenant text[], o_call uuid[], o_attempt integer[],
+    o_due timestamptz[], o_available timestamptz[], o_lease double precision[], o_host text[],
+    o_payload jsonb[], o_claims integer[], notify text[],
+    k_tenant text[], k_key text[], k_call uuid[], k_hash text[],
+    c_tenant text[], c_host text[], c_id uuid[], tenants text[],
+    e_id uuid[], e_version bigint[], e_topic text[], e_state bytea[]
+) RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(consume) > 0 THEN
+        DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(consume);
+    END IF;
+    IF cardinality(k_key) > 0 THEN  -- a key taken fails the whole transaction
+        INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash)
+        SELECT * FROM unnest(k_tenant, k_key, k_call, k_hash);
+    END IF;
+    IF cardinality(c_id) > 0 THEN
+        INSERT INTO {CIRCUITS_TABLE} (tenant_id, host, circuit_id)
+        SELECT * FROM unnest(c_tenant, c_host, c_id) ON CONFLICT DO NOTHING;
+    END IF;
+    IF cardinality(tenants) > 0 THEN
+        INSERT INTO {TENANTS_TABLE} (name) SELECT unnest(tenants) ON CONFLICT DO NOTHING;
+    END IF;
+    IF cardinality(o_kind) > 0 THEN
+        INSERT INTO {OUTBOX_TABLE} (id, kind, tenant_id, service_call_id, attempt, due_at,
+            available_at, lease_seconds, host, payload, claims)
+        SELECT coalesce(nullif(i, 0), nextval('{OUTBOX_TABLE}_id_seq')), k, t, c, a, d, av, l,
+            h, p, n
+        FROM unnest(o_id, o_kind, o_tenant, o_call, o_attempt, o_due, o_available, o_lease,
+            o_host, o_payload, o_claims) AS o(i, k, t, c, a, d, av, l, h, p, n);
+    END IF;
+    PERFORM pg_notify('{OUTBOX_CHANNEL}', n) FROM unnest(notify) AS n;
+    IF cardinality(e_id) > 0 THEN
+        PERFORM set_config('lock_timeout', lock_timeout, true);
+        LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE;
+        PERFORM pg_notify('{EVENTS_CHANNEL}', '');
+        RETURN QUERY INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
+            SELECT * FROM unnest(e_id, e_version, e_topic, e_state) RETURNING notification_id;
+    END IF;
+END
+$$;
+"""
 
 CORE_MIGRATIONS = [
     Migration(
@@ -72,4 +128,5 @@ CORE_MIGRATIONS = [
         );
         """,
     ),
+    Migration(6, "one statement records a transaction", _RECORD),
 ]

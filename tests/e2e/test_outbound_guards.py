@@ -173,8 +173,8 @@ def test_a_body_at_the_limit_is_accepted(api: httpx.Client, target: TargetServer
 
 
 def test_a_1_mib_body_is_delivered_whole(api: httpx.Client, target: TargetServer) -> None:
-    # 1 MiB once hung the recorder's pipelined insert on the embedded server (a psycopg
-    # pipeline that stopped flushing; infrastructure/pipeline_flush.py)
+    # 1 MiB once hung the recorder's insert on the embedded server, when it was a psycopg
+    # pipeline (one that stopped flushing); the event goes in one statement now
     assert DEFAULT_MAX_BODY_BYTES == 1024 * 1024
     path = f"/big-{uuid.uuid4().hex}"
     body = _call(f"{target.url}{path}", request={"body": "y" * DEFAULT_MAX_BODY_BYTES})

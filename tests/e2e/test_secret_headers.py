@@ -19,8 +19,7 @@ from psycopg import sql
 
 from harness.duecall_process import DuecallProcess
 from harness.target_server import TargetServer
-from infrastructure.event_hashes import EVENTS_TABLE
-from infrastructure.schema import IDEMPOTENCY_TABLE, OUTBOX_TABLE
+from infrastructure.schema import EVENTS_TABLE, IDEMPOTENCY_TABLE, OUTBOX_TABLE
 from projections.executions import TABLE as EXECUTIONS_READ_MODEL
 from projections.service_calls import TABLE as CALLS_READ_MODEL
 from tests.support.db_queries import outbox_rows

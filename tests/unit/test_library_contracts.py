@@ -10,11 +10,9 @@ import inspect
 import re
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import EventStore
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
-from psycopg._pipeline_base import BasePipeline
 from psycopg_pool import ConnectionPool
-
-from infrastructure import pipeline_flush
 
 
 def _body(source: str) -> list[str]:
@@ -53,17 +51,22 @@ def test_save_is_record_snapshots_notify_as_application_recording_repeats_it() -
 
 
 def test_the_insert_locks_the_table_and_notifies_before_inserting() -> None:
-    """infrastructure/recorder.py ``_insert_stored_events`` repeats these two steps and then
-    inserts the same rows its own way; ``_insert_events`` (the outbox hook) receives the save's
-    keywords."""
+    """The record function (infrastructure/schema.py ``duecall_record``) repeats these steps of
+    eventsourcing's insert in SQL: set the lock timeout, lock the events table EXCLUSIVE, NOTIFY
+    the table's channel, insert; and ``Application.save`` hands its keywords (``effects``) to
+    ``insert_events``."""
     assert _body(_method_source(PostgresApplicationRecorder, "_insert_stored_events")) == [
         "self._lock_table(curs)",
         "self._notify_channel(curs)",
         "super()._insert_stored_events(curs, stored_events, **kwargs)",
     ]
-    hook = inspect.signature(PostgresApplicationRecorder._insert_events).parameters
-    assert list(hook)[:3] == ["self", "curs", "stored_events"]
-    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in hook.values())
+    lock = _body(_method_source(PostgresApplicationRecorder, "__init__"))
+    assert "self.channel_name = self.events_table_name.replace(\".\", \"_\")" in lock
+    assert 'SQL("SET LOCAL lock_timeout = \'{0}s\'").format(self.datastore.lock_timeout),' in lock
+    assert 'SQL("LOCK TABLE {0}.{1} IN EXCLUSIVE MODE").format(' in lock
+    assert "**processing_event.saved_kwargs," in _body(_method_source(Application, "_record"))
+    put = _body(_method_source(EventStore, "put"))
+    assert "notification_ids = self.recorder.insert_events(stored_events, **kwargs)" in put
 
 
 def test_the_recorder_methods_duecall_retries_itself_carry_the_undecorated_one() -> None:
@@ -76,20 +79,6 @@ def test_the_recorder_methods_duecall_retries_itself_carry_the_undecorated_one()
         PostgresApplicationRecorder.max_notification_id,
     ):
         assert callable(getattr(method, "__wrapped__", None)), method.__qualname__
-
-
-def test_the_pipeline_sync_patched_for_the_flush_hang_is_the_one_it_replaces() -> None:
-    """infrastructure/pipeline_flush.py replaces psycopg's ``BasePipeline._sync_gen`` by the
-    same steps plus a flush; psycopg's own must still be those steps (once fixed upstream, the
-    patch can go)."""
-    assert _body(_method_source(BasePipeline, "_sync_gen")) == [
-        "self._enqueue_sync()",
-        "yield from self._communicate_gen()",
-        "yield from self._fetch_gen(flush=False)",
-    ]
-    pipeline_flush.install()
-    assert BasePipeline._sync_gen is pipeline_flush._sync_gen
-
 
 
 def test_the_pool_check_replaced_for_idle_only_pings_is_the_one_getconn_calls() -> None:
