@@ -9,7 +9,7 @@ deletes it (``OutboxChanges.consume``) and adds the messages those events cause
 Here too: building a call's ``start`` and ``execute`` messages and reading their payloads.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -161,10 +161,21 @@ class OutboxChanges:
     frees_slots: bool = False
 
 
+class Claimed(list[OutboxMessage]):
+    """Claimed messages; for a ``start`` claim also ``next_in``: seconds from the claim until
+    the next ``start`` message becomes available, claimed ones included (None: none, or not a
+    ``start`` claim)."""
+
+    def __init__(self, messages: Iterable[OutboxMessage] = (), next_in: float | None = None):
+        super().__init__(messages)
+        self.next_in = next_in
+
+
 class Outbox(Protocol):
-    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
+    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> Claimed:
         """Lease up to ``limit`` messages of ``kind`` available within ``lookahead`` seconds
-        (oldest due first); a lease runs from the later of now and the message's due time."""
+        (oldest due first); a lease runs from the later of now and the message's due time.
+        A ``start`` claim also tells when the next ``start`` message becomes available."""
 
     def release(self, messages: Sequence[OutboxMessage]) -> int:
         """Hand claimed messages back before their leases end (a worker stopping): available
@@ -172,9 +183,6 @@ class Outbox(Protocol):
 
     def changed_since(self, versions: dict[UUID, int]) -> set[UUID]:
         """The aggregates among ``versions`` (id → version) with events recorded after it."""
-
-    def seconds_until_next(self, kind: str) -> float | None:
-        """Seconds until the next message of ``kind`` becomes available (None: none)."""
 
     def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
         """Block until a message of ``kind`` may be available, or ``timeout`` passes; with

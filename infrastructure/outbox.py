@@ -4,6 +4,7 @@ notifies (through the process's one listener, ``infrastructure/notifications.py`
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,10 +12,16 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from application.outbox import KINDS, START, OutboxMessage
+from application.outbox import KINDS, START, Claimed, OutboxMessage
 from infrastructure.notifications import Notifications
 from infrastructure.pool_checks import ping_if_idle
-from infrastructure.schema import EVENTS_TABLE, OUTBOX_CHANNEL, OUTBOX_TABLE, SLOT_FREED
+from infrastructure.schema import (
+    CLAIM_STARTS_FUNCTION,
+    EVENTS_TABLE,
+    OUTBOX_CHANNEL,
+    OUTBOX_TABLE,
+    SLOT_FREED,
+)
 
 # Who wakes up when a kind is published.
 _WAKES: dict[str, tuple[str, ...]] = {kind: (kind,) for kind in KINDS}
@@ -36,46 +43,7 @@ FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
 """
-# The timer's claim honours concurrency limits: an attempt is in flight from the claim of its
-# `start` message until its outcome is recorded (its `execute` message exists meanwhile).
-# Timers take turns (an advisory lock held for the claim's transaction), so two timers never
-# both fill the same free slots; the claim statement then runs on a fresh snapshot.
-_START_TURN = "SELECT pg_advisory_xact_lock(hashtext('duecall_outbox_start_claim'))"
-_CLAIM_START_WITHIN_LIMITS = f"""
-WITH busy AS (
-    SELECT tenant_id, host, count(*) AS n FROM {OUTBOX_TABLE}
-    WHERE kind = 'execute' OR (kind = 'start' AND claims > 0 AND available_at > now())
-    GROUP BY tenant_id, host
-),
-busy_tenant AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
-due AS (
-    SELECT id, tenant_id, host, available_at FROM {OUTBOX_TABLE}
-    WHERE kind = 'start' AND available_at <= now() + make_interval(secs => %(lookahead)s)
-    ORDER BY available_at, id
-    LIMIT %(window)s
-),
-ranked AS (
-    SELECT id, tenant_id, host, available_at,
-        row_number() OVER (PARTITION BY tenant_id ORDER BY available_at, id) AS tenant_rank,
-        row_number() OVER (PARTITION BY tenant_id, host ORDER BY available_at, id) AS host_rank
-    FROM due
-),
-allowed AS (
-    SELECT r.id FROM ranked r
-    LEFT JOIN busy_tenant t ON t.tenant_id = r.tenant_id
-    LEFT JOIN busy b ON b.tenant_id = r.tenant_id AND b.host = r.host
-    WHERE coalesce(t.n, 0) + r.tenant_rank <= %(tenant_limit)s
-      AND coalesce(b.n, 0) + r.host_rank <= %(host_limit)s
-    ORDER BY r.available_at, r.id
-    LIMIT %(limit)s
-)
-UPDATE {OUTBOX_TABLE} AS o
-SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
-    claims = o.claims + 1
-FROM allowed WHERE o.id = allowed.id
-RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
-          o.available_at, o.lease_seconds, o.claims, o.host, o.payload
-"""
+_CLAIM_STARTS = f"SELECT * FROM {CLAIM_STARTS_FUNCTION}(%s, %s, %s, %s, %s)"  # schema.py
 # Handing back (a worker stopping): available again at once, or at its due time if that is
 # still ahead (a timer's held ``start`` message). Only claims still ours: same claim count.
 _RELEASE = f"""
@@ -88,10 +56,6 @@ _CHANGED_SINCE = f"""
 SELECT DISTINCT e.originator_id FROM {EVENTS_TABLE} AS e
 JOIN unnest(%(ids)s::uuid[], %(versions)s::bigint[]) AS v(id, version)
   ON e.originator_id = v.id AND e.originator_version > v.version
-"""
-_NEXT = f"""
-SELECT extract(epoch FROM min(available_at) - now()) AS seconds
-FROM {OUTBOX_TABLE} WHERE kind = %s
 """
 
 
@@ -135,23 +99,21 @@ class PostgresOutbox:
     def pool(self) -> ConnectionPool[psycopg.Connection[dict[str, Any]]]:
         return self._pool
 
-    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
-        with self._pool.connection() as conn, conn.transaction():
-            if kind == START:
-                conn.execute(_START_TURN)
-                params = {
-                    "limit": limit,
-                    "lookahead": lookahead,
-                    "window": self._limits.window,
-                    "tenant_limit": self._limits.per_tenant,
-                    "host_limit": self._limits.per_host,
-                }
-                rows = conn.execute(_CLAIM_START_WITHIN_LIMITS, params).fetchall()
-            else:
+    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> Claimed:
+        """One statement on an autocommit connection: its own transaction."""
+        with self._pool.connection() as conn:
+            if kind != START:
                 rows = conn.execute(
                     _CLAIM, {"kind": kind, "limit": limit, "lookahead": lookahead}
                 ).fetchall()
-        return [_message(row) for row in sorted(rows, key=lambda r: r["due_at"])]
+                return Claimed(sorted(map(_message, rows), key=_due_at))
+            limits = self._limits
+            rows = conn.execute(_CLAIM_STARTS, (
+                limit, lookahead, limits.window, limits.per_tenant, limits.per_host
+            )).fetchall()
+        (next_in,) = [row["next_seconds"] for row in rows if row["id"] is None]
+        claimed = [_message(row) for row in rows if row["id"] is not None]
+        return Claimed(sorted(claimed, key=_due_at), next_in)
 
     def release(self, messages: Sequence[OutboxMessage]) -> int:
         """Hand claimed messages back before their leases end (a worker stopping); how many."""
@@ -169,12 +131,6 @@ class PostgresOutbox:
         with self._pool.connection() as conn:
             rows = conn.execute(_CHANGED_SINCE, {"ids": ids, "versions": after}).fetchall()
         return {row["originator_id"] for row in rows}
-
-    def seconds_until_next(self, kind: str) -> float | None:
-        with self._pool.connection() as conn:
-            row = conn.execute(_NEXT, (kind,)).fetchone()
-        seconds = row["seconds"] if row else None
-        return None if seconds is None else float(seconds)
 
     def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
         if or_slot_freed:
@@ -213,6 +169,11 @@ class PostgresOutbox:
     def _wake_all(self) -> None:
         for wakeup in self._wakeups.values():
             wakeup.set()
+
+
+def _due_at(message: OutboxMessage) -> datetime:
+    assert message.due_at is not None
+    return message.due_at
 
 
 def _message(row: dict[str, Any]) -> OutboxMessage:

@@ -40,7 +40,7 @@ _RECORD = SQL(
     "%b::jsonb[], %b::integer[], %b::text[], %b::text[], %b::text[], %b::uuid[], %b::text[], "
     "%b::text[], %b::text[], %b::uuid[], %b::text[], %b::uuid[], %b::bigint[], %b::text[], "
     "%b::bytea[]) AS n"
-).format(Identifier(RECORD_FUNCTION))
+).format(Identifier(RECORD_FUNCTION)).as_bytes(None)  # bytes: psycopg caches its parsing
 
 
 class OutboxRecorder(PostgresApplicationRecorder):

@@ -1,5 +1,5 @@
 """Migrations of duecall's own write-side tables (the outbox, the idempotency keys, the
-registries) and of the function that records a transaction."""
+registries) and of the functions that record a transaction and claim start messages."""
 
 from infrastructure.migrations import Migration
 
@@ -62,6 +62,68 @@ BEGIN
         RETURN QUERY INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
             SELECT * FROM unnest(e_id, e_version, e_topic, e_state) RETURNING notification_id;
     END IF;
+END
+$$;
+"""
+
+# The timer's claim of ``start`` messages, honouring concurrency limits: an attempt is in
+# flight from the claim of its ``start`` message until its outcome is recorded (its ``execute``
+# message exists meanwhile). Timers take turns (an advisory lock held for the transaction), so
+# two never fill the same free slots; inside the function the claim then runs on a snapshot
+# taken after the lock. Besides the claimed rows it returns one row with no id: the seconds
+# until the next ``start`` message becomes available, as the claim left them (NULL: none).
+CLAIM_STARTS_FUNCTION = "duecall_claim_starts"
+_CLAIM_STARTS = f"""
+CREATE OR REPLACE FUNCTION {CLAIM_STARTS_FUNCTION}(
+    wanted integer, lookahead double precision, considered integer, tenant_limit integer,
+    host_limit integer
+) RETURNS TABLE (id bigint, kind text, tenant_id text, service_call_id uuid, attempt integer,
+    due_at timestamptz, available_at timestamptz, lease_seconds double precision,
+    claims integer, host text, payload jsonb, next_seconds double precision)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('duecall_outbox_start_claim'));
+    RETURN QUERY
+    WITH busy AS (
+        SELECT tenant_id, host, count(*) AS n FROM {OUTBOX_TABLE}
+        WHERE kind = 'execute' OR (kind = 'start' AND claims > 0 AND available_at > now())
+        GROUP BY tenant_id, host
+    ),
+    busy_tenant AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
+    due AS (
+        SELECT id, tenant_id, host, available_at FROM {OUTBOX_TABLE}
+        WHERE kind = 'start' AND available_at <= now() + make_interval(secs => lookahead)
+        ORDER BY available_at, id
+        LIMIT considered
+    ),
+    ranked AS (
+        SELECT id, tenant_id, host, available_at,
+            row_number() OVER (PARTITION BY tenant_id ORDER BY available_at, id) AS tenant_rank,
+            row_number() OVER (PARTITION BY tenant_id, host ORDER BY available_at, id)
+                AS host_rank
+        FROM due
+    ),
+    allowed AS (
+        SELECT r.id FROM ranked r
+        LEFT JOIN busy_tenant t ON t.tenant_id = r.tenant_id
+        LEFT JOIN busy b ON b.tenant_id = r.tenant_id AND b.host = r.host
+        WHERE coalesce(t.n, 0) + r.tenant_rank <= tenant_limit
+          AND coalesce(b.n, 0) + r.host_rank <= host_limit
+        ORDER BY r.available_at, r.id
+        LIMIT wanted
+    )
+    UPDATE {OUTBOX_TABLE} AS o
+    SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
+        claims = o.claims + 1
+    FROM allowed WHERE o.id = allowed.id
+    RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
+        o.available_at, o.lease_seconds, o.claims, o.host, o.payload, NULL::double precision;
+    RETURN QUERY
+    SELECT NULL::bigint, NULL::text, NULL::text, NULL::uuid, NULL::integer, NULL::timestamptz,
+        NULL::timestamptz, NULL::double precision, NULL::integer, NULL::text, NULL::jsonb,
+        extract(epoch FROM min(o.available_at) - now())::double precision
+    FROM {OUTBOX_TABLE} AS o WHERE o.kind = 'start';
 END
 $$;
 """
@@ -129,4 +191,5 @@ CORE_MIGRATIONS = [
         """,
     ),
     Migration(6, "one statement records a transaction", _RECORD),
+    Migration(7, "one statement claims start messages", _CLAIM_STARTS),
 ]

@@ -59,6 +59,9 @@ class Timer:
         # the last claim took fewer than it asked for: all that was claimable then. Until a
         # wake-up or the clock says otherwise, claiming again would find nothing
         self._drained = False
+        # when the next start message becomes available, as the last claim left them (its
+        # claimed messages included: they are started and gone sooner, so never too late)
+        self._next_at: float | None = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -104,6 +107,7 @@ class Timer:
             self._drained = False
         else:
             claimed = self._outbox.claim(START, wanted, self._lookahead)
+            self._next_at = None if claimed.next_in is None else time.time() + claimed.next_in
             if claimed:
                 self._held = sorted([*self._held, *claimed], key=_due)
                 self._drained = len(claimed) < wanted
@@ -152,10 +156,9 @@ class Timer:
         lookahead; and whether one already in it waits for a concurrency slot (held back by a
         limit: a slot freed by any worker wakes us, the timeout is only a fallback)."""
         timeout = self._until_next_held(now)
-        seconds = self._outbox.seconds_until_next(START)
-        if seconds is None:
+        if self._next_at is None:
             return timeout, False
-        entering = seconds - self._lookahead
+        entering = self._next_at - now - self._lookahead
         if entering > 0:
             return min(timeout, entering), False
         return min(timeout, self._lookahead / 2), True

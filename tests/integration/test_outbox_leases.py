@@ -61,10 +61,10 @@ def test_a_claimed_message_is_invisible_until_its_lease_ends_then_claimable_agai
     assert first.claims == 1
     assert first.payload == {"n": 7}
     assert other_worker.claim(START, 10) == []
-    assert outbox.claim(START, 10) == []
-    wait = outbox.seconds_until_next(START)
-    assert wait is not None
-    assert 0 < wait <= 0.5
+    nothing = outbox.claim(START, 10)
+    assert nothing == []
+    assert nothing.next_in is not None
+    assert 0 < nothing.next_in <= 0.5  # the claimed message's lease ends then
 
     (again,) = wait_until(lambda: other_worker.claim(START, 10), timeout=5, interval=0.02)
     assert time.monotonic() - claimed_at >= 0.45
@@ -73,7 +73,7 @@ def test_a_claimed_message_is_invisible_until_its_lease_ends_then_claimable_agai
     assert outbox.claim(START, 10) == []
 
     container.service_calls.save(effects=TransactionEffects(OutboxChanges(consume=[again.id or 0])))
-    assert other_worker.seconds_until_next(START) is None
+    assert other_worker.claim(START, 10).next_in is None
     time.sleep(0.6)  # past the lease: a consumed message never comes back
     assert outbox.claim(START, 10) == []
 
@@ -82,16 +82,15 @@ def test_a_message_available_in_the_future_is_not_claimed_before_then(
     container: Container,
 ) -> None:
     outbox = container.outbox
-    assert outbox.seconds_until_next(START) is None
+    assert outbox.claim(START, 10).next_in is None
     available_at = utcnow() + timedelta(seconds=1)
     _publish(container, _message(START, available_at))
 
-    assert outbox.claim(START, 10) == []
-    wait = outbox.seconds_until_next(START)
-    assert wait is not None
-    assert 0.5 < wait <= 1.0
-    assert outbox.seconds_until_next(EXECUTE) is None  # kinds are separate queues
-    assert outbox.claim(EXECUTE, 10) == []
+    nothing = outbox.claim(START, 10)
+    assert nothing == []
+    assert nothing.next_in is not None
+    assert 0.5 < nothing.next_in <= 1.0
+    assert outbox.claim(EXECUTE, 10) == []  # kinds are separate queues
 
     (claimed,) = wait_until(lambda: outbox.claim(START, 10), timeout=5, interval=0.02)
     assert time.time() >= available_at.timestamp()

@@ -23,7 +23,7 @@ from application.commands import SubmitServiceCall
 from application.dispatch.batching import ITEM_ATTEMPTS, in_batch_or_one_by_one
 from application.dispatch.timer import Timer
 from application.group_commit import GroupCommit, NotRecordedError
-from application.outbox import START, OutboxMessage, still_leased
+from application.outbox import START, Claimed, OutboxMessage, still_leased
 from application.service_calls import SubmittedCalls
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
@@ -47,9 +47,9 @@ class FakeOutbox:
         self.claims = 0
         self.released: list[OutboxMessage] = []
 
-    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> list[OutboxMessage]:
+    def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> Claimed:
         self.claims += 1
-        return self.batches.pop(0) if self.batches else []
+        return Claimed(self.batches.pop(0) if self.batches else [])
 
     def release(self, messages: Sequence[OutboxMessage]) -> int:
         self.released.extend(messages)
@@ -57,9 +57,6 @@ class FakeOutbox:
 
     def changed_since(self, versions: dict[UUID, int]) -> set[UUID]:
         return set()
-
-    def seconds_until_next(self, kind: str) -> float | None:
-        return None
 
     def wake(self, kind: str) -> None:
         pass
