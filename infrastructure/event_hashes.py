@@ -159,35 +159,50 @@ ALTER TABLE {EVENTS_TABLE}
 ALTER TABLE {EVENTS_TABLE} SET (autovacuum_analyze_scale_factor = 0.1);
 """
 
+# The new events (the trigger's transition table ``new_events``) with their hashes, chained
+# from each aggregate's last recorded hash. The previous hash is looked up per new event by
+# primary key (a LATERAL subquery with LIMIT 1, which the planner keeps as such): as a plain
+# join, the planner, which has no statistics on a transition table, could hash the whole
+# hashes table instead, a sequential scan per insert, longer with every event recorded.
+# Migration 5 installs the trigger with it on databases migrated before.
+CHAINED_NEW_EVENTS = f"""
+WITH RECURSIVE chain AS (
+    SELECT n.originator_id, n.originator_version, n.notification_id,
+        coalesce(p.tenant_id, duecall_event_tenant(n.state)) AS tenant_id,
+        duecall_event_hash(p.hash, n.originator_id, n.originator_version, n.topic, n.state)
+            AS hash
+    FROM new_events n LEFT JOIN LATERAL (
+        SELECT h.tenant_id, h.hash FROM {HASHES_TABLE} h
+        WHERE h.originator_id = n.originator_id
+            AND h.originator_version = n.originator_version - 1
+        LIMIT 1
+    ) p ON true
+    WHERE NOT EXISTS (SELECT FROM new_events m WHERE m.originator_id = n.originator_id
+        AND m.originator_version = n.originator_version - 1)
+    UNION ALL
+    SELECT n.originator_id, n.originator_version, n.notification_id,
+        coalesce(c.tenant_id, duecall_event_tenant(n.state)),
+        duecall_event_hash(c.hash, n.originator_id, n.originator_version, n.topic, n.state)
+    FROM chain c JOIN new_events n ON n.originator_id = c.originator_id
+        AND n.originator_version = c.originator_version + 1
+)
+SELECT originator_id, originator_version, notification_id, tenant_id, hash FROM chain
+"""
+
 # The trigger chains its transition table in one planned statement of its own. Passing the rows
 # as an array to the SQL function ``duecall_chain`` made Postgres plan that function's
 # recursive query afresh on every insert (SQL functions keep no plan between calls); a
 # PL/pgSQL statement keeps its plan for the session. Same rows, same hashes; one clock reading
 # per statement, as before.
+
 _PLANNED_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION duecall_events_chain() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     at timestamptz := clock_timestamp();
 BEGIN
     INSERT INTO {HASHES_TABLE}
-        (originator_id, originator_version, notification_id, tenant_id, recorded_at, hash)
-    WITH RECURSIVE chain AS (
-        SELECT n.originator_id, n.originator_version, n.notification_id,
-            coalesce(p.tenant_id, duecall_event_tenant(n.state)) AS tenant_id,
-            duecall_event_hash(p.hash, n.originator_id, n.originator_version, n.topic, n.state)
-                AS hash
-        FROM new_events n LEFT JOIN {HASHES_TABLE} p ON p.originator_id = n.originator_id
-            AND p.originator_version = n.originator_version - 1
-        WHERE NOT EXISTS (SELECT FROM new_events m WHERE m.originator_id = n.originator_id
-            AND m.originator_version = n.originator_version - 1)
-        UNION ALL
-        SELECT n.originator_id, n.originator_version, n.notification_id,
-            coalesce(c.tenant_id, duecall_event_tenant(n.state)),
-            duecall_event_hash(c.hash, n.originator_id, n.originator_version, n.topic, n.state)
-        FROM chain c JOIN new_events n ON n.originator_id = c.originator_id
-            AND n.originator_version = c.originator_version + 1
-    )
-    SELECT originator_id, originator_version, notification_id, tenant_id, at, hash FROM chain
+        (originator_id, originator_version, notification_id, tenant_id, hash, recorded_at)
+    SELECT chained.*, at FROM ({CHAINED_NEW_EVENTS}) AS chained
     ON CONFLICT DO NOTHING;  -- a re-inserted row keeps its first hash: verify flags it
     RETURN NULL;
 END
@@ -199,6 +214,7 @@ EVENT_STORE_MIGRATIONS = [
     Migration(2, "inlinable chain helpers", _INLINABLE),
     Migration(3, "short, rarer analyzes of the events table", _QUICK_ANALYZE),
     Migration(4, "the chain trigger keeps its query plan", _PLANNED_TRIGGER),
+    Migration(5, "the chain trigger finds previous hashes by primary key", _PLANNED_TRIGGER),
 ]
 
 

@@ -9,11 +9,13 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from domain.ids import execution_id_for
 from harness.processes import REPO_ROOT, duecall_command
 from infrastructure.chain_verifier import anchors_from, call_family, chain_heads, verify
 from infrastructure.container import Container
+from infrastructure.event_hashes import CHAINED_NEW_EVENTS
 from tests.support.audit_scenario import TENANT, Scenario, run_audit_scenario
 
 
@@ -117,3 +119,29 @@ def test_events_recorded_before_the_trigger_existed_are_chained_by_the_migration
         row = conn.execute("SELECT count(*), count(tenant_id) FROM duecall_event_hashes "
                            "WHERE originator_id = %s", (scenario.call_id,)).fetchone()
     assert row == (12, 12)
+
+
+def test_chaining_reads_each_predecessor_by_key_not_the_whole_table(
+    scenario: Scenario, database_url: str
+) -> None:
+    """The trigger's query, planned as the trigger's is (a transition table has no statistics:
+    here a temporary table never analysed), finds previous hashes by primary key. As a join it
+    was planned as a hash of the whole hashes table: a sequential scan per insert."""
+    with _connect(database_url) as conn:
+        conn.execute(  # the scenario's events under 100 more ids each: a table worth scanning
+            "INSERT INTO duecall_events (originator_id, originator_version, topic, state) "
+            "SELECT md5(g::text || e.originator_id::text)::uuid, e.originator_version, e.topic, "
+            "e.state FROM generate_series(1, 100) AS g, duecall_events e "
+            "ORDER BY g, e.notification_id"
+        )
+        conn.execute("ANALYZE duecall_event_hashes")
+        conn.execute(
+            "CREATE TEMPORARY TABLE new_events AS SELECT originator_id, originator_version + 1 "
+            "AS originator_version, notification_id, topic, state FROM duecall_events "
+            "ORDER BY notification_id DESC LIMIT 3"
+        )
+        plan = "\n".join(str(row[0]) for row in conn.execute(
+            sql.SQL("EXPLAIN " + CHAINED_NEW_EVENTS)
+        ).fetchall())
+    assert "Index Scan using duecall_event_hashes_pkey" in plan, plan
+    assert "Seq Scan on duecall_event_hashes" not in plan, plan
