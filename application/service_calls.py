@@ -6,6 +6,7 @@ One module over 300 lines on purpose: it is the one eventsourcing Application (t
 layer), and its use cases share its loading, its idempotency handling and its transactions.
 """
 
+import copy
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from application.outbox import (
 )
 from application.ports import SecretBox
 from application.recording import NewCircuit, Recordable, TransactionEffects, record
-from domain.circuit import Circuit, CircuitBoard, CircuitOptions
+from domain.circuit import Circuit, CircuitBoard, CircuitOptions, circuit_id_for
 from domain.errors import ServiceCallNotFoundError
 from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
@@ -207,8 +208,7 @@ class ServiceCalls(Application[UUID]):
         no transaction left between the due time and the request.
         """
         now = utcnow()
-        calls = self._load(messages)
-        circuits = self._circuit_board()
+        calls, circuits = self._calls_and_circuits(messages)
         publish = []
         handed: list[OutboxMessage] = []
         for message in messages:
@@ -339,8 +339,7 @@ class ServiceCalls(Application[UUID]):
     ) -> Decision:
         """Orchestration policy: outcomes become Succeeded, a retry later (a ``start``
         message), or Failed; each message names the call, its tenant, host and trace."""
-        calls = self._load([message for message, _ in reported])
-        circuits = self._circuit_board()
+        calls, circuits = self._calls_and_circuits([message for message, _ in reported])
         changed = []
         for message, outcome in reported:
             circuits.record(message.tenant_id, message.host, message.service_call_id, outcome, now)
@@ -356,8 +355,40 @@ class ServiceCalls(Application[UUID]):
             circuits=[NewCircuit(c.tenant_id, c.host, c.id) for c in circuits.registered],
         )
 
-    def _circuit_board(self) -> CircuitBoard:
-        return CircuitBoard(self._find_circuit, self.circuit_options)
+    def _calls_and_circuits(
+        self, messages: Sequence[OutboxMessage]
+    ) -> tuple[dict[UUID, ServiceCall], CircuitBoard]:
+        """The messages' calls, and the circuit board for their hosts, in one query: the
+        circuits the repository's cache holds are read through it (their newer events only);
+        the others (most hosts have none) are read with the calls, so a host without a circuit
+        costs no query of its own."""
+        wanted = {circuit_id_for(m.tenant_id, m.host) for m in messages}
+        uncached = [circuit_id for circuit_id in wanted if not self._cached(circuit_id)]
+        found = load_many(self, [*(m.service_call_id for m in messages), *uncached])
+        read: dict[UUID, Circuit | None] = {c: found.pop(c, None) for c in uncached}
+        for message in messages:
+            if message.service_call_id not in found:
+                log.warning("unknown_call", service_call_id=str(message.service_call_id))
+
+        def find(circuit_id: UUID) -> Circuit | None:
+            if circuit_id not in read:
+                return self._find_circuit(circuit_id)
+            circuit = read[circuit_id]
+            if circuit is not None and self.repository.cache:  # as the repository would
+                self.repository.cache.put(circuit_id, copy.deepcopy(circuit))
+            return circuit
+
+        return found, CircuitBoard(find, self.circuit_options)
+
+    def _cached(self, aggregate_id: UUID) -> bool:
+        cache = self.repository.cache
+        if cache is None:
+            return False
+        try:
+            cache.get(aggregate_id)
+        except KeyError:
+            return False
+        return True
 
     def _find_circuit(self, circuit_id: UUID) -> Circuit | None:
         """The circuit as recorded now. Its history grows with every outcome for its host: the
@@ -398,13 +429,6 @@ class ServiceCalls(Application[UUID]):
                     raise IdempotencyKeyReusedError(record.key, record.service_call_id)
                 originals[i] = self.get_call(tenant_id, record.service_call_id)
         return originals
-
-    def _load(self, messages: Sequence[OutboxMessage]) -> dict[UUID, ServiceCall]:
-        calls: dict[UUID, ServiceCall] = load_many(self, (m.service_call_id for m in messages))
-        for message in messages:
-            if message.service_call_id not in calls:
-                log.warning("unknown_call", service_call_id=str(message.service_call_id))
-        return calls
 
 
 def _starts(

@@ -5,10 +5,13 @@ no ``outcome`` message between them."""
 from collections.abc import Sequence
 from uuid import UUID
 
+import pytest
+
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.outbox import EXECUTE, START
 from application.service_calls import Attempt
+from domain.circuit import circuit_id_for
 from domain.outcome import AttemptResult
 from domain.request import RequestSpec
 from domain.retry_policy import RetryPolicy
@@ -83,3 +86,26 @@ def test_an_outcome_for_a_call_cancelled_meanwhile_is_recorded_and_changes_nothi
     assert container.service_calls.get_call(TENANT, call.id).status == Status.CANCELLED
     assert "duecall:Execution.Failed" in _tenant_topics(container)
     assert _outbox(container, call.id) == []
+
+
+def test_a_host_without_a_circuit_costs_no_read_of_its_own(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Circuits are read with the calls; only one the cache holds is read on its own (its
+    newer events), and a failure registers one that later starts see."""
+    reads: list[UUID] = []
+    app = container.service_calls
+    find = app._find_circuit
+    monkeypatch.setattr(app, "_find_circuit", lambda cid: reads.append(cid) or find(cid))
+
+    call, attempts = _begun(container)
+    _finish(container, attempts, 200)
+    assert reads == []  # start and outcome: the host has no circuit
+    assert app.get_call(TENANT, call.id).status == Status.SUCCEEDED
+
+    _, attempts = _begun(container)
+    _finish(container, attempts, 503)  # counts against the host: its circuit is registered
+    assert reads == []
+    _begun(container)  # read with the call, then kept by the cache
+    _begun(container)
+    assert reads == [circuit_id_for(TENANT, "127.0.0.1")]  # only the cached one, on its own
