@@ -7,7 +7,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.clock import utcnow
 from application.conflicts import retry_on_conflict
-from application.recording import record
+from application.outbox import record
 from domain.circuit import Circuit, circuit_id_for
 from domain.errors import DomainError
 

@@ -23,17 +23,20 @@ from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
 from application.loading import load_many
 from application.outbox import (
+    NewCircuit,
     OutboxChanges,
     OutboxMessage,
+    Recordable,
+    TransactionEffects,
     execute_message,
     execution_id_of,
     leased_here,
+    record,
     request_of,
     start_message,
     trace_parent_of,
 )
 from application.ports import SecretBox
-from application.recording import NewCircuit, Recordable, TransactionEffects, record
 from domain.circuit import Circuit, CircuitBoard, CircuitOptions, circuit_id_for
 from domain.errors import ServiceCallNotFoundError
 from domain.execution import Execution

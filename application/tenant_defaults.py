@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.cache_only import NotCachedError
-from application.recording import record
+from application.outbox import record
 from domain.retry_policy import RetryPolicy
 from domain.tenant_settings import TenantSettings, tenant_settings_id
 

@@ -17,8 +17,8 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from application.clock import utcnow
+from application.outbox import TransactionEffects, record
 from application.ports import SecretBox
-from application.recording import TransactionEffects, record
 from domain.errors import DomainError
 from domain.tenant import ApiKey, Tenant, check_tenant_name, tenant_id_for
 

@@ -30,9 +30,8 @@ from infrastructure.event_hashes import migrate_event_store
 from infrastructure.http_sender import HttpxSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
 from infrastructure.notifications import Notifications
-from infrastructure.outbox import ConcurrencyLimits, PostgresOutbox
+from infrastructure.outbox import ConcurrencyLimits, OutboxRecorder, PostgresOutbox
 from infrastructure.pool_checks import ping_only_idle_connections
-from infrastructure.recorder import OutboxRecorder
 from infrastructure.secret_box import AesSecretBox, secret_key
 from infrastructure.settings import Settings
 from infrastructure.tenant_registry import PostgresTenantRegistry

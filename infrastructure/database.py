@@ -65,7 +65,7 @@ def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
         # that host) stay in memory and catch up on their newer events, never replayed whole
         "AGGREGATE_CACHE_MAXSIZE": "10000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",
-        "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:OutboxRecorder",
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.outbox:OutboxRecorder",
         "CREATE_TABLE": "y",
     }
 

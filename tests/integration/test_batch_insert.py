@@ -6,8 +6,7 @@ from datetime import timedelta
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.outbox import START, OutboxChanges, OutboxMessage
-from application.recording import TransactionEffects, record
+from application.outbox import START, OutboxChanges, OutboxMessage, TransactionEffects, record
 from domain.ids import new_service_call_id
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall

@@ -13,7 +13,7 @@ from application.circuit_admin import reset_circuit
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.conflicts import COMMAND_ATTEMPTS, ConcurrentUpdateError
-from application.recording import record
+from application.outbox import record
 from application.service_calls import ServiceCalls
 from domain.circuit import Circuit
 from domain.errors import InvalidTransitionError

@@ -14,8 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage
-from application.recording import TransactionEffects
+from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage, TransactionEffects
 from domain.ids import new_service_call_id
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status

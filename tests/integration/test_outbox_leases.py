@@ -10,8 +10,7 @@ from uuid import uuid4
 import pytest
 
 from application.clock import utcnow
-from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage
-from application.recording import TransactionEffects
+from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage, TransactionEffects
 from infrastructure.container import Container
 from infrastructure.notifications import Notifications
 from infrastructure.outbox import PostgresOutbox

@@ -11,8 +11,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from application.clock import utcnow
-from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage
-from application.recording import TransactionEffects
+from application.outbox import EXECUTE, START, OutboxChanges, OutboxMessage, TransactionEffects
 from infrastructure.container import Container
 from infrastructure.schema import OUTBOX_CHANNEL
 from tests.support.db_queries import outbox_rows, rows

@@ -36,8 +36,8 @@ def _method_source(cls: type, name: str) -> str:
     return source[start : start + 1 + following.start()] if following else source[start:]
 
 
-def test_save_is_record_snapshots_notify_as_application_recording_repeats_it() -> None:
-    """application/recording.py ``_save`` is ``Application.save`` step for step, without its
+def test_save_is_record_snapshots_notify_as_application_outbox_repeats_it() -> None:
+    """application/outbox.py ``_save`` is ``Application.save`` step for step, without its
     ``collect_events`` checks."""
     assert _body(_method_source(Application, "save")) == [
         "processing_event: ProcessingEvent[TAggregateID] = ProcessingEvent()",
@@ -70,7 +70,7 @@ def test_the_insert_locks_the_table_and_notifies_before_inserting() -> None:
 
 
 def test_the_recorder_methods_duecall_retries_itself_carry_the_undecorated_one() -> None:
-    """infrastructure/recorder.py calls ``__wrapped__`` to replace eventsourcing's retry
+    """infrastructure/outbox.py calls ``__wrapped__`` to replace eventsourcing's retry
     decorator (many retries with long waits) by a few short ones."""
     for method in (
         PostgresApplicationRecorder.insert_events,
