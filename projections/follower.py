@@ -7,6 +7,9 @@ in ONE transaction: still exactly once per model (its rows and its position comm
 and a model another process or a rebuild holds is left to that one. Each model keeps its own
 position: models far apart (after a reset, or one that was failing) get reads of their own.
 
+A round that finds a model a full batch behind (a burst, a restart) hands over to
+``catch_up``: each model in a thread and transactions of its own until it is near the head.
+
 Rounds run on wake-ups, not on a clock: the events channel's NOTIFY (one subscription for the
 process) or, without one, every ``poll`` seconds. The flag is cleared before the round reads
 the log, so an event committed after the read sets it again. A wake-up that comes within
@@ -24,6 +27,7 @@ import bisect
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -96,6 +100,7 @@ class Follower:
             wakeup.clear()
             done = self.run_round()
             if not done.caught_up:
+                self.catch_up()
                 return
             ended = time.monotonic()
             if wakeup.wait(self._timeout(poll)) and done.folded:
@@ -115,6 +120,20 @@ class Follower:
                 raise
             log.info("projection_round_retried", error=describe(error))
         return self._round(names, careful=True)
+
+    def catch_up(self) -> None:
+        """Behind by more than a batch (a burst, a restart): each model catches up in a thread
+        and transactions of its own, as rebuilds do (``ProjectionRunner.run_batch``, the same
+        locks), so one model's writes run in PostgreSQL while another folds in Python; one
+        round's transaction would make them wait for each other."""
+        names = self._due()
+        with ThreadPoolExecutor(len(names) or 1, thread_name_prefix="catch-up") as pool:
+            for future in [pool.submit(self._catch_up, self._runners[n]) for n in names]:
+                future.result()  # a failure goes to the supervisor (logged, backed off)
+
+    def _catch_up(self, runner: ProjectionRunner) -> None:
+        while (read := runner.run_batch()) is not None and read >= self._batch_size:
+            pass
 
     def _due(self) -> list[str]:
         """The models to fold now: all but those waiting out a failure."""

@@ -239,3 +239,19 @@ def test_wake_ups_close_together_are_gathered_into_few_rounds(rm_container: Cont
         took = time.monotonic() - started
         # at most one round a LINGER (and the first at once), whatever the wake-ups
         assert counting.transactions - before <= took / LINGER + 2
+
+
+def test_a_model_a_batch_behind_catches_up_on_its_own_with_the_same_rows(
+    rm_container: Container, database_url: str
+) -> None:
+    submit_calls(rm_container, 12)
+    run_until_idle(rm_container)
+    expected = checksums_then_reset(rm_container, database_url)
+    follower, _ = _follower(rm_container, batch_size=5)
+
+    behind = follower.run_round()
+    assert not behind.caught_up
+    follower.catch_up()
+
+    assert set(_positions(rm_container).values()) == {_head(rm_container)}
+    assert checksums(database_url) == expected
