@@ -369,17 +369,16 @@ class ServiceCalls(Application[UUID]):
         uncached = [circuit_id for circuit_id in wanted if not self._cached(circuit_id)]
         found = load_many(self, [*(m.service_call_id for m in messages), *uncached])
         read: dict[UUID, Circuit | None] = {c: found.pop(c, None) for c in uncached}
+        cache = self.repository.cache
+        for circuit_id, circuit in read.items():
+            if circuit is not None and cache is not None:  # kept as the repository would
+                cache.put(circuit_id, copy.deepcopy(circuit))  # the board changes its own
         for message in messages:
             if message.service_call_id not in found:
                 log.warning("unknown_call", service_call_id=str(message.service_call_id))
 
         def find(circuit_id: UUID) -> Circuit | None:
-            if circuit_id not in read:
-                return self._find_circuit(circuit_id)
-            circuit = read[circuit_id]
-            if circuit is not None and self.repository.cache:  # as the repository would
-                self.repository.cache.put(circuit_id, copy.deepcopy(circuit))
-            return circuit
+            return read[circuit_id] if circuit_id in read else self._find_circuit(circuit_id)
 
         return found, CircuitBoard(find, self.circuit_options)
 

@@ -10,7 +10,8 @@ function (``duecall_record``, infrastructure/schema.py) as one array per column,
 on an autocommit connection: one statement, one transaction, one round trip. So the messages a
 transaction consumes disappear, and the messages it publishes appear, if and only if its events
 are recorded; likewise its Idempotency-Keys and registry rows. The stored rows are those
-eventsourcing would store (a test pins the function against eventsourcing's insert).
+eventsourcing would store: tests/unit/test_library_contracts.py pins the steps of its insert
+that the function repeats, tests/integration/test_record_function.py what the function stores.
 
 Over 300 lines on purpose: what the recorder writes and what the claims read are two halves of
 one protocol (a message exists exactly when the events that caused it do, and is leased,
@@ -159,7 +160,7 @@ def _effect_columns(effects: TransactionEffects) -> tuple[Any, ...]:
     """The function's parameters for what the transaction writes besides its events."""
     outbox = effects.outbox
     rows = [_row(m) for m in outbox.publish]
-    columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)] or [[]] * 11
+    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(_ROW_VALUES)]
     notify = sorted({m.kind for m in outbox.publish if m.id is None})
     if outbox.frees_slots:
         notify.append(SLOT_FREED)
@@ -177,6 +178,9 @@ def _effect_columns(effects: TransactionEffects) -> tuple[Any, ...]:
         [c.circuit_id for c in circuits],
         list(effects.tenants),
     )
+
+
+_ROW_VALUES = 11  # the values of an outbox row (``_row``): one array each when there are none
 
 
 def _row(m: OutboxMessage) -> tuple[Any, ...]:

@@ -127,7 +127,9 @@ class Follower:
         locks), so one model's writes run in PostgreSQL while another folds in Python; one
         round's transaction would make them wait for each other."""
         names = self._due()
-        with ThreadPoolExecutor(len(names) or 1, thread_name_prefix="catch-up") as pool:
+        if not names:
+            return
+        with ThreadPoolExecutor(len(names), thread_name_prefix="catch-up") as pool:
             for future in [pool.submit(self._catch_up, self._runners[n]) for n in names]:
                 future.result()  # a failure goes to the supervisor (logged, backed off)
 
