@@ -19,3 +19,4 @@ class SubmitServiceCall:
     request_hash: str = ""
     retry_policy: RetryPolicy | None = None
     trace_parent: str | None = None  # the submitting request's (tracing on): see tracing.py
+    origin: str | None = None  # a schedule's fire: "schedule:<id>" (never set by a client)

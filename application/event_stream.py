@@ -14,8 +14,8 @@ and a queued event at or before what it has read is skipped, so it sees every ev
 ``after`` exactly once, in log order. A subscriber whose queue overflows (it does not keep
 up) is ended; it reconnects from its last position and catches up again by reading.
 
-Streamed: ``ServiceCall``, ``Execution`` and ``Circuit`` events (tenant-scoped through the
-tenant recorded with every event). ``Tenant`` and ``TenantSettings`` events are never
+Streamed: ``ServiceCall``, ``Execution``, ``Circuit`` and ``Schedule`` events (tenant-scoped
+through the tenant recorded with every event). ``Tenant`` and ``TenantSettings`` events are never
 streamed: a tenant's keys and signing secrets are administration, not activity.
 
 One module over 300 lines on purpose: the tail, the subscribers and the hand-over between
@@ -38,11 +38,12 @@ from application.audit import RecordedEvent
 from application.supervision import Backoff
 from domain.circuit import Circuit
 from domain.execution import Execution
+from domain.schedule import Schedule
 from domain.service_call import ServiceCall
 
 log = structlog.get_logger(__name__)
 
-STREAMED_AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit)
+STREAMED_AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit, Schedule)
 TAIL_BATCH = 500  # events the tail reads at once
 CATCH_UP_PAGE = 500  # events a resuming subscriber reads at once
 
@@ -65,14 +66,20 @@ ENDED = Counter(
 
 
 def streamed_types() -> frozenset[str]:
-    """The event types the stream carries (``ServiceCall.Succeeded``, ...)."""
-    return frozenset(
-        f"{aggregate.__name__}.{name}"
-        for aggregate in STREAMED_AGGREGATES
-        for name, value in vars(aggregate).items()
-        if isinstance(value, type) and issubclass(value, Aggregate.Event)
-        and name not in ("Event", "Created")
-    )
+    """The event types the stream carries (``ServiceCall.Succeeded``, ...): each aggregate's
+    event classes but ``Event`` and, where another event creates the aggregate (a call's
+    ``Submitted``, an execution's ``Started``), ``Created``."""
+    types: set[str] = set()
+    for aggregate in STREAMED_AGGREGATES:
+        events = {
+            name: value for name, value in vars(aggregate).items()
+            if isinstance(value, type) and issubclass(value, Aggregate.Event) and name != "Event"
+        }
+        creators = [n for n, v in events.items() if issubclass(v, Aggregate.Created)]
+        if len(creators) > 1:
+            events.pop("Created", None)
+        types.update(f"{aggregate.__name__}.{name}" for name in events)
+    return frozenset(types)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per event
@@ -81,7 +88,8 @@ class StreamEvent:                   # read, shared by every subscriber it is fa
 
     recorded: RecordedEvent
     tenant_id: str
-    service_call_id: UUID | None  # the call itself, or an execution's call; None: a circuit
+    service_call_id: UUID | None  # the call itself, or an execution's call; None: a circuit's
+    # or a schedule's event
 
     @property
     def position(self) -> int:

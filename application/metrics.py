@@ -1,8 +1,9 @@
 """What this process counts as it works, for Prometheus (``/metrics``; see README).
 
-The worker's loops count attempts and measure how late calls start; the API measures its
-requests. Figures that every process shares (outbox depth, projector lag, circuits) are read
-from the database when scraped instead (infrastructure/metrics_collector.py).
+The worker's loops count attempts and measure how late calls start, and schedules' fires and
+skips; the API measures its requests. Figures that every process shares (outbox depth,
+projector lag, circuits) are read from the database when scraped instead
+(infrastructure/metrics_collector.py).
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -28,5 +29,21 @@ API_REQUEST_SECONDS = Histogram(
     "duecall_api_request_duration_seconds",
     "API requests by route and status.",
     ["method", "route", "status"],
+    buckets=_SECONDS,
+)
+SCHEDULE_FIRES = Counter(
+    "duecall_schedule_fires",
+    "Calls fired by schedules in this process: scheduled, catch_up (a missed time made), "
+    "backfill or trigger.",
+    ["kind"],
+)
+SCHEDULE_SKIPS = Counter(
+    "duecall_schedule_skips",
+    "Nominal times schedules did not fire, by reason (overlap, missed, paused, dst_gap).",
+    ["reason"],
+)
+SCHEDULE_FIRE_LATENESS_SECONDS = Histogram(
+    "duecall_schedule_fire_lateness_seconds",
+    "When a schedule's fire was sent minus when it was due (its nominal time plus jitter).",
     buckets=_SECONDS,
 )

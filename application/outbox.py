@@ -1,8 +1,9 @@
 """The transactional outbox: messages between modules, written in the same transaction as
 the events that cause them, and the port that claims them.
 
-A message is work to do: ``start`` (timer: a due attempt) or ``execute`` (make the request);
-an attempt's outcome is decided in the transaction that records it. Workers claim available
+A message is work to do: ``start`` (timer: a due attempt), ``execute`` (make the request) or
+``schedule`` (a schedule's next fire, or a fired call's outcome for it); an attempt's outcome
+is decided in the transaction that records it. Workers claim available
 messages under a lease; the transaction that records the events a message caused also
 deletes it (``OutboxChanges.consume``) and adds the messages those events cause
 (``OutboxChanges.publish``). A worker that dies loses only its lease.
@@ -29,7 +30,10 @@ from domain.service_call import ServiceCall
 
 START = "start"
 EXECUTE = "execute"
-KINDS = (START, EXECUTE)
+# a schedule's work (its ``service_call_id`` is the schedule's id): a nominal time to fire at,
+# or a fired call's terminal outcome reported back (application/schedules.py)
+SCHEDULE = "schedule"
+KINDS = (START, EXECUTE, SCHEDULE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,28 @@ def start_message(call: ServiceCall, trace_parent: str | None = None) -> OutboxM
     )
 
 
+SCHEDULE_ORIGIN = "schedule:"  # a fired call's ``origin``: this and the schedule's id
+ORIGIN = "origin"  # on an ``execute`` message: its call's origin, if a producer made it
+
+
+def producer_outcome_message(call: ServiceCall) -> OutboxMessage | None:
+    """For a call a schedule fired, now over (succeeded, failed or cancelled), the message that
+    tells the schedule (its overlap policy and failure count wait for it); else None."""
+    origin = call.origin
+    if origin is None or not origin.startswith(SCHEDULE_ORIGIN) or not call.is_terminal:
+        return None
+    now = datetime.now(UTC)
+    return OutboxMessage(
+        SCHEDULE,
+        call.tenant_id,
+        UUID(origin.removeprefix(SCHEDULE_ORIGIN)),
+        0,
+        available_at=now,
+        due_at=now,
+        payload={"outcome": {"call_id": str(call.id), "status": call.status.value}},
+    )
+
+
 def execute_message(
     tenant_id: str,
     call_id: UUID,
@@ -86,10 +112,13 @@ def execute_message(
     grace_seconds: float,
     trace_parent: str | None = None,
     correlation_id: str | None = None,
+    origin: str | None = None,
 ) -> OutboxMessage:
     payload: dict[str, Any] = {"execution_id": str(execution_id), "request": request.as_dict()}
     if correlation_id is not None:
         payload["correlation_id"] = correlation_id
+    if origin is not None:
+        payload[ORIGIN] = origin
     return OutboxMessage(
         EXECUTE,
         tenant_id,
@@ -143,6 +172,11 @@ def correlation_id_of(message: OutboxMessage) -> str | None:
     return value
 
 
+def is_fire(message: OutboxMessage) -> bool:
+    """Is this ``execute`` message's call a schedule's fire?"""
+    return str(message.payload.get(ORIGIN, "")).startswith(SCHEDULE_ORIGIN)
+
+
 def started_version_of(message: OutboxMessage) -> int | None:
     value: int | None = message.payload.get(STARTED_VERSION)
     return value
@@ -171,9 +205,10 @@ class OutboxChanges:
 
 
 class Claimed(list[OutboxMessage]):
-    """Claimed messages; for a ``start`` claim also ``next_in``: seconds from the claim until
-    the next ``start`` message becomes available, claimed ones included (None: none, or not a
-    ``start`` claim)."""
+    """Claimed messages; for a ``start`` or ``schedule`` claim also ``next_in``: seconds from
+    the claim until the next message of its kind becomes available (None: none, or an
+    ``execute`` claim). A ``start`` claim counts the ones it claimed; a ``schedule`` claim
+    does not."""
 
     def __init__(self, messages: Iterable[OutboxMessage] = (), next_in: float | None = None):
         super().__init__(messages)
@@ -184,7 +219,7 @@ class Outbox(Protocol):
     def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> Claimed:
         """Lease up to ``limit`` messages of ``kind`` available within ``lookahead`` seconds
         (oldest due first); a lease runs from the later of now and the message's due time.
-        A ``start`` claim also tells when the next ``start`` message becomes available."""
+        A ``start`` or ``schedule`` claim also tells when the next one becomes available."""
 
     def release(self, messages: Sequence[OutboxMessage]) -> int:
         """Hand claimed messages back before their leases end (a worker stopping): available

@@ -31,6 +31,7 @@ from application.outbox import (
     execute_message,
     execution_id_of,
     leased_here,
+    producer_outcome_message,
     record,
     request_of,
     start_message,
@@ -191,8 +192,8 @@ class ServiceCalls(Application[UUID]):
         def once() -> ServiceCall:
             call = self.get_call(tenant_id, call_id)
             changed = apply(call) is not False
-            starts = _starts([call] if changed else [], {call.id: trace_parent})
-            record(self, [call], TransactionEffects(OutboxChanges(publish=starts)))
+            follow = follow_ups([call] if changed else [], {call.id: trace_parent})
+            record(self, [call], TransactionEffects(OutboxChanges(publish=follow)))
             return call
 
         return retry_on_conflict(once, f"service call {call_id}")
@@ -239,6 +240,7 @@ class ServiceCalls(Application[UUID]):
                 self.execution_grace_seconds,
                 trace_parent_of(message),
                 call.correlation_id,
+                call.origin,
             )
             if hand_off:
                 execute = leased_here(execute, message, call.version)
@@ -354,7 +356,7 @@ class ServiceCalls(Application[UUID]):
         traces = {m.service_call_id: trace_parent_of(m) for m, _ in reported}
         return Decision(
             aggregates=[*calls.values(), *circuits.touched],
-            publish=_starts(changed, traces),
+            publish=follow_ups(changed, traces),
             circuits=[NewCircuit(c.tenant_id, c.host, c.id) for c in circuits.registered],
         )
 
@@ -433,15 +435,19 @@ class ServiceCalls(Application[UUID]):
         return originals
 
 
-def _starts(
+def follow_ups(
     calls: Iterable[ServiceCall], traces: Mapping[UUID, str | None]
 ) -> list[OutboxMessage]:
-    """A timer message for each call now scheduled (carrying on its trace context)."""
-    return [
-        start_message(call, traces.get(call.id))
-        for call in calls
-        if call.status == Status.SCHEDULED
-    ]
+    """What changed calls cause: a timer message for each call now scheduled (carrying on its
+    trace context), and for each call a schedule fired that is now over, its outcome for that
+    schedule."""
+    messages = []
+    for call in calls:
+        if call.status == Status.SCHEDULED:
+            messages.append(start_message(call, traces.get(call.id)))
+        elif (outcome := producer_outcome_message(call)) is not None:
+            messages.append(outcome)
+    return messages
 
 
 def _ending_attempts(
@@ -471,6 +477,7 @@ def _new_call(command: SubmitServiceCall, box: SecretBox) -> ServiceCall:
         correlation_id=command.correlation_id,
         idempotency_key=command.idempotency_key,
         retry_policy=command.retry_policy,
+        origin=command.origin,
     )
 
 

@@ -53,6 +53,7 @@ class ServiceCall(Aggregate):
         retry_policy: dict[str, Any]
         follow_redirects: bool
         secret_headers: list[str]
+        origin: str | None  # what produced the call: None (a client) or "schedule:<id>"
 
     @event(Submitted)
     def __init__(
@@ -72,8 +73,10 @@ class ServiceCall(Aggregate):
         retry_policy: dict[str, Any],
         follow_redirects: bool,
         secret_headers: list[str],
+        origin: str | None = None,
     ) -> None:
         self.tenant_id = tenant_id
+        self.origin = origin
         self.name = name
         self.request = RequestSpec.restored(
             method, url, dict(headers), body, timeout_seconds, follow_redirects, secret_headers
@@ -104,6 +107,7 @@ class ServiceCall(Aggregate):
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        origin: str | None = None,
     ) -> "ServiceCall":
         call = cls(
             id=id,
@@ -121,6 +125,7 @@ class ServiceCall(Aggregate):
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
             retry_policy=(retry_policy or RetryPolicy()).as_dict(),
+            origin=origin,
         )
         call._schedule(attempt=1, due_at=due_at, reason=ScheduleReason.SUBMITTED)
         return call

@@ -11,6 +11,7 @@ from application.authentication import Authenticator
 from application.dispatch.workers import WorkerOptions, Workers
 from application.group_commit import GroupCommit
 from application.rate_limit import RateLimiter
+from application.schedules import Schedules
 from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
 from application.tenant_defaults import TenantDefaults
@@ -51,6 +52,7 @@ class Container:
     submits: GroupCommit
     secret_box: AesSecretBox
     tenants: Tenants
+    schedules: Schedules
     workers: Workers | None = field(default=None)
     tracer: Tracer = field(default=NO_TRACING)
     read_models: ReadModels = field(init=False)
@@ -112,6 +114,7 @@ class Container:
             submits=GroupCommit(service_calls.submit_many, unavailable=DATABASE_UNAVAILABLE),
             secret_box=box,
             tenants=Tenants(service_calls, box, PostgresTenantRegistry(outbox.pool)),
+            schedules=Schedules(service_calls, settings.schedule_lookahead_seconds),
             tracer=build_tracer(settings.tracing),
         )
 
@@ -136,6 +139,7 @@ class Container:
             signer=RequestSigner(self.tenants),
             unavailable=DATABASE_UNAVAILABLE,
             tracer=self.tracer,
+            schedules=self.schedules,
         )
         self.workers.start()
         return self.workers

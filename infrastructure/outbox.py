@@ -35,6 +35,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from application.outbox import (
+    EXECUTE,
     KINDS,
     NO_EFFECTS,
     START,
@@ -236,6 +237,17 @@ FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
 """
+# A schedule claim also says when the next unclaimed schedule message becomes available (the
+# subquery sees the table as before the claim, so the claimed ones are left out by id).
+_CLAIM_AND_NEXT = f"""
+WITH claimed AS ({_CLAIM})
+SELECT *, NULL::double precision AS next_seconds FROM claimed
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    extract(epoch FROM min(available_at) - now())::double precision
+FROM {OUTBOX_TABLE}
+WHERE kind = %(kind)s AND id NOT IN (SELECT id FROM claimed)
+"""
 _CLAIM_STARTS = f"SELECT * FROM {CLAIM_STARTS_FUNCTION}(%s, %s, %s, %s, %s)"  # schema.py
 # Handing back (a worker stopping): available again at once, or at its due time if that is
 # still ahead (a timer's held ``start`` message). Only claims still ours: same claim count.
@@ -294,16 +306,18 @@ class PostgresOutbox:
 
     def claim(self, kind: str, limit: int, lookahead: float = 0.0) -> Claimed:
         """One statement on an autocommit connection: its own transaction."""
+        params = {"kind": kind, "limit": limit, "lookahead": lookahead}
         with self._pool.connection() as conn:
-            if kind != START:
-                rows = conn.execute(
-                    _CLAIM, {"kind": kind, "limit": limit, "lookahead": lookahead}
-                ).fetchall()
+            if kind == EXECUTE:
+                rows = conn.execute(_CLAIM, params).fetchall()
                 return Claimed(sorted(map(_message, rows), key=_due_at))
-            limits = self._limits
-            rows = conn.execute(_CLAIM_STARTS, (
-                limit, lookahead, limits.window, limits.per_tenant, limits.per_host
-            )).fetchall()
+            if kind == START:
+                limits = self._limits
+                rows = conn.execute(_CLAIM_STARTS, (
+                    limit, lookahead, limits.window, limits.per_tenant, limits.per_host
+                )).fetchall()
+            else:
+                rows = conn.execute(_CLAIM_AND_NEXT, params).fetchall()
         (next_in,) = [row["next_seconds"] for row in rows if row["id"] is None]
         claimed = [_message(row) for row in rows if row["id"] is not None]
         return Claimed(sorted(claimed, key=_due_at), next_in)

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     timer_lookahead_seconds: float = Field(
         default=1.0, ge=0, le=30, description="How far ahead the timer claims and holds calls."
     )
+    schedule_lookahead_seconds: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=30,
+        description="How long before its nominal time a schedule's fire is planned and its call "
+        "submitted (due at the nominal time; overlap is judged then).",
+    )
     timer_prestart_seconds: float = Field(
         default=0.25,
         ge=0,

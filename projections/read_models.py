@@ -36,6 +36,7 @@ from projections.runner import (
     read_position,
     reset_position,
 )
+from projections.schedules import SchedulesProjection
 from projections.service_calls import ServiceCallsProjection
 from projections.shared_log import BATCH_SIZE, SharedLog
 from projections.statistics import StatisticsProjection
@@ -48,6 +49,7 @@ PROJECTIONS: tuple[Projection, ...] = (
     ExecutionsProjection(),
     StatisticsProjection(),
     StatusIntervalsProjection(),
+    SchedulesProjection(),
 )
 
 

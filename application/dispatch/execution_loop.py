@@ -35,9 +35,17 @@ from application.metrics import (
     ATTEMPTS_FINISHED,
     ATTEMPTS_IN_FLIGHT,
     ATTEMPTS_STARTED,
+    SCHEDULE_FIRE_LATENESS_SECONDS,
     START_LATENESS_SECONDS,
 )
-from application.outbox import EXECUTE, Outbox, OutboxMessage, started_version_of, still_leased
+from application.outbox import (
+    EXECUTE,
+    Outbox,
+    OutboxMessage,
+    is_fire,
+    started_version_of,
+    still_leased,
+)
 from application.ports import HttpSender, SecretBox
 from application.service_calls import Attempt, ServiceCalls
 from application.signing import RequestSigner
@@ -210,7 +218,10 @@ class ExecutionLoop:
                 if await self._cancelled_meanwhile(attempt):
                     return
             await _until(due.timestamp())
-            START_LATENESS_SECONDS.observe(max(0.0, time.time() - due.timestamp()))
+            late = max(0.0, time.time() - due.timestamp())
+            START_LATENESS_SECONDS.observe(late)
+            if is_fire(attempt.message):
+                SCHEDULE_FIRE_LATENESS_SECONDS.observe(late)
         ATTEMPTS_STARTED.inc()
         ATTEMPTS_IN_FLIGHT.inc()
         span = self._tracer.attempt(attempt)

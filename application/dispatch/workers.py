@@ -1,4 +1,5 @@
-"""The worker processes' loops: the timer and the execution loop, each on its own thread."""
+"""The worker processes' loops: the timer, the execution loop and the schedule loop, each on
+its own thread."""
 
 import asyncio
 import sys
@@ -11,9 +12,11 @@ from functools import partial
 import structlog
 
 from application.dispatch.execution_loop import ExecutionLoop
+from application.dispatch.schedule_loop import ScheduleLoop
 from application.dispatch.timer import Timer
 from application.outbox import EXECUTE, Outbox, OutboxMessage
 from application.ports import HttpSender
+from application.schedules import Schedules
 from application.service_calls import ServiceCalls
 from application.signing import RequestSigner
 from application.tracing import NO_TRACING, Tracer
@@ -46,9 +49,11 @@ class Workers:
         signer: RequestSigner | None = None,
         unavailable: tuple[type[Exception], ...] = (),
         tracer: Tracer = NO_TRACING,
+        schedules: Schedules | None = None,
     ) -> None:
         """``unavailable``: the errors that mean the database is away (work in hand is kept
-        and done once it is back, instead of waiting for its leases to end)."""
+        and done once it is back, instead of waiting for its leases to end); ``schedules``:
+        fire them too (the schedule loop)."""
         self._unavailable = unavailable
         self._tracer = tracer
         self._calls = service_calls
@@ -69,6 +74,12 @@ class Workers:
             free_slots=self._free_slots,
             slots_available=self._slots_available,
         )
+        self._schedule_loop = None if schedules is None else ScheduleLoop(
+            outbox,
+            schedules.handle,
+            batch_size=options.batch_size,
+            lookahead=schedules.lookahead,
+        )
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_execution: asyncio.Event | None = None
@@ -83,7 +94,11 @@ class Workers:
         self._spawn("execution", lambda: asyncio.run(self._run_execution()))
         self._execution_ready.wait(5)  # before the timer, which hands it early starts
         self._spawn(self._timer.name, self._timer.run)
-        log.info("workers_started", loops=[self._timer.name, "execution"])
+        loops = [self._timer.name, "execution"]
+        if self._schedule_loop is not None:
+            self._spawn(self._schedule_loop.name, self._schedule_loop.run)
+            loops.append(self._schedule_loop.name)
+        log.info("workers_started", loops=loops)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; let work in hand finish (attempts in flight: up to the shutdown
@@ -91,6 +106,8 @@ class Workers:
         and a second)."""
         began = time.monotonic()
         deadline = began + (self._options.shutdown_timeout + 1 if timeout is None else timeout)
+        if self._schedule_loop is not None:
+            self._schedule_loop.stop()
         self._timer.stop()
         # the timer first: what it hands the execution loop as it stops is still drained
         for thread in self._threads:

@@ -21,6 +21,8 @@ from interfaces.api.routes import (
     health,
     queries,
     retry_policy,
+    schedule_queries,
+    schedules,
     service_calls,
     signing,
 )
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(circuits.router)
     app.include_router(retry_policy.router)
     app.include_router(queries.router)
+    app.include_router(schedule_queries.router)
+    app.include_router(schedules.router)
     app.include_router(audit.router)
     app.include_router(events.router)
     app.include_router(signing.router)

@@ -3,11 +3,12 @@
 A hook on ``app.openapi`` adds to each operation the errors it can answer, by what it has:
 401 and 429 where it needs an API key (admin routes: 401 only, they are not rate limited),
 404 where a path names a resource, 413 where it takes a body, 422 where it takes a body or
-parameters, 409 for submits (Idempotency-Key), call lifecycle commands, circuit resets and
-tenant creation, 503 wherever the database is read; 400 where a body is taken (one that is not
-UTF-8 cannot even be parsed). FastAPI's own 422 (``HTTPValidationError``) is replaced: what is
-answered is problem+json. Optional parameters lose their ``null`` alternative: a query string
-or header cannot carry a JSON null (leaving the parameter out is how it is said).
+parameters, 409 for submits (Idempotency-Key), call lifecycle commands, circuit resets,
+tenant creation and a schedule's commands (update and delete too), 503 wherever the database
+is read; 400 where a body is taken (one that is not UTF-8 cannot even be parsed). FastAPI's
+own 422 (``HTTPValidationError``) is replaced: what is answered is problem+json. Optional
+parameters lose their ``null`` alternative: a query string or header cannot carry a JSON null
+(leaving the parameter out is how it is said).
 """
 
 import re
@@ -25,7 +26,9 @@ _CONFLICTS = re.compile(
     r"|^/v1/service-calls/\{[^/]+\}/(cancel|pause|resume|retry)$"
     r"|^/v1/circuits/\{[^/]+\}/reset$"
     r"|^/v1/admin/tenants$"
+    r"|^/v1/schedules/\{[^/]+\}/(pause|resume|trigger|backfill)$"
 )
+_SCHEDULE = re.compile(r"^/v1/schedules/\{[^/]+\}$")  # PATCH, DELETE: 409 too
 _RETRY_AFTER = {"description": "Seconds to wait before trying again.",
                 "schema": {"type": "integer"}}
 _WHY = {
@@ -84,7 +87,9 @@ def problem_statuses(path: str, method: str, operation: dict[str, Any]) -> list[
             statuses.append("429")
     if "{" in path:
         statuses.append("404")
-    if method == "post" and _CONFLICTS.match(path):
+    if (method == "post" and _CONFLICTS.match(path)) or (
+        method in ("patch", "delete") and _SCHEDULE.match(path)
+    ):
         statuses.append("409")
     if "requestBody" in operation:
         statuses += ["400", "413"]

@@ -16,6 +16,7 @@ from application.circuit_admin import CircuitNotFoundError
 from application.conflicts import ConcurrentUpdateError
 from application.group_commit import NotRecordedError
 from application.idempotency import IdempotencyKeyReusedError
+from application.schedules import ScheduleNotFoundError
 from application.tenants import TenantExistsError, TenantNotFoundError
 from domain.errors import (
     InvalidRequestError,
@@ -23,6 +24,7 @@ from domain.errors import (
     RequestTooLargeError,
     ServiceCallNotFoundError,
 )
+from domain.schedule_status import ScheduleTransitionError
 from domain.tenant import ApiKeyNotFoundError
 from infrastructure.database import DATABASE_UNAVAILABLE
 
@@ -107,6 +109,11 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Conflict", str(exc), status_of_call=exc.status)
 
 
+async def _schedule_conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ScheduleTransitionError)
+    return problem(409, "Conflict", str(exc), status_of_schedule=exc.status)
+
+
 async def _concurrent_update(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Conflict", str(exc), headers={"Retry-After": "1"})
 
@@ -183,6 +190,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequestError, _invalid)
     app.add_exception_handler(RequestTooLargeError, _too_large)
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
+    app.add_exception_handler(ScheduleNotFoundError, _not_found)
     app.add_exception_handler(CircuitNotFoundError, _not_found)
     app.add_exception_handler(TenantNotFoundError, _not_found)
     app.add_exception_handler(ApiKeyNotFoundError, _not_found)
@@ -190,6 +198,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnauthorizedError, _unauthorized)
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidTransitionError, _conflict)
+    app.add_exception_handler(ScheduleTransitionError, _schedule_conflict)
     app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
     app.add_exception_handler(ConcurrentUpdateError, _concurrent_update)
     for unavailable in (*DATABASE_UNAVAILABLE, NotRecordedError):

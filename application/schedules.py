@@ -1,0 +1,377 @@
+"""Schedules: recurring schedules whose fires are service calls (the Schedule aggregate).
+
+The use cases record through ``ServiceCalls`` (one writer, one event store, one transaction
+per use case). A schedule never makes a request: each fire is a ``ServiceCall`` with the
+idempotency key ``sched:<schedule id>:<nominal UTC time>`` and ``origin`` ``schedule:<id>``,
+submitted in the transaction that records the fire, due at its nominal time (plus jitter);
+the timer starts it on time like any call.
+
+Wake-ups. Each transaction that records a schedule's events also publishes its next
+``schedule`` message (``_wake_up``): available ``lookahead`` seconds before the next nominal
+time, carrying the schedule's version. The schedule loop hands it to ``handle``, which plans
+what is due by then (missed fires, overlap) and records it with the next wake-up. A wake-up
+for an older version is stale (a later transaction published its own) and is only consumed,
+so each schedule has one live wake-up chain. A fired call that ends sends back a ``schedule``
+message with its outcome (``application.outbox.producer_outcome_message``); ``handle``
+records it (counts, ``pause_after_failures``, the overlap buffer).
+"""
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+
+from application.clock import utcnow
+from application.conflicts import retry_on_conflict
+from application.idempotency import IdempotencyRecord
+from application.loading import load_many
+from application.metrics import SCHEDULE_FIRES, SCHEDULE_SKIPS
+from application.outbox import (
+    SCHEDULE,
+    SCHEDULE_ORIGIN,
+    OutboxChanges,
+    OutboxMessage,
+    Recordable,
+    TransactionEffects,
+    record,
+    start_message,
+)
+from application.service_calls import ServiceCalls, follow_ups
+from domain.errors import DomainError
+from domain.ids import new_service_call_id
+from domain.schedule import FireOrder, FireOutcome, Schedule, ScheduleStatus
+from domain.schedule_plan import DuePlan, PlannedFire
+from domain.schedule_spec import ScheduleSpec
+from domain.schedule_template import (
+    check_call_template,
+    sealed_template,
+    template_request,
+    template_retry_policy,
+)
+from domain.schedule_times import Fire, fire_idempotency_key, next_fires
+from domain.service_call import ServiceCall
+
+log = structlog.get_logger(__name__)
+
+MAX_PREVIEW = 100
+WAKE_LEASE_SECONDS = 30.0  # a wake-up whose handler died is handled again after this
+
+
+class ScheduleNotFoundError(DomainError):
+    def __init__(self, schedule_id: object) -> None:
+        super().__init__(f"schedule {schedule_id} not found")
+        self.schedule_id = schedule_id
+
+
+@dataclass(frozen=True)
+class CreateSchedule:
+    tenant_id: str
+    name: str
+    template: dict[str, Any]  # checked by the aggregate (``check_call_template``)
+    spec: ScheduleSpec
+
+
+@dataclass(frozen=True)
+class UpdateSchedule:
+    name: str | None = None
+    template: dict[str, Any] | None = None
+    spec: ScheduleSpec | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A use case's result: the schedule and the calls it fired."""
+
+    schedule: Schedule
+    calls: list[ServiceCall] = field(default_factory=list)
+    plan: DuePlan | None = None
+
+
+class Schedules:
+    def __init__(self, calls: ServiceCalls, lookahead: float = 1.0) -> None:
+        """``lookahead``: how long before its nominal time a fire is planned and its call
+        submitted (due at the nominal time): the timer then starts it on time."""
+        self._calls = calls
+        self.lookahead = lookahead
+        self._lookahead = timedelta(seconds=lookahead)
+
+    # -- the API's commands --------------------------------------------------------------
+
+    def create(self, command: CreateSchedule) -> Schedule:
+        now = utcnow()
+        schedule = Schedule.create(
+            id=new_schedule_id(),
+            tenant_id=command.tenant_id,
+            name=command.name,
+            template=self._sealed(command.template),
+            spec=command.spec,
+            now=now,
+        )
+        self._record([schedule], now)
+        return schedule
+
+    def get(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+        try:
+            schedule: Schedule = self._calls.repository.get(schedule_id)
+        except AggregateNotFoundError:
+            raise ScheduleNotFoundError(schedule_id) from None
+        if not isinstance(schedule, Schedule) or schedule.tenant_id != tenant_id:
+            raise ScheduleNotFoundError(schedule_id)
+        return schedule
+
+    def update(self, tenant_id: str, schedule_id: UUID, changes: UpdateSchedule) -> Schedule:
+        template = None if changes.template is None else self._sealed(changes.template)
+        return self._command(
+            tenant_id,
+            schedule_id,
+            lambda s, now: s.update(now, name=changes.name, template=template, spec=changes.spec),
+        )
+
+    def pause(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+        return self._command(tenant_id, schedule_id, lambda s, now: s.pause(now))
+
+    def resume(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+        return self._command(tenant_id, schedule_id, lambda s, now: s.resume(now))
+
+    def delete(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+        return self._command(tenant_id, schedule_id, lambda s, now: s.delete(now))
+
+    def trigger(self, tenant_id: str, schedule_id: UUID) -> Outcome:
+        """Fire now, out of schedule: a call due now (no overlap rule, not a run)."""
+
+        def once() -> Outcome:
+            now = utcnow()
+            schedule = self.get(tenant_id, schedule_id)
+            order = schedule.trigger(new_service_call_id(), now)
+            calls = self._record([schedule], now, [order])
+            return Outcome(schedule, calls)
+
+        return retry_on_conflict(once, f"schedule {schedule_id}")
+
+    def backfill(
+        self, tenant_id: str, schedule_id: UUID, start: datetime, end: datetime, dry_run: bool
+    ) -> Outcome:
+        """Fire the nominal times in [start, end] that were never fired (a time fired before
+        keeps its call: its idempotency key is taken); ``dry_run``: only say what would be."""
+
+        def once() -> Outcome:
+            now = utcnow()
+            schedule = self.get(tenant_id, schedule_id)
+            plan = self._not_fired_before(schedule, schedule.backfill(start, end, now))
+            if dry_run:
+                return Outcome(schedule, plan=plan)
+            orders = schedule.apply(plan, now, _new_call_id)
+            return Outcome(schedule, self._record([schedule], now, orders), plan)
+
+        return retry_on_conflict(once, f"schedule {schedule_id}")
+
+    def preview(self, spec: ScheduleSpec, after: datetime, count: int) -> list[Fire]:
+        """The next ``count`` nominal times after ``after`` (DST notes included)."""
+        return next_fires(spec, after, min(count, MAX_PREVIEW), include_skipped=True)
+
+    def _sealed(self, template: dict[str, Any]) -> dict[str, Any]:
+        """The template checked, its secret header values sealed (only ciphertext is
+        recorded; the fires' calls carry them sealed to the worker, which opens them)."""
+        return sealed_template(check_call_template(template), self._calls.secret_box.seal)
+
+    # -- the schedule loop's ---------------------------------------------------------------
+
+    def handle(self, messages: Sequence[OutboxMessage]) -> None:
+        """Wake-ups and fired calls' outcomes, for many schedules, in one transaction."""
+        now = utcnow()
+        by_schedule: dict[UUID, list[OutboxMessage]] = defaultdict(list)
+        for message in messages:
+            by_schedule[message.service_call_id].append(message)
+        changed: list[Schedule] = []
+        orders: list[tuple[Schedule, FireOrder]] = []
+        again: set[UUID] = set()  # more was due than one look takes
+        for schedule_id, received in by_schedule.items():
+            schedule = self._find(schedule_id)
+            if schedule is None:
+                log.warning("unknown_schedule", schedule_id=str(schedule_id))
+                continue
+            recorded = schedule.version
+            woken = _outcomes_taken(schedule, received, now)
+            plan = schedule.due_fires(now, now + self._lookahead) if woken else DuePlan()
+            orders.extend((schedule, o) for o in schedule.apply(plan, now, _new_call_id))
+            if plan.more:
+                again.add(schedule_id)
+            if woken or schedule.version != recorded:
+                changed.append(schedule)
+        consume = [m.id for m in messages if m.id is not None]
+        self._record_many(changed, now, orders, consume, again)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _command(
+        self,
+        tenant_id: str,
+        schedule_id: UUID,
+        apply: Callable[[Schedule, datetime], object],
+    ) -> Schedule:
+        def once() -> Schedule:
+            now = utcnow()
+            schedule = self.get(tenant_id, schedule_id)
+            apply(schedule, now)
+            self._record([schedule], now)
+            return schedule
+
+        return retry_on_conflict(once, f"schedule {schedule_id}")
+
+    def _record(
+        self, schedules: Sequence[Schedule], now: datetime, orders: Sequence[FireOrder] = ()
+    ) -> list[ServiceCall]:
+        assert len(schedules) == 1 or not orders
+        pairs = [(schedules[0], order) for order in orders]
+        return self._record_many(schedules, now, pairs, [])
+
+    def _record_many(
+        self,
+        schedules: Sequence[Schedule],
+        now: datetime,
+        orders: Sequence[tuple[Schedule, FireOrder]],
+        consume: Sequence[int],
+        again: set[UUID] = frozenset(),  # type: ignore[assignment]
+    ) -> list[ServiceCall]:
+        """The schedules' events, their fires' calls (with their keys and start messages),
+        the calls cancelled for them, and each schedule's next wake-up, in one transaction."""
+        calls = [_fire_call(schedule, order) for schedule, order in orders]
+        cancelled = self._cancelled([o for _, o in orders], now)
+        publish = [start_message(call) for call in calls]
+        publish.extend(
+            w for s in schedules if (w := self._wake_up(s, now, s.id in again)) is not None
+        )
+        publish.extend(follow_ups(cancelled, {}))
+        keys = [
+            IdempotencyRecord(c.tenant_id, str(c.idempotency_key), c.id, _key_hash(c))
+            for c in calls
+        ]
+        aggregates: list[Recordable] = [*schedules, *calls, *cancelled]
+        effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
+        recorded = [e for s in schedules for e in s.pending_events]
+        record(self._calls, aggregates, effects)
+        _count(recorded)
+        return calls
+
+    def _cancelled(self, orders: Sequence[FireOrder], now: datetime) -> list[ServiceCall]:
+        """The calls that fires cancel (overlap ``cancel_other``), cancelled."""
+        ids = [call_id for order in orders for call_id in order.cancel_call_ids]
+        if not ids:
+            return []
+        done = []
+        for call in load_many(self._calls, ids).values():
+            if not call.is_terminal:
+                call.cancel("overlap: a newer fire of its schedule replaced it", now)
+                done.append(call)
+        return done
+
+    def _wake_up(self, schedule: Schedule, now: datetime, again: bool) -> OutboxMessage | None:
+        """The schedule's next wake-up, as of its version now (``again``: at once); None if
+        it needs none."""
+        if schedule.status != ScheduleStatus.ACTIVE:
+            return None
+        if again or (schedule.buffered and not schedule.in_flight):
+            at = now  # more is due, or a buffered fire may go now
+        elif schedule.next_nominal is not None:
+            at = schedule.next_nominal
+        else:
+            return None
+        return OutboxMessage(
+            SCHEDULE,
+            schedule.tenant_id,
+            schedule.id,
+            0,
+            available_at=max(at - self._lookahead, now),
+            due_at=at,
+            lease_seconds=WAKE_LEASE_SECONDS,
+            payload={"version": schedule.version},
+        )
+
+    def _find(self, schedule_id: UUID) -> Schedule | None:
+        try:
+            schedule: Schedule = self._calls.repository.get(schedule_id)
+        except AggregateNotFoundError:
+            return None
+        return schedule
+
+    def _not_fired_before(self, schedule: Schedule, plan: DuePlan) -> DuePlan:
+        """The plan without the fires whose nominal times were fired before."""
+        keys = self._calls.idempotency_keys
+        if keys is None:
+            return plan
+        wanted = [
+            fire_idempotency_key(schedule.id, a.fire.nominal)
+            for a in plan.actions
+            if isinstance(a, PlannedFire)
+        ]
+        taken = keys.find(schedule.tenant_id, wanted) if wanted else {}
+        actions = tuple(
+            a
+            for a in plan.actions
+            if not isinstance(a, PlannedFire)
+            or fire_idempotency_key(schedule.id, a.fire.nominal) not in taken
+        )
+        return DuePlan(actions, plan.caught_up, plan.more, plan.backfill)
+
+
+def _outcomes_taken(schedule: Schedule, received: Iterable[OutboxMessage], now: datetime) -> bool:
+    """Record the fired calls' outcomes among ``received``; whether a live wake-up (one for
+    the schedule's version as loaded) is among them."""
+    recorded = schedule.version
+    woken = False
+    for message in received:
+        outcome = message.payload.get("outcome")
+        if outcome is not None:
+            schedule.record_outcome(UUID(outcome["call_id"]), FireOutcome(outcome["status"]), now)
+        elif message.payload.get("version") == recorded:
+            woken = True
+    return woken
+
+
+def new_schedule_id() -> UUID:
+    return uuid4()
+
+
+def _new_call_id(_: Fire) -> UUID:
+    return new_service_call_id()
+
+
+def _fire_call(schedule: Schedule, order: FireOrder) -> ServiceCall:
+    """The call a fire submits (its template's secret values are sealed already)."""
+    template = schedule.template
+    return ServiceCall.submit(
+        id=order.call_id,
+        tenant_id=schedule.tenant_id,
+        name=schedule.name,
+        request=template_request(template),
+        due_at=order.due_at,
+        tags=list(template["tags"]),
+        idempotency_key=order.idempotency_key,
+        retry_policy=template_retry_policy(template),
+        origin=f"{SCHEDULE_ORIGIN}{schedule.id}",
+    )
+
+
+def _key_hash(call: ServiceCall) -> str:
+    return hashlib.sha256(str(call.idempotency_key).encode()).hexdigest()
+
+
+def _count(recorded: Iterable[Any]) -> None:
+    """Count the fires and skips just recorded (``/metrics``)."""
+    for event in recorded:
+        kind = type(event).__name__
+        if kind == "Fired":
+            fired = "backfill" if event.backfill else "catch_up" if event.catch_up else "scheduled"
+            SCHEDULE_FIRES.labels(fired).inc()
+        elif kind == "Triggered":
+            SCHEDULE_FIRES.labels("trigger").inc()
+        elif kind == "Skipped":
+            SCHEDULE_SKIPS.labels(event.reason).inc()
+        elif kind == "CaughtUp" and event.missed:
+            SCHEDULE_SKIPS.labels("missed").inc(event.missed)
