@@ -137,7 +137,7 @@ def test_overlap_policies_with_a_slow_target(container: Container, policy: str) 
             assert call.status == Status.CANCELLED
 
 
-@pytest.mark.parametrize(("on_missed", "expected"), [("latest", 1), ("all", 2), ("skip", 0)])
+@pytest.mark.parametrize(("on_missed", "expected"), [("all", 2), ("skip", 0)])
 def test_missed_fires_while_workers_were_down(
     container: Container, on_missed: str, expected: int
 ) -> None:
