@@ -160,7 +160,8 @@ def test_another_tenants_ids_are_not_found_on_every_route(client: TestClient) ->
     walked = 0
     for method, path in _tenant_routes(client):
         params = re.findall(r"\{([^}]+)\}", path)
-        if not params or (method == "DELETE" and "schedule_id" in params):
+        skipped = method == "DELETE" or path.endswith("backfill")
+        if not params or (skipped and "schedule_id" in params):
             continue  # the owner's delete would end the walk's schedule (e2e tests cover it)
         concrete = path.format(**{p: values[p] for p in params})
         mine = client.request(method, concrete, headers=bearer(key_a), json={})
