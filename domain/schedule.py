@@ -519,8 +519,8 @@ class Schedule(Aggregate):
             "pause_reason": self.pause_reason,
             "call": redacted_template(self.template),
             "spec": self.spec.to_dict(),
-            "next_nominal": self.next_nominal,
-            "last_fired": self.last_fired,
+            "next_fire_at": self.next_nominal,
+            "last_fired_nominal": self.last_fired,
             "counts": {
                 "runs": self.runs,
                 "fired": self.fired,

@@ -299,8 +299,10 @@ class SchedulePublic(BaseModel):
     pause_reason: str | None = Field(description="`client`, or `failures`.")
     call: ScheduleCallPublic
     spec: ScheduleSpecPublic
-    next_nominal: datetime | None = Field(description="The next nominal fire time.")
-    last_fired: datetime | None = Field(description="The nominal time of the last fire.")
+    next_fire_at: datetime | None = Field(description="The next nominal fire time.")
+    last_fired_nominal: datetime | None = Field(
+        description="The nominal time of the last fire."
+    )
     counts: ScheduleCounts
     consecutive_failures: int
     running: int = Field(description="Fired or triggered calls not yet terminal.")

@@ -86,7 +86,7 @@ def test_create_answers_201_with_the_schedule_and_its_location(
     assert json.loads(request["body"]) == {"report": "daily"}  # encoded as a call's body
     assert request["headers"]["Content-Type"] == "application/json"
     assert schedule["call"]["retry_policy"]["max_attempts"] == 5  # the tenant's default
-    next_fire = utc(schedule["next_nominal"])
+    next_fire = utc(schedule["next_fire_at"])
     assert next_fire > datetime.now(UTC)
     assert next_fire.astimezone(ZoneInfo("Europe/London")).strftime("%H:%M %a") in {
         f"09:30 {day}" for day in ("Mon", "Tue", "Wed", "Thu", "Fri")
@@ -111,7 +111,7 @@ def test_patch_changes_the_name_spec_or_call(
     assert respecced.status_code == 200, respecced.text
     spec = respecced.json()["spec"]
     assert (spec["cron"], spec["interval_seconds"], spec["starting"]) == (None, 7200, "00:05")
-    next_fire = utc(respecced.json()["next_nominal"])
+    next_fire = utc(respecced.json()["next_fire_at"])
     assert next_fire.minute == 5
     assert next_fire.hour % 2 == 0
 
@@ -150,7 +150,7 @@ def test_pause_resume_and_delete_and_what_a_deleted_schedule_refuses(
     deleted = api.delete(path)
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["status"] == "deleted"
-    assert deleted.json()["next_nominal"] is None
+    assert deleted.json()["next_fire_at"] is None
     assert api.delete(path).json()["version"] == deleted.json()["version"]  # no change
     gone = assert_problem(api.get(path), 404)
     assert "was deleted" in gone["detail"]
