@@ -144,7 +144,7 @@ def test_missed_fires_while_workers_were_down(
     with TargetServer() as target:
         schedule = _create(
             container, f"{target.url}/ok", on_missed=on_missed, catchup_window_seconds=1,
-            max_catchup=2,
+            max_catchup=2, catchup_rate_per_second=4,
         )
         time.sleep(4.2)  # no worker: about four nominal times go by
         container.start_workers()
@@ -158,6 +158,36 @@ def test_missed_fires_while_workers_were_down(
     assert caught_up.caught_up == expected
     assert caught_up.missed + caught_up.caught_up >= 3  # about four went by, one may be late
     assert _latest(container, schedule).missed == caught_up.missed
+    late = sorted(f.actual for f in _late_fires(container, schedule))
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(late)]
+    assert all(gap >= 0.25 - 0.001 for gap in gaps)  # the rate cap: 4 per second
+
+
+def test_latest_makes_one_late_fire_for_the_downtime(container: Container) -> None:
+    """Issue 18's downtime case, scaled down (1 s interval, 4 s down): of the times due while
+    the workers were down, only the newest is fired, once, soon after they start."""
+    with TargetServer() as target:
+        schedule = _create(
+            container, f"{target.url}/ok", on_missed="latest", catchup_window_seconds=1
+        )
+        time.sleep(4.2)  # no worker: about four nominal times go by
+        restarted = datetime.now(UTC)
+        container.start_workers()
+        target.wait_for(1, path="/ok", timeout=10)
+        time.sleep(2.5)  # regular fires follow
+        container.schedules.pause(TENANT, schedule.id)
+
+    fires = sorted(_events(container, schedule, "Fired"), key=lambda f: f.nominal)
+    first = fires[0]
+    assert first.actual > first.nominal  # late: due while no worker ran
+    assert (first.fired_at - restarted).total_seconds() < 5
+    assert [f for f in fires if f.nominal <= first.fired_at] == [first]  # once, the newest
+    assert len(fires) >= 3  # then regular fires
+
+
+def _late_fires(container: Container, schedule: Schedule) -> list[Any]:
+    """Fires whose call was due after their nominal time (a regular fire's is due at it)."""
+    return [f for f in _events(container, schedule, "Fired") if f.actual > f.nominal]
 
 
 def test_pause_stops_the_fires_and_trigger_fires_now(container: Container) -> None:
