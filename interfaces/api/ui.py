@@ -1,8 +1,9 @@
 """The dashboard at ``/ui``: server-rendered pages plus a little JavaScript.
 
-The pages (``/ui``, ``/ui/calls/{id}``, ``/ui/stats``) are static shells: they hold no tenant
-data and need no key. Their script asks for an API key once (or takes it from ``#key=...``),
-keeps it in the browser, and fetches with ``Authorization: Bearer <key>``:
+The pages (``/ui``, ``/ui/calls/{id}``, ``/ui/stats``; the schedules' in ``ui_schedules.py``)
+are static shells: they hold no tenant data and need no key. Their script asks for an API key
+once (or takes it from ``#key=...``), keeps it in the browser, and fetches with
+``Authorization: Bearer <key>``:
 
 - ``/ui/parts/...``: HTML fragments rendered here from the very functions behind the JSON API
   (the calls list, a call with its attempts and its timeline), tenant-scoped like ``/v1``;
@@ -64,7 +65,10 @@ templates.env.filters["ms"] = _ms
 
 def install(app: FastAPI) -> None:
     """Serve the dashboard's pages, fragments and static files."""
+    from interfaces.api import ui_schedules  # noqa: PLC0415  (it imports this module)
+
     app.include_router(router)
+    app.include_router(ui_schedules.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
@@ -73,6 +77,11 @@ def install(app: FastAPI) -> None:
 
 def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, template, context, headers=_PAGE_HEADERS)
+
+
+def _part(request: Request, template: str, context: dict[str, Any]) -> HTMLResponse:
+    """A fragment: tenant data, never kept in a cache."""
+    return templates.TemplateResponse(request, template, context, headers=_NO_STORE)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -110,13 +119,20 @@ def calls_part(
 ) -> HTMLResponse:
     """A page of the calls list (rows and the next cursor), from ``GET /v1/service-calls``."""
     page = search_service_calls(
-        container, tenant, Response(), status=[s for s in status or () if s] or None,
-        name=name or None, tag=tag or None, host=host or None,
-        correlation_id=correlation_id or None, sort=sort, limit=limit, cursor=cursor or None,
+        container,
+        tenant,
+        Response(),
+        status=[s for s in status or () if s] or None,
+        name=name or None,
+        tag=tag or None,
+        host=host or None,
+        correlation_id=correlation_id or None,
+        sort=sort,
+        limit=limit,
+        cursor=cursor or None,
         min_position=min_position,
     )
-    return templates.TemplateResponse(request, "_calls.html", {"page": page},
-                                      headers=_NO_STORE)
+    return _part(request, "_calls.html", {"page": page})
 
 
 @router.get("/parts/calls/{service_call_id}", response_class=HTMLResponse)
@@ -139,4 +155,4 @@ def call_part(
         "attempts": sorted(attempts, key=lambda a: a.attempt, reverse=True),
         "entries": list(zip(lines, recorded, strict=True)),
     }
-    return templates.TemplateResponse(request, "_call.html", context, headers=_NO_STORE)
+    return _part(request, "_call.html", context)

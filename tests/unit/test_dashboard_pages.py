@@ -13,13 +13,22 @@ from interfaces.api.app import create_app
 ADMIN_KEY = "admin-key-that-must-not-leak"
 SECRET_KEY = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWstMDA="
 CALL_ID = "01a22fce-32ea-7201-958b-eee806adb496"
-PAGES = ["/ui", "/ui/", "/ui/stats", f"/ui/calls/{CALL_ID}"]
+SCHEDULE_ID = "5b0e2c34-7d1f-4c3a-9a51-2f0c6f1d8e47"
+PAGES = [
+    "/ui",
+    "/ui/",
+    "/ui/stats",
+    f"/ui/calls/{CALL_ID}",
+    "/ui/schedules",
+    f"/ui/schedules/{SCHEDULE_ID}",
+]
 
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    settings = Settings(database_url="postgresql://nowhere.invalid/none", admin_key=ADMIN_KEY,
-                        secret_key=SECRET_KEY)
+    settings = Settings(
+        database_url="postgresql://nowhere.invalid/none", admin_key=ADMIN_KEY, secret_key=SECRET_KEY
+    )
     return TestClient(create_app(settings))  # lifespan not entered: no database needed
 
 
@@ -47,6 +56,27 @@ def test_a_call_page_names_its_call_for_the_script(client: TestClient) -> None:
     text = client.get(f"/ui/calls/{CALL_ID}").text
     assert f'data-part="/ui/parts/calls/{CALL_ID}"' in text
     assert client.get("/ui/calls/not-a-uuid").status_code == 422
+
+
+def test_a_schedule_page_names_its_schedule_for_the_script(client: TestClient) -> None:
+    text = client.get(f"/ui/schedules/{SCHEDULE_ID}").text
+    assert f'data-part="/ui/parts/schedules/{SCHEDULE_ID}"' in text
+    assert f'data-schedule-id="{SCHEDULE_ID}"' in text
+    assert '<body data-page="schedule">' in text
+    assert client.get("/ui/schedules/not-a-uuid").status_code == 422
+
+
+def test_the_schedules_page_has_its_filters_and_the_navigation_links_to_it(
+    client: TestClient,
+) -> None:
+    text = client.get("/ui/schedules").text
+    assert 'data-part="/ui/parts/schedules"' in text
+    for status in ("active", "paused", "finished", "deleted"):
+        assert f'name="status" value="{status}"' in text
+    assert '<option value="next_fire">' in text
+    assert 'id="next"' in text
+    assert '<a href="/ui/schedules" class="on">Schedules</a>' in text
+    assert '<a href="/ui/schedules" >Schedules</a>' in client.get("/ui").text
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,10 @@
     'Paused', 'Resumed', 'RetryRequested',
   ].map((t) => `ServiceCall.${t}`);
   const FINISHED_EVENTS = ['Execution.Succeeded', 'Execution.Failed'];
+  const SCHEDULE_EVENTS = [
+    'Created', 'Updated', 'Fired', 'Triggered', 'Skipped', 'Buffered', 'CaughtUp',
+    'FireSucceeded', 'FireFailed', 'FireCancelled', 'Paused', 'Resumed', 'Finished', 'Deleted',
+  ].map((t) => `Schedule.${t}`);
   const EVENT_TYPES = CALL_EVENTS.concat('Execution.Started', FINISHED_EVENTS);
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -109,7 +113,8 @@
   }
 
   // onEvent(event) for each event of the stream (filters: call_id, type), or onEvent(null)
-  // every few seconds while the stream is unavailable
+  // every few seconds while the stream is unavailable. EventSource hands over only the
+  // named events it listens for: those of `type`, else every call and execution event.
   function follow(filters, onEvent) {
     let poller = null;
     let lastId = null;
@@ -133,7 +138,8 @@
         onEvent(event);
       };
       source.onmessage = handle;
-      for (const type of EVENT_TYPES) source.addEventListener(type, handle);
+      const types = filters.type ? filters.type.split(',') : EVENT_TYPES;
+      for (const type of types) source.addEventListener(type, handle);
       source.onopen = () => {
         polling(false);
         setLive('live', 'Following the event stream');
@@ -154,9 +160,9 @@
 
   // -- pages -------------------------------------------------------------------------------
 
-  function callsPage() {
+  // a filtered, paged list (the calls, the schedules) in `box`, refreshed by `events`
+  function listPage(box, events) {
     const form = $('#filters');
-    const box = $('#calls');
     const cursors = [''];  // the cursor of each page walked so far; the last is shown
     const query = new URLSearchParams(location.search);
     for (const field of form.elements) {
@@ -202,7 +208,7 @@
     });
     $('#prev').addEventListener('click', () => { cursors.pop(); refresh(); });
     refresh();
-    follow({ type: CALL_EVENTS.join(',') }, (event) => refresh(event && event.position));
+    follow({ type: events.join(',') }, (event) => refresh(event && event.position));
   }
 
   function callPage() {
@@ -210,6 +216,16 @@
     const refresh = throttled(() => loadPart(box), 300);
     refresh();
     follow({ call_id: box.dataset.callId }, () => refresh());
+  }
+
+  // a schedule is read from its own events (never stale): any of its events refreshes it
+  function schedulePage() {
+    const box = $('#schedule');
+    const refresh = throttled(() => loadPart(box), 300);
+    refresh();
+    follow({ type: SCHEDULE_EVENTS.join(',') }, (event) => {
+      if (!event || event.aggregate_id === box.dataset.scheduleId) refresh();
+    });
   }
 
   // -- stats: SVG charts -------------------------------------------------------------------
@@ -373,7 +389,13 @@
 
   // -- start -------------------------------------------------------------------------------
 
-  const PAGES = { calls: callsPage, call: callPage, stats: statsPage };
+  const PAGES = {
+    calls: () => listPage($('#calls'), CALL_EVENTS),
+    call: callPage,
+    schedules: () => listPage($('#schedules'), SCHEDULE_EVENTS),
+    schedule: schedulePage,
+    stats: statsPage,
+  };
 
   document.addEventListener('DOMContentLoaded', () => {
     takeKeyFromFragment();
