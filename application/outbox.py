@@ -17,7 +17,7 @@ per change.
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 import structlog
@@ -286,7 +286,7 @@ def record(
     pending = [(aggregate, e) for aggregate in aggregates for e in aggregate.collect_events()]
     if not pending and not effects:
         return None
-    recordings = _save(app, [e for _, e in pending], effects=effects)
+    recordings = _save(app, pending, effects=effects)
     for aggregate, recorded in pending:
         log.info(
             type(recorded).__qualname__,
@@ -297,14 +297,17 @@ def record(
 
 
 def _save(
-    app: Application[UUID], events: list[Any], effects: TransactionEffects
+    app: Application[UUID],
+    pending: list[tuple[Recordable, Any]],
+    effects: TransactionEffects,
 ) -> list[Recording[UUID]]:
-    """``app.save(*events, effects=effects)``, step for step, without ``collect_events``' runtime
-    Protocol checks (``isinstance(event, DomainEventProtocol)`` per event: a large share of a
-    batch submit's time). Events passed to ``save`` go to the processing event as they are,
-    with no aggregates, exactly as here (tests/unit/test_library_contracts.py pins the steps)."""
+    """``app.save(*aggregates, effects=effects)``, step for step, without ``collect_events``'
+    runtime Protocol checks (``isinstance(event, DomainEventProtocol)`` per event: a large share
+    of a batch submit's time); the aggregates go with their events, as ``save`` would put them,
+    so ``snapshotting_intervals`` applies (tests/unit/test_library_contracts.py pins the steps)."""
     processing: ProcessingEvent[UUID] = ProcessingEvent()
-    processing.events.extend(events)
+    processing.events.extend(e for _, e in pending)
+    processing.aggregates.update((e.originator_id, cast(Any, a)) for a, e in pending)
     processing.saved_kwargs["effects"] = effects
     recordings = app._record(processing)
     app._take_snapshots(processing)

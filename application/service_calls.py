@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 import structlog
@@ -44,10 +45,14 @@ from domain.execution import Execution
 from domain.ids import execution_id_for, new_service_call_id
 from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind
 from domain.request import RequestSpec
+from domain.schedule import Schedule
 from domain.service_call import ServiceCall, Status
 
 log = structlog.get_logger(__name__)
 SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
+# Aggregates whose history keeps growing (a schedule ~2 events per fire, a circuit with its
+# host's failures) get a snapshot every this many events; a call's history is short.
+SNAPSHOT_EVERY = 100
 
 
 class SubmittedCalls(list[tuple[ServiceCall, bool]]):
@@ -87,6 +92,7 @@ class Decision:
 
 class ServiceCalls(Application[UUID]):
     name = "duecall"
+    snapshotting_intervals: ClassVar = {Schedule: SNAPSHOT_EVERY, Circuit: SNAPSHOT_EVERY}
 
     def __init__(
         self,

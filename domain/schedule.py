@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Snapshot as AggregateSnapshot
 
 from domain.errors import InvalidRequestError
 from domain.schedule_plan import (
@@ -75,6 +76,37 @@ class Schedule(Aggregate):
         created_at: datetime
         next_nominal: datetime | None
         tzdata: str
+
+    class Snapshot(AggregateSnapshot):
+        """The schedule's state in plain values (its spec as a dict, its calls in flight keyed
+        by string), so a long history loads from the newest snapshot on."""
+
+        TOPIC = "duecall:Schedule.Snapshot"
+
+        @classmethod
+        def take(cls, aggregate: Any) -> "Schedule.Snapshot":
+            snapshot = super().take(aggregate)
+            snapshot.state.update(
+                spec=aggregate.spec.to_dict(),
+                status=aggregate.status.value,
+                in_flight={str(k): v for k, v in aggregate.in_flight.items()},
+                buffered=[
+                    [f.nominal, f.local, f.dst_note and f.dst_note.value]
+                    for f in aggregate.buffered
+                ],
+            )
+            return snapshot
+
+        def mutate(self, _: None) -> Any:
+            schedule: Any = super().mutate(None)
+            schedule.spec = ScheduleSpec.restored(schedule.spec)
+            schedule.status = ScheduleStatus(schedule.status)
+            schedule.in_flight = {UUID(k): v for k, v in schedule.in_flight.items()}
+            schedule.buffered = [
+                Fire(nominal, local, DstNote(note) if note else None)
+                for nominal, local, note in schedule.buffered
+            ]
+            return schedule
 
     @event(Created)
     def __init__(

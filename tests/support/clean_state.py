@@ -11,7 +11,9 @@ from harness.network import LOOPBACK_ALLOWLIST
 from infrastructure.settings import Settings
 from projections.failures import FAILURES_TABLE as FAILURES
 
-RECORDED = ("duecall_outbox", "duecall_events", "duecall_tenants", FAILURES)
+RECORDED = (
+    "duecall_outbox", "duecall_events", "duecall_snapshots", "duecall_tenants", FAILURES
+)
 
 
 def container_settings(database_url: str) -> Settings:

@@ -7,6 +7,13 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import pytest
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    UUIDAsHex,
+)
 
 from domain.errors import InvalidRequestError, InvalidTransitionError
 from domain.schedule import FireOutcome, Schedule, ScheduleStatus
@@ -430,3 +437,25 @@ def test_record_fire_refuses_a_buffered_time_it_does_not_hold() -> None:
     fire = Fire(_nominal(9), _nominal(9).replace(tzinfo=None))
     planned = PlannedFire(fire, due_at=_at(9), from_buffer=True)
     assert schedule.record_fire(planned, _call_id(fire), _at(9)) is None
+
+
+def test_a_snapshot_through_the_event_store_codec_is_the_same_schedule() -> None:
+    """Schedule.Snapshot keeps its state JSON-able (spec as a dict, calls in flight keyed by
+    string, buffered fires as lists) and restores the very objects."""
+    schedule = _schedule(overlap="buffer_all", on_missed="all", catchup_window_seconds=5)
+    _look(schedule, _at(0.6))
+    _look(schedule, _at(3))
+    schedule.collect_events()
+    assert schedule.in_flight and schedule.buffered
+
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
+        transcoder.register(transcoding)
+    mapper: Mapper[UUID] = Mapper(transcoder=transcoder)
+    stored = mapper.to_stored_event(Schedule.Snapshot.take(schedule))
+    assert stored.topic == "duecall:Schedule.Snapshot"
+    restored = mapper.to_domain_event(stored).mutate(None)
+
+    assert isinstance(restored, Schedule)
+    assert vars(restored) == vars(schedule)
+    assert restored.describe() == schedule.describe()
