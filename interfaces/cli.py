@@ -15,6 +15,7 @@ from interfaces import (
     cli_audit,
     cli_projections,
     cli_queries,
+    cli_schedules,
     cli_stats,
     cli_submit,
     cli_tenants,
@@ -50,6 +51,7 @@ app.command("replay")(cli_audit.replay)
 app.command("watch")(cli_watch.watch)
 app.add_typer(cli_audit.app, name="audit")
 app.add_typer(cli_tenants.app, name="tenants")
+app.add_typer(cli_schedules.app, name="schedules")
 
 
 @app.callback()
