@@ -16,11 +16,14 @@ from eventsourcing.domain import Aggregate
 
 from domain.circuit import Circuit
 from domain.execution import Execution
+from domain.schedule import Schedule
 from domain.service_call import ServiceCall
 from domain.tenant import Tenant
 from domain.tenant_settings import TenantSettings
 
-AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit, Tenant, TenantSettings)
+AGGREGATES: tuple[type[Aggregate], ...] = (
+    ServiceCall, Execution, Schedule, Circuit, Tenant, TenantSettings
+)
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "events.md"
 COMMON = ("originator_id", "originator_version", "timestamp", "originator_topic")
 HEADER = """# Events
@@ -62,12 +65,16 @@ def type_name(hint: Any) -> str:
 
 
 def event_classes(aggregate: type[Aggregate]) -> list[type[Any]]:
-    """The aggregate's events, the one that creates it first."""
-    found = [
-        value for name, value in vars(aggregate).items()
-        if isinstance(value, type) and issubclass(value, Aggregate.Event)
-        and name not in ("Event", "Created")
+    """The aggregate's events, the one that creates it first (not the ``Event`` base, nor a
+    ``Created`` when another event creates the aggregate)."""
+    classes = {
+        name: value for name, value in vars(aggregate).items()
+        if isinstance(value, type) and issubclass(value, Aggregate.Event) and name != "Event"
+    }
+    creators = [
+        c for n, c in classes.items() if n != "Created" and issubclass(c, Aggregate.Created)
     ]
+    found = [cls for name, cls in classes.items() if name != "Created" or not creators]
     return sorted(found, key=lambda cls: not issubclass(cls, Aggregate.Created))
 
 
