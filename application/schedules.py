@@ -373,5 +373,6 @@ def _count(recorded: Iterable[Any]) -> None:
             SCHEDULE_FIRES.labels("trigger").inc()
         elif kind == "Skipped":
             SCHEDULE_SKIPS.labels(event.reason).inc()
-        elif kind == "CaughtUp" and event.missed:
-            SCHEDULE_SKIPS.labels("missed").inc(event.missed)
+        elif kind == "CaughtUp":
+            SCHEDULE_SKIPS.labels("missed").inc(event.missed - event.paused)
+            SCHEDULE_SKIPS.labels("paused").inc(event.paused)
