@@ -5,7 +5,7 @@ is rebuilt from the call's events by the repository, never taken from a read mod
 """
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, cast
 from uuid import UUID
@@ -55,9 +55,29 @@ class TimeWindow:
             raise InvalidRequestError("to", "is before from")
 
 
+@dataclass(frozen=True)
+class VersionPage:
+    """A keyset page of one aggregate's events: up to ``limit`` of them after version
+    ``cursor``, oldest first; ``newest_first``: before it, newest first (None: from the end)."""
+
+    limit: int
+    cursor: int | None = None
+    newest_first: bool = False
+
+
+@dataclass(frozen=True)
+class EventPage:
+    items: list[RecordedEvent]
+    next_cursor: int | None  # the last item's version when more follow it
+
+
 class EventLog(Protocol):
     def events_of(self, originator_ids: Sequence[UUID]) -> list[RecordedEvent]:
         """Every event of these aggregates, in log order."""
+        ...
+
+    def page_of(self, originator_id: UUID, page: VersionPage) -> list[RecordedEvent]:
+        """One aggregate's events in the page, in its order (a bounded read)."""
         ...
 
     def tenant_stream(
@@ -77,6 +97,13 @@ class AuditTrail:
         call = self.calls.get_call(tenant_id, call_id)
         executions = (execution_id_for(call.id, n) for n in range(1, call.attempt + 1))
         return self.log.events_of([call.id, *executions])
+
+    def page(self, aggregate_id: UUID, page: VersionPage) -> EventPage:
+        """A page of an aggregate's events; one more is read to know whether more follow."""
+        events = self.log.page_of(aggregate_id, replace(page, limit=page.limit + 1))
+        items = events[: page.limit]
+        more = len(events) > page.limit
+        return EventPage(items, items[-1].originator_version if more else None)
 
     def export(self, tenant_id: str, after: int, window: TimeWindow) -> Iterator[RecordedEvent]:
         return self.log.tenant_stream(tenant_id, after, window)

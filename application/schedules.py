@@ -19,7 +19,7 @@ records it (counts, ``pause_after_failures``, the overlap buffer).
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -86,11 +86,13 @@ class UpdateSchedule:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A use case's result: the schedule and the calls it fired."""
+    """A use case's result: the schedule, the calls it fired, and the log position of the
+    last event it recorded (None: it recorded none), for read-your-writes."""
 
     schedule: Schedule
     calls: list[ServiceCall] = field(default_factory=list)
     plan: DuePlan | None = None
+    position: int | None = None
 
 
 class Schedules:
@@ -103,7 +105,7 @@ class Schedules:
 
     # -- the API's commands --------------------------------------------------------------
 
-    def create(self, command: CreateSchedule) -> Schedule:
+    def create(self, command: CreateSchedule) -> Outcome:
         now = utcnow()
         schedule = Schedule.create(
             id=new_schedule_id(),
@@ -113,8 +115,7 @@ class Schedules:
             spec=command.spec,
             now=now,
         )
-        self._record([schedule], now)
-        return schedule
+        return self._record([schedule], now)
 
     def get(self, tenant_id: str, schedule_id: UUID) -> Schedule:
         try:
@@ -125,7 +126,7 @@ class Schedules:
             raise ScheduleNotFoundError(schedule_id)
         return schedule
 
-    def update(self, tenant_id: str, schedule_id: UUID, changes: UpdateSchedule) -> Schedule:
+    def update(self, tenant_id: str, schedule_id: UUID, changes: UpdateSchedule) -> Outcome:
         template = None if changes.template is None else self._sealed(changes.template)
         return self._command(
             tenant_id,
@@ -133,13 +134,13 @@ class Schedules:
             lambda s, now: s.update(now, name=changes.name, template=template, spec=changes.spec),
         )
 
-    def pause(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+    def pause(self, tenant_id: str, schedule_id: UUID) -> Outcome:
         return self._command(tenant_id, schedule_id, lambda s, now: s.pause(now))
 
-    def resume(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+    def resume(self, tenant_id: str, schedule_id: UUID) -> Outcome:
         return self._command(tenant_id, schedule_id, lambda s, now: s.resume(now))
 
-    def delete(self, tenant_id: str, schedule_id: UUID) -> Schedule:
+    def delete(self, tenant_id: str, schedule_id: UUID) -> Outcome:
         return self._command(tenant_id, schedule_id, lambda s, now: s.delete(now))
 
     def trigger(self, tenant_id: str, schedule_id: UUID) -> Outcome:
@@ -149,8 +150,7 @@ class Schedules:
             now = utcnow()
             schedule = self.get(tenant_id, schedule_id)
             order = schedule.trigger(new_service_call_id(), now)
-            calls = self._record([schedule], now, [order])
-            return Outcome(schedule, calls)
+            return self._record([schedule], now, [order])
 
         return retry_on_conflict(once, f"schedule {schedule_id}")
 
@@ -167,7 +167,7 @@ class Schedules:
             if dry_run:
                 return Outcome(schedule, plan=plan)
             orders = schedule.apply(plan, now, _new_call_id)
-            return Outcome(schedule, self._record([schedule], now, orders), plan)
+            return replace(self._record([schedule], now, orders), plan=plan)
 
         return retry_on_conflict(once, f"schedule {schedule_id}")
 
@@ -214,22 +214,23 @@ class Schedules:
         tenant_id: str,
         schedule_id: UUID,
         apply: Callable[[Schedule, datetime], object],
-    ) -> Schedule:
-        def once() -> Schedule:
+    ) -> Outcome:
+        def once() -> Outcome:
             now = utcnow()
             schedule = self.get(tenant_id, schedule_id)
             apply(schedule, now)
-            self._record([schedule], now)
-            return schedule
+            return self._record([schedule], now)
 
         return retry_on_conflict(once, f"schedule {schedule_id}")
 
     def _record(
         self, schedules: Sequence[Schedule], now: datetime, orders: Sequence[FireOrder] = ()
-    ) -> list[ServiceCall]:
-        assert len(schedules) == 1 or not orders
+    ) -> Outcome:
+        """One schedule's events (and its fires'), recorded: what ``_record_many`` did."""
+        assert len(schedules) == 1
         pairs = [(schedules[0], order) for order in orders]
-        return self._record_many(schedules, now, pairs, [])
+        calls, position = self._record_many(schedules, now, pairs, [])
+        return Outcome(schedules[0], calls, position=position)
 
     def _record_many(
         self,
@@ -238,9 +239,10 @@ class Schedules:
         orders: Sequence[tuple[Schedule, FireOrder]],
         consume: Sequence[int],
         again: set[UUID] = frozenset(),  # type: ignore[assignment]
-    ) -> list[ServiceCall]:
+    ) -> tuple[list[ServiceCall], int | None]:
         """The schedules' events, their fires' calls (with their keys and start messages),
-        the calls cancelled for them, and each schedule's next wake-up, in one transaction."""
+        the calls cancelled for them, and each schedule's next wake-up, in one transaction;
+        the calls fired, and the log position of the last event recorded."""
         calls = [_fire_call(schedule, order) for schedule, order in orders]
         cancelled = self._cancelled([o for _, o in orders], now)
         publish = [start_message(call) for call in calls]
@@ -255,9 +257,9 @@ class Schedules:
         aggregates: list[Recordable] = [*schedules, *calls, *cancelled]
         effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
         recorded = [e for s in schedules for e in s.pending_events]
-        record(self._calls, aggregates, effects)
+        position = record(self._calls, aggregates, effects)
         _count(recorded)
-        return calls
+        return calls, position
 
     def _cancelled(self, orders: Sequence[FireOrder], now: datetime) -> list[ServiceCall]:
         """The calls that fires cancel (overlap ``cancel_other``), cancelled."""

@@ -129,6 +129,7 @@ class Schedule(Aggregate):
         self.next_nominal = next_nominal
         self.last_fired: datetime | None = None
         self.last_due_at: datetime | None = None
+        self.last_triggered_at: datetime | None = None  # when last fired by hand
         self.runs = self.fired = self.skipped = self.missed = self.triggered = 0
         self.succeeded = self.failed = self.cancelled = self.consecutive_failures = 0
         self.in_flight: dict[UUID, datetime] = {}  # fired calls not yet terminal
@@ -478,6 +479,7 @@ class Schedule(Aggregate):
     def _triggered(self, call_id: UUID, idempotency_key: str, at: datetime, tzdata: str) -> None:
         self.in_flight[call_id] = at
         self.triggered += 1
+        self.last_triggered_at = at
 
     @event("FireSucceeded", topic="duecall:Schedule.FireSucceeded")
     def _fire_succeeded(self, call_id: UUID, nominal: datetime, at: datetime) -> None:
@@ -553,6 +555,7 @@ class Schedule(Aggregate):
             "spec": self.spec.to_dict(),
             "next_fire_at": self.next_nominal,
             "last_fired_nominal": self.last_fired,
+            "last_triggered_at": self.last_triggered_at,
             "counts": {
                 "runs": self.runs,
                 "fired": self.fired,

@@ -18,7 +18,7 @@ from eventsourcing.persistence import Mapper
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.rows import DictRow
 
-from application.audit import RecordedEvent, TimeWindow
+from application.audit import RecordedEvent, TimeWindow, VersionPage
 from infrastructure.event_hashes import HASHES_TABLE
 from infrastructure.schema import EVENTS_TABLE
 
@@ -27,11 +27,21 @@ _COLUMNS = (
     "e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
     "h.recorded_at, h.hash"
 )
-_OF_AGGREGATES = (
+_EVENTS = (
     f"SELECT {_COLUMNS} FROM {EVENTS_TABLE} e LEFT JOIN {HASHES_TABLE} h "
     "USING (originator_id, originator_version) "
-    "WHERE e.originator_id = ANY(%s) ORDER BY e.notification_id"
 )
+_OF_AGGREGATES = f"{_EVENTS}WHERE e.originator_id = ANY(%s) ORDER BY e.notification_id"
+# one aggregate's page, through the events' primary key (originator_id, originator_version)
+_PAGE_AFTER = (
+    f"{_EVENTS}WHERE e.originator_id = %s AND e.originator_version > %s "
+    "ORDER BY e.originator_version LIMIT %s"
+)
+_PAGE_BEFORE = (
+    f"{_EVENTS}WHERE e.originator_id = %s AND e.originator_version < %s "
+    "ORDER BY e.originator_version DESC LIMIT %s"
+)
+_PAST_LAST_VERSION = 2**31  # above any version (an integer column): a page from the end
 _TENANT_PAGE = (
     f"SELECT {_COLUMNS} FROM {HASHES_TABLE} h JOIN {EVENTS_TABLE} e "
     "USING (originator_id, originator_version) "
@@ -65,6 +75,17 @@ class PostgresEventLog:
     def events_of(self, originator_ids: Sequence[UUID]) -> list[RecordedEvent]:
         with self._datastore.transaction(commit=False) as curs:
             curs.execute(_OF_AGGREGATES, (list(originator_ids),))
+            return [self._decode(row) for row in curs.fetchall()]
+
+    def page_of(self, originator_id: UUID, page: VersionPage) -> list[RecordedEvent]:
+        """One aggregate's events in the page: a bounded read, by version."""
+        cursor = page.cursor
+        if page.newest_first:
+            query, cursor = _PAGE_BEFORE, _PAST_LAST_VERSION if cursor is None else cursor
+        else:
+            query, cursor = _PAGE_AFTER, 0 if cursor is None else cursor
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(query, (originator_id, cursor, page.limit))
             return [self._decode(row) for row in curs.fetchall()]
 
     def tenant_stream(

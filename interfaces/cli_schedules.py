@@ -720,16 +720,28 @@ _EVENT_FACTS = (
 @app.command()
 def events(
     schedule_id: IdArgument,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Events per page.")] = 50,
+    cursor: Annotated[
+        int | None, typer.Option(help="Go on from this version (a previous page's next_cursor).")
+    ] = None,
+    oldest_first: Annotated[
+        bool, typer.Option("--oldest-first", help="From the first event on (default: newest).")
+    ] = False,
     api_url: ApiOption = DEFAULT_API,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A schedule's events as recorded (fires, skips and why, catch-ups, pauses...).
+    """A schedule's events as recorded (fires, skips and why, catch-ups, pauses...), newest
+    first, a page at a time.
 
     Example:
-      duecall schedules events $SID --json
+      duecall schedules events $SID --limit 20
+      duecall schedules events $SID --oldest-first --json
     """
-    history = call_api("GET", api_url, f"{PATH}/{schedule_id}/events", api_key)
+    params: dict[str, Any] = {"limit": limit, "sort": "version" if oldest_first else "-version"}
+    if cursor is not None:
+        params["cursor"] = cursor
+    history = call_api("GET", api_url, f"{PATH}/{schedule_id}/events", api_key, params=params)
     if as_json:
         print_json(history)
         return
@@ -746,3 +758,5 @@ def events(
             Text(facts),
         )
     console.print(table)
+    if history.get("next_cursor"):
+        console.print(f"more: --cursor {history['next_cursor']}", style="dim")

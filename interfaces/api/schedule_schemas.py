@@ -303,6 +303,9 @@ class SchedulePublic(BaseModel):
     last_fired_nominal: datetime | None = Field(
         description="The nominal time of the last fire."
     )
+    last_triggered_at: datetime | None = Field(
+        description="When it was last triggered by hand (`POST .../trigger`)."
+    )
     counts: ScheduleCounts
     consecutive_failures: int
     running: int = Field(description="Fired or triggered calls not yet terminal.")

@@ -307,11 +307,17 @@ def test_events_and_delete(
     sid = create()["id"]
     run("pause", sid)
 
+    run("resume", sid)
     history = answer(run("events", sid, "--json"))
+    oldest = answer(run("events", sid, "--oldest-first", "--limit", "2", "--json"))
     table = piped("events", sid)
     deleted = answer(run("delete", sid, "--json"))
 
-    assert [e["type"] for e in history["items"]] == ["Schedule.Created", "Schedule.Paused"]
+    newest_first = ["Schedule.Resumed", "Schedule.Paused", "Schedule.Created"]
+    assert [e["type"] for e in history["items"]] == newest_first
+    assert [e["type"] for e in oldest["items"]] == newest_first[::-1][:2]
+    assert oldest["next_cursor"] == 2
+    assert "more: --cursor" not in table
     assert "reason=client" in table
     assert deleted["status"] == "deleted"
     assert "was deleted" in one_sentence(run("show", sid))

@@ -159,6 +159,21 @@ def test_the_schedule_fragment_shows_spec_preview_redacted_call_and_a_triggered_
     assert_problem(tenant_api.get(f"/ui/parts/schedules/{UNKNOWN_ID}"), 404)
 
 
+def test_the_schedule_fragment_shows_the_newest_50_events_of_a_long_history(
+    tenant_api: httpx.Client, target: TargetServer
+) -> None:
+    schedule = _create(tenant_api, target, "long-history")
+    for _ in range(26):  # 53 events: created, then paused and resumed 26 times
+        tenant_api.post(f"/v1/schedules/{schedule['id']}/pause").raise_for_status()
+        tenant_api.post(f"/v1/schedules/{schedule['id']}/resume").raise_for_status()
+
+    text = tenant_api.get(f"/ui/parts/schedules/{schedule['id']}").text
+
+    assert "the newest 50 of 53" in text
+    shown = [int(v) for v in re.findall(r'<span class="who">v(\d+)</span>', text)]
+    assert shown == list(range(53, 3, -1))  # newest first, read as one page of 50
+
+
 def test_a_schedule_is_listed_filtered_and_its_page_shows_a_fire_live(
     duecall_server: DuecallProcess,
     target: TargetServer,

@@ -439,3 +439,94 @@ def test_events_are_the_schedules_history_with_secrets_redacted(
     assert "s3cret-token" not in answer.text
     lines = api.get(f"{path}/events", params={"format": "ndjson"}).text.splitlines()
     assert [json.loads(line)["type"] for line in lines] == [e["type"] for e in history["items"]]
+
+
+def test_events_come_in_keyset_pages_oldest_or_newest_first(
+    api: httpx.Client, make: Callable[..., dict[str, Any]]
+) -> None:
+    schedule = make()
+    path = f"/v1/schedules/{schedule['id']}/events"
+    for _ in range(2):  # versions 1-5: created, paused, resumed, paused, resumed
+        api.post(f"/v1/schedules/{schedule['id']}/pause").raise_for_status()
+        api.post(f"/v1/schedules/{schedule['id']}/resume").raise_for_status()
+
+    def pages(**params: Any) -> list[tuple[list[int], int | None]]:
+        """Every page, following ``next_cursor``: each one's versions and cursor."""
+        found: list[tuple[list[int], int | None]] = []
+        more: dict[str, int] = {}
+        while True:
+            answer = api.get(path, params={**params, **more, "limit": 2})
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            cursor = page["next_cursor"]
+            found.append(([e["version"] for e in page["items"]], cursor))
+            if cursor is None:
+                return found
+            more = {"cursor": cursor}
+
+    assert pages() == [([1, 2], 2), ([3, 4], 4), ([5], None)]
+    assert pages(sort="-version") == [([5, 4], 4), ([3, 2], 2), ([1], None)]
+    assert api.get(path, params={"limit": 5}).json()["next_cursor"] is None  # exactly all
+    lines = api.get(path, params={"format": "ndjson", "sort": "-version", "limit": 2, "cursor": 5})
+    assert [json.loads(line)["version"] for line in lines.text.splitlines()] == [4, 3]
+    assert fields_of(api.get(path, params={"limit": 101})) == ["limit"]
+    assert fields_of(api.get(path, params={"cursor": 0})) == ["cursor"]
+    assert fields_of(api.get(path, params={"sort": "version,-version"})) == ["sort"]
+    assert api.get(path, params={"cursor": 2**40}).json()["items"] == []
+    far = api.get(path, params={"cursor": 2**40, "sort": "-version", "limit": 2}).json()
+    assert ([e["version"] for e in far["items"]], far["next_cursor"]) == ([5, 4], 4)
+
+
+# -- read-your-writes --------------------------------------------------------------------------
+
+
+def position_of(answer: httpx.Response) -> int:
+    assert answer.is_success, answer.text
+    return int(answer.headers["x-duecall-position"])
+
+
+def test_a_write_answers_with_its_position_and_the_list_given_it_includes_the_write(
+    api: httpx.Client, target: TargetServer
+) -> None:
+    created = api.post("/v1/schedules", json=body(target))
+    schedule = created.json()
+    path = f"/v1/schedules/{schedule['id']}"
+
+    listed = api.get("/v1/schedules", params={"min_position": position_of(created)}).json()
+
+    assert not listed["meta"]["stale"]
+    assert schedule["id"] in [s["id"] for s in listed["items"]]  # at once: no polling
+    window = {"start": "2020-01-01T00:00:00Z", "end": "2020-01-01T00:00:00Z"}
+    writes = [
+        api.patch(path, json={"name": "renamed"}), api.post(f"{path}/pause"),
+        api.post(f"{path}/resume"), api.post(f"{path}/trigger"),
+        api.post(f"{path}/backfill", json={**window, "dry_run": True}),  # records nothing
+        api.post(f"{path}/pause"), api.post(f"{path}/pause"),  # the second changes nothing
+        api.delete(path),
+    ]
+    positions = [w.headers.get("x-duecall-position") for w in writes]
+    assert (positions[4], positions[6]) == (None, None)
+    recorded = [position_of(w) for i, w in enumerate(writes) if i not in (4, 6)]
+    assert sorted(recorded) == recorded
+    assert position_of(created) < recorded[0]
+
+    deleted = api.get("/v1/schedules", params={"status": "deleted", "min_position": recorded[-1]})
+    assert schedule["id"] in [s["id"] for s in deleted.json()["items"]]
+
+
+def test_a_triggered_schedule_says_when_in_get_and_list_alike(
+    api: httpx.Client, make: Callable[..., dict[str, Any]]
+) -> None:
+    schedule = make()
+    assert schedule["last_triggered_at"] is None
+    before = datetime.now(UTC)
+
+    triggered = api.post(f"/v1/schedules/{schedule['id']}/trigger")
+
+    at = triggered.json()["schedule"]["last_triggered_at"]
+    assert before - timedelta(seconds=1) <= utc(at) <= datetime.now(UTC)
+    assert api.get(f"/v1/schedules/{schedule['id']}").json()["last_triggered_at"] == at
+    assert triggered.json()["schedule"]["last_fired_nominal"] is None  # only triggered
+    listed = api.get("/v1/schedules", params={"min_position": position_of(triggered)}).json()
+    (row,) = [s for s in listed["items"] if s["id"] == schedule["id"]]
+    assert utc(row["last_triggered_at"]) == utc(at)

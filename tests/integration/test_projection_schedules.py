@@ -42,7 +42,7 @@ def _create(
     values = spec if "cron" in spec else {"interval_seconds": 3600, **spec}
     return container.schedules.create(
         CreateSchedule(tenant, name, template, ScheduleSpec.from_dict(values))
-    )
+    ).schedule
 
 
 def _latest(container: Container, schedule: Schedule) -> Schedule:
@@ -74,6 +74,7 @@ def _expected(schedule: Schedule) -> dict[str, Any]:
         "next_fire_at": schedule.next_nominal,
         "last_fired_nominal": schedule.last_fired,
         "last_fired_at": schedule.last_due_at,
+        "last_triggered_at": described["last_triggered_at"],  # named as in the list
         **described["counts"],
         "consecutive_failures": schedule.consecutive_failures,
         "running": len(schedule.in_flight),

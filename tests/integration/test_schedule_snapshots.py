@@ -29,7 +29,7 @@ def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> Non
             ScheduleSpec.from_dict({"cron": "0 9 * * MON#2", "timezone": "Europe/London",
                                     "overlap": "buffer_all"}),
         )
-    )
+    ).schedule
     while schedules.get(TENANT, schedule.id).version < 101:
         schedules.pause(TENANT, schedule.id)
         schedules.resume(TENANT, schedule.id)

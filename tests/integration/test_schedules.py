@@ -28,7 +28,7 @@ def _create(container: Container, url: str, **spec: Any) -> Schedule:
             {"request": {"method": "POST", "url": url, "body": "{}"}},
             ScheduleSpec.from_dict(values),
         )
-    )
+    ).schedule
 
 
 def _events(container: Container, schedule: Schedule, kind: str) -> list[Any]:

@@ -446,7 +446,8 @@ def test_a_snapshot_through_the_event_store_codec_is_the_same_schedule() -> None
     _look(schedule, _at(0.6))
     _look(schedule, _at(3))
     schedule.collect_events()
-    assert schedule.in_flight and schedule.buffered
+    assert schedule.in_flight
+    assert schedule.buffered
 
     transcoder = JSONTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):

@@ -13,11 +13,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from application.audit import VersionPage
 from application.clock import utcnow
 from application.schedule_fires import MAX_FIRES, fires_of
-from application.schedules import CreateSchedule, ScheduleNotFoundError, UpdateSchedule
+from application.schedules import CreateSchedule, Outcome, ScheduleNotFoundError, UpdateSchedule
 from domain.errors import InvalidRequestError
 from domain.headers import check_header_size
 from domain.request import check_body_size
@@ -31,6 +32,8 @@ from infrastructure.container import Container
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.fields import AwareDateTime
 from interfaces.api.routes.audit import NDJSON, RecordedEventPublic, _ndjson, public
+from interfaces.api.routes.queries import Limit
+from interfaces.api.routes.service_calls import POSITION_HEADER, _tell_position
 from interfaces.api.schedule_schemas import (
     BackfillAction,
     BackfillRequest,
@@ -60,6 +63,9 @@ After = Annotated[
 class ScheduleEventHistory(BaseModel):
     schedule_id: UUID
     items: list[RecordedEventPublic]
+    next_cursor: int | None = Field(
+        description="Pass as `cursor` (with the same `sort`) for the next page."
+    )
 
 
 def _check_after(after: datetime | None) -> None:
@@ -71,6 +77,18 @@ def _check_after(after: datetime | None) -> None:
 
 def _public(schedule: Schedule) -> SchedulePublic:
     return SchedulePublic.model_validate(schedule.describe())
+
+
+def _written(outcome: Outcome, response: Response) -> SchedulePublic:
+    """The schedule a command left; the write's log position in ``X-Duecall-Position`` (none
+    when the command changed nothing)."""
+    _tell_position(response, outcome.position)
+    return _public(outcome.schedule)
+
+
+def _with_position(status: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: a write's answer with ``X-Duecall-Position``."""
+    return {status: {"headers": POSITION_HEADER}}
 
 
 def _template(call: ScheduleCallCreate, tenant: str, container: Container) -> dict[str, Any]:
@@ -115,16 +133,16 @@ def _preview(spec: ScheduleSpec, fires: list[Fire]) -> FirePreview:
     )
 
 
-@router.post("", status_code=201, response_model=SchedulePublic)
+@router.post("", status_code=201, response_model=SchedulePublic, responses=_with_position(201))
 def create_schedule(
     body: ScheduleCreate, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> SchedulePublic:
     """A new schedule, active at once: its first fire is the spec's first time after now."""
     spec = body.spec.to_domain()
     template = _template(body.call, tenant, container)
-    schedule = container.schedules.create(CreateSchedule(tenant, body.name, template, spec))
-    response.headers["Location"] = f"/v1/schedules/{schedule.id}"
-    return _public(schedule)
+    outcome = container.schedules.create(CreateSchedule(tenant, body.name, template, spec))
+    response.headers["Location"] = f"/v1/schedules/{outcome.schedule.id}"
+    return _written(outcome, response)
 
 
 @router.post(":preview", response_model=FirePreview)
@@ -152,9 +170,13 @@ def get_schedule(schedule_id: UUID, container: ContainerDep, tenant: TenantDep) 
     return _public(schedule)
 
 
-@router.patch("/{schedule_id}", response_model=SchedulePublic)
+@router.patch("/{schedule_id}", response_model=SchedulePublic, responses=_with_position(200))
 def update_schedule(
-    schedule_id: UUID, body: ScheduleUpdate, container: ContainerDep, tenant: TenantDep
+    schedule_id: UUID,
+    body: ScheduleUpdate,
+    container: ContainerDep,
+    tenant: TenantDep,
+    response: Response,
 ) -> SchedulePublic:
     """A new name, spec or call (each whole), in force from now: a new spec's first fire is
     its first time after now; a finished schedule whose new spec fires is active again."""
@@ -166,36 +188,45 @@ def update_schedule(
             raise ScheduleTransitionError("update", schedule.status)
         return _public(schedule)
     changes = UpdateSchedule(name=body.name, template=template, spec=spec)
-    return _public(container.schedules.update(tenant, schedule_id, changes))
+    return _written(container.schedules.update(tenant, schedule_id, changes), response)
 
 
-@router.delete("/{schedule_id}", response_model=SchedulePublic)
+@router.delete("/{schedule_id}", response_model=SchedulePublic, responses=_with_position(200))
 def delete_schedule(
-    schedule_id: UUID, container: ContainerDep, tenant: TenantDep
+    schedule_id: UUID, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> SchedulePublic:
     """Delete the schedule: it fires no more (its calls already submitted go on); its
     history stays readable. Deleting it again changes nothing."""
-    return _public(container.schedules.delete(tenant, schedule_id))
+    return _written(container.schedules.delete(tenant, schedule_id), response)
 
 
-@router.post("/{schedule_id}/pause", response_model=SchedulePublic)
+@router.post(
+    "/{schedule_id}/pause", response_model=SchedulePublic, responses=_with_position(200)
+)
 def pause_schedule(
-    schedule_id: UUID, container: ContainerDep, tenant: TenantDep
+    schedule_id: UUID, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> SchedulePublic:
     """Pause an active schedule (paused: no change): no fires until resumed."""
-    return _public(container.schedules.pause(tenant, schedule_id))
+    return _written(container.schedules.pause(tenant, schedule_id), response)
 
 
-@router.post("/{schedule_id}/resume", response_model=SchedulePublic)
+@router.post(
+    "/{schedule_id}/resume", response_model=SchedulePublic, responses=_with_position(200)
+)
 def resume_schedule(
-    schedule_id: UUID, container: ContainerDep, tenant: TenantDep
+    schedule_id: UUID, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> SchedulePublic:
     """Resume a paused schedule (active: no change); the times due while it was paused are
     missed ones (`on_missed`)."""
-    return _public(container.schedules.resume(tenant, schedule_id))
+    return _written(container.schedules.resume(tenant, schedule_id), response)
 
 
-@router.post("/{schedule_id}/trigger", status_code=201, response_model=TriggerResult)
+@router.post(
+    "/{schedule_id}/trigger",
+    status_code=201,
+    response_model=TriggerResult,
+    responses=_with_position(201),
+)
 def trigger_schedule(
     schedule_id: UUID, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> TriggerResult:
@@ -204,12 +235,18 @@ def trigger_schedule(
     outcome = container.schedules.trigger(tenant, schedule_id)
     (call,) = outcome.calls
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
-    return TriggerResult(call=_fired(call), schedule=_public(outcome.schedule))
+    return TriggerResult(call=_fired(call), schedule=_written(outcome, response))
 
 
-@router.post("/{schedule_id}/backfill", response_model=BackfillResult)
+@router.post(
+    "/{schedule_id}/backfill", response_model=BackfillResult, responses=_with_position(200)
+)
 def backfill_schedule(
-    schedule_id: UUID, body: BackfillRequest, container: ContainerDep, tenant: TenantDep
+    schedule_id: UUID,
+    body: BackfillRequest,
+    container: ContainerDep,
+    tenant: TenantDep,
+    response: Response,
 ) -> BackfillResult:
     """Fire the nominal times in [start, end] that were never fired (by the overlap policy, at
     the catch-up rate); with `dry_run`, only say what would be done."""
@@ -226,7 +263,7 @@ def backfill_schedule(
         items=items,
         more=plan.more,
         calls=fired,
-        schedule=_public(schedule),
+        schedule=_written(outcome, response),  # a dry run records nothing: no position
     )
 
 
@@ -315,12 +352,22 @@ def schedule_events(
     audit: AuditDep,
     tenant: TenantDep,
     format: Literal["json", "ndjson"] = "json",
+    limit: Limit = 50,
+    cursor: Annotated[int | None, Query(ge=1, description=(
+        "The `next_cursor` of the previous page: the events after this version (before it "
+        "with `sort=-version`)."
+    ))] = None,
+    sort: Annotated[Literal["version", "-version"], Query(description=(
+        "`version`: oldest first, in the order they were recorded; `-version`: newest first."
+    ))] = "version",
 ) -> ScheduleEventHistory | StreamingResponse:
-    """Every event of the schedule, in the order they were recorded (as recorded, secrets
-    redacted), as a call's events are shown."""
+    """The schedule's events as recorded (secrets redacted), as a call's events are shown,
+    a page at a time (its history grows with every fire): oldest first, or newest first with
+    `sort=-version`; keyset-paginated by version with `cursor`. As NDJSON, the next page is
+    `cursor=<version of the last line>`, until a page has fewer than `limit` lines."""
     schedule = container.schedules.get(tenant, schedule_id)
-    events = audit.log.events_of([schedule.id])
+    page = audit.page(schedule.id, VersionPage(limit, cursor, newest_first=sort == "-version"))
     if format == "ndjson":
-        return StreamingResponse(_ndjson(events), media_type=NDJSON)
-    items = [RecordedEventPublic.model_validate(public(e)) for e in events]
-    return ScheduleEventHistory(schedule_id=schedule.id, items=items)
+        return StreamingResponse(_ndjson(page.items), media_type=NDJSON)
+    items = [RecordedEventPublic.model_validate(public(e)) for e in page.items]
+    return ScheduleEventHistory(schedule_id=schedule.id, items=items, next_cursor=page.next_cursor)

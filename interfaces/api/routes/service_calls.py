@@ -87,6 +87,16 @@ def _request_hash(body: ServiceCallCreate) -> str:
     return hashlib.sha256(body.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 
+# OpenAPI: the header ``_tell_position`` sets on a write's answer
+POSITION_HEADER = {
+    "X-Duecall-Position": {
+        "description": "The log position of the write: a list given it as `min_position` "
+        "includes the write (read-your-writes).",
+        "schema": {"type": "integer"},
+    }
+}
+
+
 def _tell_position(response: Response, position: int | None) -> None:
     """The log position of the write: a read-model query given it as ``min_position`` (or
     ``X-Duecall-Min-Position``) waits until it has folded the write (read-your-writes)."""
@@ -98,7 +108,11 @@ def _tell_position(response: Response, position: int | None) -> None:
     "",
     status_code=201,
     response_model=ServiceCallPublic,
-    responses={200: {"description": "The call first submitted with this Idempotency-Key"}},
+    responses={
+        200: {"description": "The call first submitted with this Idempotency-Key",
+              "headers": POSITION_HEADER},
+        201: {"headers": POSITION_HEADER},
+    },
 )
 async def submit_service_call(
     body: ServiceCallCreate,
@@ -127,7 +141,11 @@ async def submit_service_call(
     ":batch",
     status_code=201,
     response_model=ServiceCallBatchResults,
-    responses={200: {"description": "Every call was submitted before (Idempotency-Keys)"}},
+    responses={
+        200: {"description": "Every call was submitted before (Idempotency-Keys)",
+              "headers": POSITION_HEADER},
+        201: {"headers": POSITION_HEADER},
+    },
 )
 def submit_service_calls(
     body: ServiceCallBatchCreate, container: ContainerDep, tenant: TenantDep
