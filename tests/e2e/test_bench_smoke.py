@@ -39,3 +39,30 @@ def test_bench_tiny_run_writes_every_figure(server_url: str, tmp_path: Path) -> 
     assert result["phases"]["throughput"]["statuses"] == {"succeeded": 200}
     assert result["phases"]["precision"]["early"] == 0
     assert set(result["phases"]) == {"throughput", "submit", "batch", "precision"}
+
+
+def test_bench_schedules_tiny_run(server_url: str, tmp_path: Path) -> None:
+    """scripts/bench_schedules.py's scale phase, tiny (20 schedules every 5 s, a 12 s window,
+    no SIGKILL: a killed worker's attempts wait for their leases, longer than this run)."""
+    out = tmp_path / "schedules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUECALL_")}
+    command = [
+        sys.executable, str(REPO_ROOT / "scripts" / "bench_schedules.py"),
+        "--phases", "scale", "--schedules", "20", "--interval", "5", "--window", "12",
+        "--warmup", "2", "--drain", "3", "--kill-at", "-1", "--database-url", server_url,
+        "--start-timeout", "30", "--no-progress", "--json", str(out),
+        "--logs", str(tmp_path / "logs"),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=90, check=False)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["error"] is None
+    scale = result["phases"]["scale"]
+    assert scale["create"]["created"] == 20
+    assert scale["fires_in_window"] >= 40
+    assert scale["duplicates"] == 0
+    assert scale["missing"] == 0, scale["missing_examples"]
+    assert scale["unattributed_arrivals"] == 0
+    assert scale["lateness_ms"]["count"] == scale["fires_in_window"]
