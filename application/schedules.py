@@ -30,7 +30,7 @@ from eventsourcing.application import AggregateNotFoundError
 from application.clock import utcnow
 from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyRecord
-from application.loading import load_many
+from application.loading import load_current, load_many
 from application.metrics import SCHEDULE_FIRES, SCHEDULE_SKIPS
 from application.outbox import (
     SCHEDULE,
@@ -191,8 +191,9 @@ class Schedules:
         changed: list[Schedule] = []
         orders: list[tuple[Schedule, FireOrder]] = []
         again: set[UUID] = set()  # more was due than one look takes
+        found = load_current(self._calls, by_schedule)
         for schedule_id, received in by_schedule.items():
-            schedule = self._find(schedule_id)
+            schedule = found.get(schedule_id)
             if schedule is None:
                 log.warning("unknown_schedule", schedule_id=str(schedule_id))
                 continue
@@ -294,13 +295,6 @@ class Schedules:
             lease_seconds=WAKE_LEASE_SECONDS,
             payload={"version": schedule.version},
         )
-
-    def _find(self, schedule_id: UUID) -> Schedule | None:
-        try:
-            schedule: Schedule = self._calls.repository.get(schedule_id)
-        except AggregateNotFoundError:
-            return None
-        return schedule
 
     def _not_fired_before(self, schedule: Schedule, plan: DuePlan) -> DuePlan:
         """The plan without the fires whose nominal times were fired before."""

@@ -136,16 +136,29 @@ class OutboxRecorder(PostgresApplicationRecorder):
         result: int | None = _few_retries(lambda: select(self))
         return result
 
-    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """Every event of these aggregates in one query (the primary key serves it)."""
+    def select_events_of(
+        self, originator_ids: Sequence[UUID], after: Sequence[int] | None = None
+    ) -> list[StoredEvent]:
+        """Every event of these aggregates in one query (the primary key serves it); with
+        ``after``, only each one's events after the version at its position."""
+        params: list[Any] = [list(originator_ids)]
+        if after is None:
+            where = "WHERE originator_id = ANY(%s)"
+        else:
+            where = (
+                "JOIN unnest(%s::uuid[], %s::bigint[]) AS v(id, version) "
+                "ON originator_id = v.id AND originator_version > v.version"
+            )
+            params.append(list(after))
         statement = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            + where
+            + " ORDER BY originator_id, originator_version"
         ).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, (list(originator_ids),), prepare=True)
+            curs.execute(statement, params, prepare=True)
             return [
                 StoredEvent(
                     originator_id=row["originator_id"],

@@ -1,11 +1,15 @@
 """A schedule's history keeps growing (a few events per fire): every 100 events the
 application snapshots it, and the snapshot, read back through the real event store, is the
-schedule as its events make it."""
+schedule as its events make it; the schedule loop loads a batch of schedules from the cache,
+bringing them up to date together."""
 
 from typing import Any
+from uuid import uuid4
 
+import pytest
 from eventsourcing.application import project_aggregate
 
+from application.loading import load_current
 from application.schedules import CreateSchedule
 from domain.schedule import Schedule
 from domain.schedule_spec import ScheduleSpec
@@ -18,9 +22,8 @@ def _state(schedule: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(schedule).items() if k != "_pending_events"}
 
 
-def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> None:
-    schedules = container.schedules
-    schedule = schedules.create(
+def _create(container: Container) -> Schedule:
+    return container.schedules.create(
         CreateSchedule(
             TENANT,
             "snap",
@@ -30,6 +33,11 @@ def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> Non
                                     "overlap": "buffer_all"}),
         )
     ).schedule
+
+
+def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> None:
+    schedules = container.schedules
+    schedule = _create(container)
     while schedules.get(TENANT, schedule.id).version < 101:
         schedules.pause(TENANT, schedule.id)
         schedules.resume(TENANT, schedule.id)
@@ -42,3 +50,37 @@ def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> Non
     replayed = project_aggregate(None, app.events.get(schedule.id, lte=100))
     assert _state(restored) == _state(replayed)
     assert restored.describe() == replayed.describe()
+
+
+def test_load_current_brings_cached_schedules_up_to_date(
+    container: Container, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = container.service_calls
+    stale, fresh = _create(container), _create(container)
+    app.repository.get(stale.id)  # now in this process's cache, at version 1
+    other = Container.build(settings)  # another process changes it
+    try:
+        other.schedules.pause(TENANT, stale.id)
+        other.schedules.resume(TENANT, stale.id)
+    finally:
+        other.close()
+    missing = uuid4()
+    recorder: Any = app.recorder
+    select, asked = recorder.select_events_of, []
+
+    def watched(ids: Any, after: Any = None) -> Any:  # the real query, its versions noted
+        asked.append(after)
+        return select(ids, after)
+
+    monkeypatch.setattr(recorder, "select_events_of", watched)
+
+    found = load_current(app, [stale.id, fresh.id, missing, stale.id])
+
+    assert asked == [[1]]  # the stale one's newer events; the others through the repository
+
+    assert set(found) == {stale.id, fresh.id}
+    assert found[stale.id].version == 3
+    assert found[stale.id].status == "active"
+    assert found[fresh.id].describe() == container.schedules.get(TENANT, fresh.id).describe()
+    found[stale.id].pause(found[stale.id].modified_on)  # the caller's copy, not the cache's
+    assert app.repository.cache.get(stale.id).version == 3
