@@ -23,6 +23,12 @@ class EventsOfMany(Protocol):
         there), ordered by aggregate and version."""
 
 
+@runtime_checkable
+class LatestOfMany(EventsOfMany, Protocol):
+    def select_latest_snapshots(self, originator_ids: Sequence[UUID]) -> Sequence[StoredEvent]:
+        """The newest snapshot of each of these aggregates that has one."""
+
+
 def load_many(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]:
     """The current state of each aggregate found (missing ids are left out)."""
     wanted = list(dict.fromkeys(ids))
@@ -41,12 +47,13 @@ def load_many(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]:
 
 def load_current(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]:
     """The current state of each aggregate found, for aggregates with long histories
-    (schedules): those the repository's cache holds are brought up to date together, with one
-    query for their newer events (``Repository.get`` makes one per aggregate); the others are
-    read one by one through the repository, from their newest snapshot, and so cached."""
+    (schedules), in two queries whatever the batch: those the repository's cache holds start
+    from there, the others from their newest snapshot (the first query) or from nothing; then
+    one query reads every one's newer events. What is found is cached (a copy: callers change
+    theirs)."""
     wanted = list(dict.fromkeys(ids))
     cache, recorder = app.repository.cache, app.recorder
-    if cache is None or not isinstance(recorder, EventsOfMany):
+    if cache is None or not isinstance(recorder, LatestOfMany):
         return _one_by_one(app, wanted)
     found: dict[UUID, Any] = {}
     for aggregate_id in wanted:
@@ -54,16 +61,18 @@ def load_current(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]
             found[aggregate_id] = copy.deepcopy(cache.get(aggregate_id))
         except KeyError:
             continue
-    if found:
-        ids_cached = list(found)
-        versions = [found[i].version for i in ids_cached]
-        for stored in recorder.select_events_of(ids_cached, after=versions):
-            originator_id = UUID(str(stored.originator_id))
-            event: Any = app.mapper.to_domain_event(stored)
-            found[originator_id] = event.mutate(found[originator_id])
-        for aggregate_id in ids_cached:  # the cache keeps a copy: callers change theirs
-            cache.put(aggregate_id, copy.deepcopy(found[aggregate_id]))
-    found.update(_one_by_one(app, [i for i in wanted if i not in found]))
+    uncached = [i for i in wanted if i not in found]
+    if uncached and app.snapshots is not None:
+        for stored in recorder.select_latest_snapshots(uncached):
+            snapshot: Any = app.mapper.to_domain_event(stored)
+            found[UUID(str(stored.originator_id))] = snapshot.mutate(None)
+    after = [found[i].version if i in found else 0 for i in wanted]
+    for stored in recorder.select_events_of(wanted, after=after):
+        originator_id = UUID(str(stored.originator_id))
+        event: Any = app.mapper.to_domain_event(stored)
+        found[originator_id] = event.mutate(found.get(originator_id))
+    for aggregate_id, aggregate in found.items():
+        cache.put(aggregate_id, copy.deepcopy(aggregate))
     return found
 
 

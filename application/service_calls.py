@@ -52,7 +52,7 @@ log = structlog.get_logger(__name__)
 SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
 # Aggregates whose history keeps growing (a schedule ~2 events per fire, a circuit with its
 # host's failures) get a snapshot every this many events; a call's history is short.
-SNAPSHOT_EVERY = 100
+SNAPSHOT_EVERY = 50
 
 
 class SubmittedCalls(list[tuple[ServiceCall, bool]]):

@@ -30,7 +30,7 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from psycopg.rows import dict_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -157,6 +157,22 @@ class OutboxRecorder(PostgresApplicationRecorder):
         ).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
         )
+        return self._stored(statement, params)
+
+    def select_latest_snapshots(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The newest snapshot of each of these aggregates that has one, in one query (the
+        application's snapshot table, which the library names beside its events table)."""
+        statement = SQL(
+            "SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE originator_id = ANY(%s) "
+            "ORDER BY originator_id, originator_version DESC"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name.removesuffix("_events") + "_snapshots"),
+        )
+        return self._stored(statement, [list(originator_ids)])
+
+    def _stored(self, statement: Composed, params: list[Any]) -> list[StoredEvent]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
             return [

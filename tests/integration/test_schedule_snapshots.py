@@ -1,4 +1,4 @@
-"""A schedule's history keeps growing (a few events per fire): every 100 events the
+"""A schedule's history keeps growing (a few events per fire): every 50 events the
 application snapshots it, and the snapshot, read back through the real event store, is the
 schedule as its events make it; the schedule loop loads a batch of schedules from the cache,
 bringing them up to date together."""
@@ -22,6 +22,19 @@ def _state(schedule: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(schedule).items() if k != "_pending_events"}
 
 
+def _watch_event_reads(container: Container, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The versions each batch read of events starts after (the real query, watched)."""
+    recorder: Any = container.service_calls.recorder
+    select, asked = recorder.select_events_of, []
+
+    def watched(ids: Any, after: Any = None) -> Any:
+        asked.append(after)
+        return select(ids, after)
+
+    monkeypatch.setattr(recorder, "select_events_of", watched)
+    return asked
+
+
 def _create(container: Container) -> Schedule:
     return container.schedules.create(
         CreateSchedule(
@@ -35,7 +48,9 @@ def _create(container: Container) -> Schedule:
     ).schedule
 
 
-def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> None:
+def test_a_schedule_is_snapshotted_every_50_events(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
     schedules = container.schedules
     schedule = _create(container)
     while schedules.get(TENANT, schedule.id).version < 101:
@@ -51,6 +66,13 @@ def test_a_schedule_is_snapshotted_every_100_events(container: Container) -> Non
     assert _state(restored) == _state(replayed)
     assert restored.describe() == replayed.describe()
 
+    app.repository.cache.get(schedule.id, evict=True)  # not cached: from the snapshot on
+    asked = _watch_event_reads(container, monkeypatch)
+    (loaded,) = load_current(app, [schedule.id]).values()
+    assert asked == [[100]]
+    assert loaded.version == 101
+    assert loaded.describe() == schedules.get(TENANT, schedule.id).describe()
+
 
 def test_load_current_brings_cached_schedules_up_to_date(
     container: Container, settings: Any, monkeypatch: pytest.MonkeyPatch
@@ -65,18 +87,11 @@ def test_load_current_brings_cached_schedules_up_to_date(
     finally:
         other.close()
     missing = uuid4()
-    recorder: Any = app.recorder
-    select, asked = recorder.select_events_of, []
-
-    def watched(ids: Any, after: Any = None) -> Any:  # the real query, its versions noted
-        asked.append(after)
-        return select(ids, after)
-
-    monkeypatch.setattr(recorder, "select_events_of", watched)
+    asked = _watch_event_reads(container, monkeypatch)
 
     found = load_current(app, [stale.id, fresh.id, missing, stale.id])
 
-    assert asked == [[1]]  # the stale one's newer events; the others through the repository
+    assert asked == [[1, 0, 0]]  # newer than cached (stale), all (no snapshot yet)
 
     assert set(found) == {stale.id, fresh.id}
     assert found[stale.id].version == 3
