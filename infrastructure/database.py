@@ -49,7 +49,7 @@ def resolve_database_url(settings: Settings) -> str:
 def eventsourcing_env(url: str, settings: Settings) -> dict[str, str]:
     info = conninfo_to_dict(url)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "infrastructure.outbox:EventStoreFactory",
         "POSTGRES_DBNAME": str(info.get("dbname", "postgres")),
         "POSTGRES_HOST": str(info.get("host", "localhost")),
         "POSTGRES_PORT": str(info.get("port", "5432")),

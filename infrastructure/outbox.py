@@ -28,7 +28,11 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresFactory,
+)
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
@@ -69,7 +73,34 @@ _RECORD = SQL(
 ).format(Identifier(RECORD_FUNCTION)).as_bytes(None)  # bytes: psycopg caches its parsing
 
 
-class OutboxRecorder(PostgresApplicationRecorder):
+class SnapshotRecorder(PostgresAggregateRecorder):
+    """Reads retried a few times (``_few_retries``), not the library's ten with a pool wait
+    each: a request while the database is away answers 503 in seconds. The snapshot table's
+    recorder (``EventStoreFactory``), and the base of the events table's."""
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        select = _undecorated(PostgresAggregateRecorder.select_events)
+        result: Sequence[StoredEvent] = _few_retries(
+            lambda: select(self, originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        )
+        return result
+
+
+class EventStoreFactory(PostgresFactory):
+    """eventsourcing's Postgres factory, its snapshot store on ``SnapshotRecorder``."""
+
+    aggregate_recorder_class = SnapshotRecorder
+
+
+class OutboxRecorder(SnapshotRecorder, PostgresApplicationRecorder):
     # eventsourcing retries these 10 times, 0.2 s apart, on OperationalError/InterfaceError.
     # While the database is away each try first waits the pool's whole timeout for a
     # connection, so a request would hang for minutes before failing. Here: a few quick retries
@@ -98,21 +129,6 @@ class OutboxRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(_RECORD, params, prepare=True)
             return [row["n"] for row in curs.fetchall()]
-
-    def select_events(
-        self,
-        originator_id: UUID | str,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        select = _undecorated(PostgresAggregateRecorder.select_events)
-        result: Sequence[StoredEvent] = _few_retries(
-            lambda: select(self, originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        )
-        return result
 
     def select_notifications(
         self,
