@@ -67,12 +67,14 @@ def load_current(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]
             snapshot: Any = app.mapper.to_domain_event(stored)
             found[UUID(str(stored.originator_id))] = snapshot.mutate(None)
     after = [found[i].version if i in found else 0 for i in wanted]
+    changed = set(uncached)
     for stored in recorder.select_events_of(wanted, after=after):
         originator_id = UUID(str(stored.originator_id))
         event: Any = app.mapper.to_domain_event(stored)
         found[originator_id] = event.mutate(found.get(originator_id))
-    for aggregate_id, aggregate in found.items():
-        cache.put(aggregate_id, copy.deepcopy(aggregate))
+        changed.add(originator_id)
+    for aggregate_id in changed & found.keys():  # what the cache does not hold as it is now
+        cache.put(aggregate_id, copy.deepcopy(found[aggregate_id]))
     return found
 
 
