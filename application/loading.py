@@ -5,12 +5,11 @@ encryption apply as usual) and folded with each event's ``mutate``, as the libra
 repository does.
 """
 
-import copy
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.persistence import StoredEvent
 
 
@@ -45,20 +44,23 @@ def load_many(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]:
     return aggregates
 
 
-def load_current(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]:
+def load_current(
+    app: Application[UUID], ids: Iterable[UUID], cache: LRUCache[UUID, Any]
+) -> dict[UUID, Any]:
     """The current state of each aggregate found, for aggregates with long histories
-    (schedules), in two queries whatever the batch: those the repository's cache holds start
-    from there, the others from their newest snapshot (the first query) or from nothing; then
-    one query reads every one's newer events. What is found is cached (a copy: callers change
-    theirs)."""
+    (schedules), in two queries whatever the batch: those ``cache`` holds start from there,
+    the others from their newest snapshot (the first query) or from nothing; then one query
+    reads every one's newer events. What is found is cached as it is, not copied (a deep copy
+    of a schedule cost more than the rest of its load): ``cache`` is the caller's own, and a
+    caller that changes an aggregate and then fails to record it must evict it."""
     wanted = list(dict.fromkeys(ids))
-    cache, recorder = app.repository.cache, app.recorder
-    if cache is None or not isinstance(recorder, LatestOfMany):
+    recorder = app.recorder
+    if not isinstance(recorder, LatestOfMany):
         return _one_by_one(app, wanted)
     found: dict[UUID, Any] = {}
     for aggregate_id in wanted:
         try:
-            found[aggregate_id] = copy.deepcopy(cache.get(aggregate_id))
+            found[aggregate_id] = cache.get(aggregate_id)
         except KeyError:
             continue
     uncached = [i for i in wanted if i not in found]
@@ -67,14 +69,13 @@ def load_current(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]
             snapshot: Any = app.mapper.to_domain_event(stored)
             found[UUID(str(stored.originator_id))] = snapshot.mutate(None)
     after = [found[i].version if i in found else 0 for i in wanted]
-    changed = set(uncached)
     for stored in recorder.select_events_of(wanted, after=after):
         originator_id = UUID(str(stored.originator_id))
         event: Any = app.mapper.to_domain_event(stored)
         found[originator_id] = event.mutate(found.get(originator_id))
-        changed.add(originator_id)
-    for aggregate_id in changed & found.keys():  # what the cache does not hold as it is now
-        cache.put(aggregate_id, copy.deepcopy(found[aggregate_id]))
+    for aggregate_id in uncached:
+        if aggregate_id in found:
+            cache.put(aggregate_id, found[aggregate_id])
     return found
 
 

@@ -19,13 +19,14 @@ records it (counts, ``pause_after_failures``, the overlap buffer).
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import structlog
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import AggregateNotFoundError, LRUCache
 
 from application.clock import utcnow
 from application.conflicts import retry_on_conflict
@@ -96,10 +97,15 @@ class Outcome:
 
 
 class Schedules:
-    def __init__(self, calls: ServiceCalls, lookahead: float = 1.0) -> None:
+    def __init__(
+        self, calls: ServiceCalls, lookahead: float = 1.0, cache_size: int = 10_000
+    ) -> None:
         """``lookahead``: how long before its nominal time a fire is planned and its call
-        submitted (due at the nominal time): the timer then starts it on time."""
+        submitted (due at the nominal time): the timer then starts it on time.
+        ``cache_size``: how many schedules the schedule loop keeps loaded (its own cache,
+        apart from the repository's, which calls fill)."""
         self._calls = calls
+        self._loaded: LRUCache[UUID, Schedule] = LRUCache(maxsize=cache_size)
         self.lookahead = lookahead
         self._lookahead = timedelta(seconds=lookahead)
 
@@ -184,14 +190,23 @@ class Schedules:
 
     def handle(self, messages: Sequence[OutboxMessage]) -> None:
         """Wake-ups and fired calls' outcomes, for many schedules, in one transaction."""
-        now = utcnow()
         by_schedule: dict[UUID, list[OutboxMessage]] = defaultdict(list)
         for message in messages:
             by_schedule[message.service_call_id].append(message)
+        try:
+            self._handle(by_schedule, [m.id for m in messages if m.id is not None])
+        except BaseException:
+            for schedule_id in by_schedule:  # changed here, perhaps, but not recorded
+                with suppress(KeyError):
+                    self._loaded.get(schedule_id, evict=True)
+            raise
+
+    def _handle(self, by_schedule: dict[UUID, list[OutboxMessage]], consume: list[int]) -> None:
+        now = utcnow()
         changed: list[Schedule] = []
         orders: list[tuple[Schedule, FireOrder]] = []
         again: set[UUID] = set()  # more was due than one look takes
-        found = load_current(self._calls, by_schedule)
+        found = load_current(self._calls, by_schedule, self._loaded)
         for schedule_id, received in by_schedule.items():
             schedule = found.get(schedule_id)
             if schedule is None:
@@ -205,7 +220,6 @@ class Schedules:
                 again.add(schedule_id)
             if woken or schedule.version != recorded:
                 changed.append(schedule)
-        consume = [m.id for m in messages if m.id is not None]
         self._record_many(changed, now, orders, consume, again)
 
     # -- recording -------------------------------------------------------------------------

@@ -1,15 +1,19 @@
 """A schedule's history keeps growing (a few events per fire): every 50 events the
 application snapshots it, and the snapshot, read back through the real event store, is the
-schedule as its events make it; the schedule loop loads a batch of schedules from the cache,
+schedule as its events make it; the schedule loop loads a batch of schedules from its cache,
 bringing them up to date together."""
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.application import project_aggregate
+from eventsourcing.application import LRUCache, project_aggregate
+from eventsourcing.persistence import IntegrityError
 
+import application.schedules as schedules_module
+from application.clock import utcnow
 from application.loading import load_current
+from application.outbox import SCHEDULE, OutboxMessage
 from application.schedules import CreateSchedule
 from domain.schedule import Schedule
 from domain.schedule_spec import ScheduleSpec
@@ -66,9 +70,8 @@ def test_a_schedule_is_snapshotted_every_50_events(
     assert _state(restored) == _state(replayed)
     assert restored.describe() == replayed.describe()
 
-    app.repository.cache.get(schedule.id, evict=True)  # not cached: from the snapshot on
     asked = _watch_event_reads(container, monkeypatch)
-    (loaded,) = load_current(app, [schedule.id]).values()
+    (loaded,) = load_current(app, [schedule.id], LRUCache(10)).values()  # from the snapshot
     assert asked == [[100]]
     assert loaded.version == 101
     assert loaded.describe() == schedules.get(TENANT, schedule.id).describe()
@@ -79,7 +82,8 @@ def test_load_current_brings_cached_schedules_up_to_date(
 ) -> None:
     app = container.service_calls
     stale, fresh = _create(container), _create(container)
-    app.repository.get(stale.id)  # now in this process's cache, at version 1
+    cache: LRUCache[UUID, Any] = LRUCache(10)
+    cache.put(stale.id, app.repository.get(stale.id))  # loaded before, at version 1
     other = Container.build(settings)  # another process changes it
     try:
         other.schedules.pause(TENANT, stale.id)
@@ -89,7 +93,7 @@ def test_load_current_brings_cached_schedules_up_to_date(
     missing = uuid4()
     asked = _watch_event_reads(container, monkeypatch)
 
-    found = load_current(app, [stale.id, fresh.id, missing, stale.id])
+    found = load_current(app, [stale.id, fresh.id, missing, stale.id], cache)
 
     assert asked == [[1, 0, 0]]  # newer than cached (stale), all (no snapshot yet)
 
@@ -97,5 +101,40 @@ def test_load_current_brings_cached_schedules_up_to_date(
     assert found[stale.id].version == 3
     assert found[stale.id].status == "active"
     assert found[fresh.id].describe() == container.schedules.get(TENANT, fresh.id).describe()
-    found[stale.id].pause(found[stale.id].modified_on)  # the caller's copy, not the cache's
-    assert app.repository.cache.get(stale.id).version == 3
+    assert cache.get(stale.id) is found[stale.id]  # brought up to date where it was cached
+    assert cache.get(fresh.id) is found[fresh.id]
+    with pytest.raises(KeyError):
+        cache.get(missing)
+
+
+def test_a_batch_that_fails_to_record_leaves_no_changed_schedule_loaded(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule loop keeps the schedules it loads; a batch it changes but cannot record
+    (a write conflict) must not leave them changed, or handling the batch again would see
+    the wake-up as stale and never fire."""
+    schedule = container.schedules.create(
+        CreateSchedule(
+            TENANT,
+            "every-second",
+            {"request": {"method": "POST", "url": "https://example.com/x"}},
+            ScheduleSpec.from_dict({"interval_seconds": 1}),
+        )
+    ).schedule
+    wake_up = OutboxMessage(
+        SCHEDULE, TENANT, schedule.id, 0, utcnow(), payload={"version": schedule.version}
+    )
+    real_record = schedules_module.record
+
+    def conflicting(*args: Any) -> Any:
+        raise IntegrityError("version taken")
+
+    monkeypatch.setattr(schedules_module, "record", conflicting)
+    with pytest.raises(IntegrityError):
+        container.schedules.handle([wake_up])
+    monkeypatch.setattr(schedules_module, "record", real_record)
+    container.schedules.handle([wake_up])
+
+    events = list(container.service_calls.events.get(schedule.id))
+    assert [type(e).__name__ for e in events][-1] == "Fired"
+    assert container.schedules.get(TENANT, schedule.id).version == schedule.version + 1
