@@ -6,12 +6,14 @@ idempotency key ``sched:<schedule id>:<nominal UTC time>`` and ``origin`` ``sche
 submitted in the transaction that records the fire, due at its nominal time (plus jitter);
 the timer starts it on time like any call.
 
-Wake-ups. Each transaction that records a schedule's events also publishes its next
-``schedule`` message (``_wake_up``): available ``lookahead`` seconds before the next nominal
-time, carrying the schedule's version. The schedule loop hands it to ``handle``, which plans
-what is due by then (missed fires, overlap) and records it with the next wake-up. A wake-up
-for an older version is stale (a later transaction published its own) and is only consumed,
-so each schedule has one live wake-up chain. A fired call that ends sends back a ``schedule``
+Wake-ups. Each transaction that records a schedule's events, except a fire's outcome that
+changes nothing about when it is next due, publishes its next ``schedule`` message
+(``_wake_up``): available ``lookahead`` seconds before the next nominal time, carrying the
+schedule's ``wake_version`` (the version of the event that called for it). The schedule loop
+hands it to ``handle``, which plans what is due by then (missed fires, overlap) and records
+it with the next wake-up. A wake-up for an older ``wake_version`` is stale (a later
+transaction published its own) and is only consumed, so each schedule has one live wake-up
+chain. A fired call that ends sends back a ``schedule``
 message with its outcome (``application.outbox.producer_outcome_message``); ``handle``
 records it (counts, ``pause_after_failures``, the overlap buffer).
 """
@@ -205,6 +207,7 @@ class Schedules:
         now = utcnow()
         changed: list[Schedule] = []
         orders: list[tuple[Schedule, FireOrder]] = []
+        woken: set[UUID] = set()  # their live wake-up is consumed here: publish the next
         again: set[UUID] = set()  # more was due than one look takes
         found = load_current(self._calls, by_schedule, self._loaded)
         for schedule_id, received in by_schedule.items():
@@ -213,14 +216,16 @@ class Schedules:
                 log.warning("unknown_schedule", schedule_id=str(schedule_id))
                 continue
             recorded = schedule.version
-            woken = _outcomes_taken(schedule, received, now)
-            plan = schedule.due_fires(now, now + self._lookahead) if woken else DuePlan()
+            plan = DuePlan()
+            if _outcomes_taken(schedule, received, now):
+                woken.add(schedule_id)
+                plan = schedule.due_fires(now, now + self._lookahead)
             orders.extend((schedule, o) for o in schedule.apply(plan, now, _new_call_id))
             if plan.more:
                 again.add(schedule_id)
-            if woken or schedule.version != recorded:
+            if schedule_id in woken or schedule.version != recorded:
                 changed.append(schedule)
-        self._record_many(changed, now, orders, consume, again)
+        self._record_many(changed, now, orders, consume, woken, again)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -253,16 +258,21 @@ class Schedules:
         now: datetime,
         orders: Sequence[tuple[Schedule, FireOrder]],
         consume: Sequence[int],
+        woken: set[UUID] = frozenset(),  # type: ignore[assignment]
         again: set[UUID] = frozenset(),  # type: ignore[assignment]
     ) -> tuple[list[ServiceCall], int | None]:
         """The schedules' events, their fires' calls (with their keys and start messages),
-        the calls cancelled for them, and each schedule's next wake-up, in one transaction;
-        the calls fired, and the log position of the last event recorded."""
+        the calls cancelled for them, and the next wake-up of each schedule that needs a new
+        one (``woken``: its live one is consumed; or its events moved ``wake_version``), in
+        one transaction; the calls fired, and the log position of the last event recorded."""
         calls = [_fire_call(schedule, order) for schedule, order in orders]
         cancelled = self._cancelled([o for _, o in orders], now)
         publish = [start_message(call) for call in calls]
         publish.extend(
-            w for s in schedules if (w := self._wake_up(s, now, s.id in again)) is not None
+            w
+            for s in schedules
+            if s.id in woken or s.wake_version > s.version - len(s.pending_events)
+            if (w := self._wake_up(s, now, s.id in again)) is not None
         )
         publish.extend(follow_ups(cancelled, {}))
         keys = [
@@ -307,7 +317,7 @@ class Schedules:
             available_at=max(at - self._lookahead, now),
             due_at=at,
             lease_seconds=WAKE_LEASE_SECONDS,
-            payload={"version": schedule.version},
+            payload={"version": schedule.wake_version},
         )
 
     def _not_fired_before(self, schedule: Schedule, plan: DuePlan) -> DuePlan:
@@ -332,8 +342,8 @@ class Schedules:
 
 def _outcomes_taken(schedule: Schedule, received: Iterable[OutboxMessage], now: datetime) -> bool:
     """Record the fired calls' outcomes among ``received``; whether a live wake-up (one for
-    the schedule's version as loaded) is among them."""
-    recorded = schedule.version
+    the schedule's ``wake_version`` as loaded) is among them."""
+    recorded = schedule.wake_version
     woken = False
     for message in received:
         outcome = message.payload.get("outcome")

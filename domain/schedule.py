@@ -61,11 +61,23 @@ __all__ = [
 ]
 
 
+_OUTCOMES = frozenset({"FireSucceeded", "FireFailed", "FireCancelled"})
+
+
 class Schedule(Aggregate):
     TOPIC = "duecall:Schedule"
 
     class Event(Aggregate.Event):
         TOPIC = "duecall:Schedule.Event"
+
+        def mutate(self, aggregate: Any) -> Any:
+            """Applied; and the schedule's ``wake_version`` (which of its wake-ups is live)
+            moves to this event, unless it is a fire's outcome that leaves no buffered fire
+            to start: the wake-up published before stays right, so none is published."""
+            schedule: Any = super().mutate(aggregate)
+            if type(self).__name__ not in _OUTCOMES or schedule.buffered:
+                schedule.wake_version = self.originator_version
+            return schedule
 
     class Created(Event, Aggregate.Created):
         TOPIC = "duecall:Schedule.Created"
@@ -136,6 +148,7 @@ class Schedule(Aggregate):
         self.buffered: list[Fire] = []  # fires waiting for those (buffer_one, buffer_all)
         self.resumed_at: datetime | None = None
         self.pause_reason: str | None = None
+        self.wake_version = 1  # the version its live wake-up carries (``Event.mutate``)
 
     @classmethod
     def create(

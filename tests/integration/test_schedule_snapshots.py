@@ -18,6 +18,7 @@ from application.schedules import CreateSchedule
 from domain.schedule import Schedule
 from domain.schedule_spec import ScheduleSpec
 from infrastructure.container import Container
+from tests.support.db_queries import rows
 
 TENANT = "t-snap"
 
@@ -138,3 +139,38 @@ def test_a_batch_that_fails_to_record_leaves_no_changed_schedule_loaded(
     events = list(container.service_calls.events.get(schedule.id))
     assert [type(e).__name__ for e in events][-1] == "Fired"
     assert container.schedules.get(TENANT, schedule.id).version == schedule.version + 1
+
+
+def _wake_ups(container: Container, schedule_id: UUID) -> list[Any]:
+    sql = (
+        "SELECT payload->'version' FROM duecall_outbox WHERE kind = %s AND service_call_id = %s"
+        " AND NOT payload ? 'outcome' ORDER BY id"
+    )
+    return [r[0] for r in rows(container.database_url, sql, SCHEDULE, schedule_id)]
+
+
+def test_a_fires_outcome_leaves_the_live_wake_up_in_place(container: Container) -> None:
+    """A fire publishes the next wake-up; its call's outcome, which changes nothing about
+    when the schedule is next due, records ``FireSucceeded`` and publishes none."""
+    schedule = container.schedules.create(
+        CreateSchedule(
+            TENANT,
+            "every-second",
+            {"request": {"method": "POST", "url": "https://example.com/x"}},
+            ScheduleSpec.from_dict({"interval_seconds": 1}),
+        )
+    ).schedule
+    assert _wake_ups(container, schedule.id) == [1]
+    wake_up = OutboxMessage(SCHEDULE, TENANT, schedule.id, 0, utcnow(), payload={"version": 1})
+    container.schedules.handle([wake_up])
+    fired = container.schedules.get(TENANT, schedule.id)
+    assert _wake_ups(container, schedule.id) == [1, 2]  # (handed in by hand: row 1 stays)
+    (call_id,) = fired.in_flight
+    outcome = {"outcome": {"call_id": str(call_id), "status": "succeeded"}}
+    container.schedules.handle(
+        [OutboxMessage(SCHEDULE, TENANT, schedule.id, 0, utcnow(), payload=outcome)]
+    )
+
+    after = container.schedules.get(TENANT, schedule.id)
+    assert (after.version, after.succeeded, after.wake_version) == (3, 1, 2)
+    assert _wake_ups(container, schedule.id) == [1, 2]  # no new one: version 2 is still live

@@ -272,6 +272,23 @@ def test_overlap_buffer_one_fires_the_buffered_time_when_the_call_ends() -> None
     assert schedule.runs == 2
 
 
+def test_an_outcome_keeps_the_live_wake_up_unless_a_buffered_fire_may_go() -> None:
+    """``wake_version`` names the live wake-up: every event moves it, except a fire's
+    outcome that leaves nothing buffered (no new wake-up is needed: the next nominal time
+    is the same)."""
+    schedule = _schedule(overlap="buffer_one")
+    assert schedule.wake_version == 1
+    [first] = _look(schedule, _at(0.6))
+    assert schedule.wake_version == schedule.version == 2  # Fired
+    schedule.record_outcome(first.call_id, FireOutcome.SUCCEEDED, _at(0.7))
+    assert (schedule.wake_version, schedule.version) == (2, 3)  # kept
+    [second] = _look(schedule, _at(1.6))
+    assert _look(schedule, _at(2.6)) == []  # 12:03 is buffered
+    assert schedule.wake_version == schedule.version
+    schedule.record_outcome(second.call_id, FireOutcome.FAILED, _at(2.7))
+    assert schedule.wake_version == schedule.version  # the buffered fire may go now
+
+
 def test_overlap_cancel_other_cancels_then_fires() -> None:
     schedule = _schedule(overlap="cancel_other")
     [first] = _look(schedule, _at(0.6))
