@@ -53,6 +53,17 @@ def _create(container: Container) -> Schedule:
     ).schedule
 
 
+def _every_second(container: Container) -> Schedule:
+    return container.schedules.create(
+        CreateSchedule(
+            TENANT,
+            "every-second",
+            {"request": {"method": "POST", "url": "https://example.com/x"}},
+            ScheduleSpec.from_dict({"interval_seconds": 1}),
+        )
+    ).schedule
+
+
 def test_a_schedule_is_snapshotted_every_50_events(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,14 +125,7 @@ def test_a_batch_that_fails_to_record_leaves_no_changed_schedule_loaded(
     """The schedule loop keeps the schedules it loads; a batch it changes but cannot record
     (a write conflict) must not leave them changed, or handling the batch again would see
     the wake-up as stale and never fire."""
-    schedule = container.schedules.create(
-        CreateSchedule(
-            TENANT,
-            "every-second",
-            {"request": {"method": "POST", "url": "https://example.com/x"}},
-            ScheduleSpec.from_dict({"interval_seconds": 1}),
-        )
-    ).schedule
+    schedule = _every_second(container)
     wake_up = OutboxMessage(
         SCHEDULE, TENANT, schedule.id, 0, utcnow(), payload={"version": schedule.version}
     )
@@ -152,14 +156,7 @@ def _wake_ups(container: Container, schedule_id: UUID) -> list[Any]:
 def test_a_fires_outcome_leaves_the_live_wake_up_in_place(container: Container) -> None:
     """A fire publishes the next wake-up; its call's outcome, which changes nothing about
     when the schedule is next due, records ``FireSucceeded`` and publishes none."""
-    schedule = container.schedules.create(
-        CreateSchedule(
-            TENANT,
-            "every-second",
-            {"request": {"method": "POST", "url": "https://example.com/x"}},
-            ScheduleSpec.from_dict({"interval_seconds": 1}),
-        )
-    ).schedule
+    schedule = _every_second(container)
     assert _wake_ups(container, schedule.id) == [1]
     wake_up = OutboxMessage(SCHEDULE, TENANT, schedule.id, 0, utcnow(), payload={"version": 1})
     container.schedules.handle([wake_up])
