@@ -13,9 +13,9 @@ schedule's ``wake_version`` (the version of the event that called for it). The s
 hands it to ``handle``, which plans what is due by then (missed fires, overlap) and records
 it with the next wake-up. A wake-up for an older ``wake_version`` is stale (a later
 transaction published its own) and is only consumed, so each schedule has one live wake-up
-chain. A fired call that ends sends back a ``schedule``
-message with its outcome (``application.outbox.producer_outcome_message``); ``handle``
-records it (counts, ``pause_after_failures``, the overlap buffer).
+chain. A fired call that ends sends back a ``schedule`` message with its outcome
+(``application.outbox.producer_outcome_message``); ``handle`` records it (counts,
+``pause_after_failures``, the overlap buffer).
 """
 
 import hashlib
@@ -271,7 +271,7 @@ class Schedules:
         publish.extend(
             w
             for s in schedules
-            if s.id in woken or s.wake_version > s.version - len(s.pending_events)
+            if s.id in woken or s.wake_moved
             if (w := self._wake_up(s, now, s.id in again)) is not None
         )
         publish.extend(follow_ups(cancelled, {}))

@@ -150,6 +150,12 @@ class Schedule(Aggregate):
         self.pause_reason: str | None = None
         self.wake_version = 1  # the version its live wake-up carries (``Event.mutate``)
 
+    @property
+    def wake_moved(self) -> bool:
+        """Whether an event not yet collected moved ``wake_version``: the wake-up published
+        before is stale once they are recorded, and the schedule needs a new one."""
+        return self.wake_version > self.version - len(self.pending_events)
+
     @classmethod
     def create(
         cls,

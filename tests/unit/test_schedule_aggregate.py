@@ -280,8 +280,11 @@ def test_an_outcome_keeps_the_live_wake_up_unless_a_buffered_fire_may_go() -> No
     assert schedule.wake_version == 1
     [first] = _look(schedule, _at(0.6))
     assert schedule.wake_version == schedule.version == 2  # Fired
+    assert schedule.wake_moved
+    schedule.collect_events()
     schedule.record_outcome(first.call_id, FireOutcome.SUCCEEDED, _at(0.7))
     assert (schedule.wake_version, schedule.version) == (2, 3)  # kept
+    assert not schedule.wake_moved
     [second] = _look(schedule, _at(1.6))
     assert _look(schedule, _at(2.6)) == []  # 12:03 is buffered
     assert schedule.wake_version == schedule.version
