@@ -14,6 +14,7 @@ and ``record``: saving aggregates with what else their transaction writes
 per change.
 """
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -158,6 +159,37 @@ def leased_here(
     )
 
 
+def deferred_start(
+    execute: OutboxMessage, start: OutboxMessage, version: int
+) -> OutboxMessage:
+    """``execute`` for an attempt whose start is not recorded yet (a timer's deferred start:
+    ``ServiceCalls.start_due``): it keeps the kind, id, claims and lease of the ``start``
+    message it stands for, so the transaction that records the start (with the outcome, or
+    ``record_running`` for a slow attempt) consumes that message, and a worker that dies
+    meanwhile leaves it to its lease. ``version``: the call's version, still scheduled."""
+    leased = leased_here(execute, start, version)
+    return replace(leased, kind=START, id=start.id, available_at=start.available_at)
+
+
+def is_unstarted(message: OutboxMessage) -> bool:
+    """Is this an attempt's message whose call is not yet recorded as started?"""
+    return message.kind == START
+
+
+def running(deferred: OutboxMessage) -> OutboxMessage:
+    """A deferred start's ``execute`` message once its start is recorded: leased here for the
+    attempt's timeout and grace from its due time (``leased_here``)."""
+    assert deferred.id is not None
+    assert deferred.due_at is not None
+    assert deferred.lease_seconds is not None
+    return replace(
+        deferred,
+        kind=EXECUTE,
+        id=-deferred.id,
+        available_at=deferred.due_at + timedelta(seconds=deferred.lease_seconds),
+    )
+
+
 def request_of(message: OutboxMessage) -> RequestSpec:
     return RequestSpec.restored(**message.payload["request"])
 
@@ -282,8 +314,13 @@ def record(
     effects: TransactionEffects = NO_EFFECTS,
 ) -> int | None:
     """Record the aggregates' new events and their effects in one transaction; the log
-    position (notification id) of the last event recorded, if any."""
-    pending = [(aggregate, e) for aggregate in aggregates for e in aggregate.collect_events()]
+    position (notification id) of the last event recorded, if any. The events go into the
+    log in the order they happened (each aggregate's in order of version): an attempt started
+    before its call's deferred ``Started`` was recorded reads in history as it happened."""
+    pending = list(heapq.merge(
+        *([(aggregate, e) for e in aggregate.collect_events()] for aggregate in aggregates),
+        key=lambda pair: pair[1].timestamp,
+    ))
     if not pending and not effects:
         return None
     recordings = _save(app, pending, effects=effects)

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import ClassVar
 from uuid import UUID
 
@@ -29,12 +30,15 @@ from application.outbox import (
     OutboxMessage,
     Recordable,
     TransactionEffects,
+    deferred_start,
     execute_message,
     execution_id_of,
+    is_unstarted,
     leased_here,
     producer_outcome_message,
     record,
     request_of,
+    running,
     start_message,
     trace_parent_of,
 )
@@ -69,11 +73,16 @@ class SubmittedCalls(list[tuple[ServiceCall, bool]]):
 
 @dataclass
 class Attempt:
-    """A started execution, with the message that asked for it and the request to make."""
+    """A started execution, with the message that asked for it and the request to make.
+
+    A deferred start (``is_unstarted(message)``: its call's start is recorded with its outcome,
+    or by ``record_running`` if it takes long) may carry its ``call`` as the timer loaded it,
+    still scheduled, so that recording needs no read; None: read it then."""
 
     message: OutboxMessage
     execution: Execution
     request: RequestSpec
+    call: ServiceCall | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -207,7 +216,9 @@ class ServiceCalls(Application[UUID]):
     def start_due(
         self,
         messages: Sequence[OutboxMessage],
-        hand_off: Callable[[list[OutboxMessage]], None] | None = None,
+        hand_off: Callable[[list[Attempt]], None] | None = None,
+        *,
+        defer: bool = False,
     ) -> None:
         """Timer: start the due attempts, and tell the execution module to make them.
 
@@ -216,14 +227,24 @@ class ServiceCalls(Application[UUID]):
         time, its ``execute`` message is leased to this worker (``leased_here``) and, once
         recorded, handed to ``hand_off``, which sends the request at the due time — no claim,
         no transaction left between the due time and the request.
+
+        With ``defer`` too, a first claim's start is not recorded here at all: the attempt is
+        handed over with its ``start`` message (``deferred_start``, still leased here) and its
+        call, and the call's ``Started`` is recorded with the outcome, in the transaction that
+        consumes that message (``record_running`` records it first for an attempt still in
+        flight a moment later). A due-now call then costs one transaction less. A message
+        claimed before (its worker died or stopped) is started as above.
         """
         now = utcnow()
         calls, circuits = self._calls_and_circuits(messages)
         publish = []
-        handed: list[OutboxMessage] = []
+        consume = []
+        handed: list[Attempt] = []
         for message in messages:
             at = max(now, message.due_at) if hand_off and message.due_at else now
             call = calls.get(message.service_call_id)
+            if message.id is not None:
+                consume.append(message.id)
             if call is None or not call.is_due(message.attempt, at):
                 log.info("stale_start_ignored", service_call_id=str(message.service_call_id))
                 continue
@@ -234,13 +255,11 @@ class ServiceCalls(Application[UUID]):
                 call.hold(message.attempt, held_until)
                 publish.append(start_message(call, trace_parent_of(message)))
                 continue
-            execution_id = call.start(message.attempt, at)
-            assert execution_id is not None
             execute = execute_message(
                 call.tenant_id,
                 call.id,
-                call.attempt,
-                execution_id,
+                message.attempt,
+                execution_id_for(call.id, message.attempt),
                 call.request,
                 at,
                 self.execution_grace_seconds,
@@ -248,14 +267,50 @@ class ServiceCalls(Application[UUID]):
                 call.correlation_id,
                 call.origin,
             )
+            if hand_off and defer and message.claims == 1:
+                consume.pop()  # its outcome's transaction consumes it
+                deferred = deferred_start(execute, message, call.version)
+                handed.append(Attempt(deferred, _started(deferred, at), call.request, call))
+                continue
+            call.start(message.attempt, at)
             if hand_off:
                 execute = leased_here(execute, message, call.version)
-                handed.append(execute)
+                handed.append(Attempt(execute, _started(execute, at), call.request))
             publish.append(execute)
-        changes = OutboxChanges(consume=_ids(messages), publish=publish)
+        changes = OutboxChanges(consume=consume, publish=publish)
         record(self, [*calls.values(), *circuits.touched], TransactionEffects(changes))
         if hand_off and handed:
             hand_off(handed)
+
+    def record_running(self, attempts: Sequence[Attempt]) -> None:
+        """Deferred starts still in flight: record each call as started (when its attempt
+        began) with the attempt's ``execute`` message leased here (``running``), consuming its
+        ``start`` message; the attempts carry on with their new messages. A call changed
+        meanwhile (cancelled, paused) is left as it is: its attempt's outcome is recorded as
+        stale. Raises on a write conflict (the caller drops the calls in hand)."""
+        calls = self._calls_in_hand(attempts)
+        started: list[tuple[Attempt, OutboxMessage]] = []
+        for attempt in attempts:
+            message = attempt.message
+            call = calls.get(message.service_call_id)
+            began = attempt.execution.started_at
+            if call is not None and call.start(message.attempt, began) is not None:
+                started.append((attempt, running(message)))
+        changes = OutboxChanges(
+            consume=[a.message.id for a, _ in started if a.message.id is not None],
+            publish=[m for _, m in started],
+        )
+        record(self, [calls[a.message.service_call_id] for a, _ in started],
+               TransactionEffects(changes))
+        for attempt, execute in started:
+            attempt.message, attempt.call = execute, None
+
+    def _calls_in_hand(self, attempts: Sequence[Attempt]) -> dict[UUID, ServiceCall]:
+        """The attempts' calls: those they carry, the others read (in one query)."""
+        calls = {a.call.id: a.call for a in attempts if a.call is not None}
+        wanted = [a.message.service_call_id for a in attempts if a.call is None]
+        calls.update(load_many(self, wanted))
+        return calls
 
     def begin_attempts(self, messages: Sequence[OutboxMessage]) -> list[Attempt]:
         """The attempts to make for these messages.
@@ -300,6 +355,8 @@ class ServiceCalls(Application[UUID]):
     def finish_attempts(self, results: Sequence[tuple[Attempt, AttemptResult]]) -> None:
         """Record each attempt's outcome, consuming its message, with what follows for its call
         (``record_outcomes``)."""
+        unstarted = [a for a, _ in results if is_unstarted(a.message)]
+        started = self._start_deferred(unstarted)
         now = utcnow()
         reported = []
         for attempt, result in results:
@@ -310,14 +367,24 @@ class ServiceCalls(Application[UUID]):
             reported.append((attempt.message, outcome))
         consume = [a.message.id for a, _ in results if a.message.id]
         executions = [a.execution for a, _ in results]
-        self.record_outcomes(executions, reported, consume, now)
+        self.record_outcomes(executions, reported, consume, now, started)
+
+    def _start_deferred(self, attempts: Sequence[Attempt]) -> dict[UUID, ServiceCall]:
+        """The calls of deferred starts, started (when each attempt began) unless changed
+        meanwhile (cancelled, paused: their outcomes are then stale)."""
+        calls = self._calls_in_hand(attempts)
+        for attempt in attempts:
+            call = calls.get(attempt.message.service_call_id)
+            if call is not None:
+                call.start(attempt.message.attempt, attempt.execution.started_at)
+        return calls
 
     def reload_attempt(self, attempt: Attempt) -> Attempt:
         """The attempt with its execution as now recorded (after a write conflict)."""
         execution = self._find_execution(attempt.execution.id) or _started(
             attempt.message, attempt.execution.started_at
         )
-        return Attempt(attempt.message, execution, attempt.request)
+        return Attempt(attempt.message, execution, attempt.request)  # its call read anew
 
     def _find_execution(self, execution_id: UUID) -> Execution | None:
         try:
@@ -332,12 +399,14 @@ class ServiceCalls(Application[UUID]):
         reported: Sequence[tuple[OutboxMessage, AttemptOutcome]],
         consume: Sequence[int],
         now: datetime,
+        in_hand: Mapping[UUID, ServiceCall] = MappingProxyType({}),
     ) -> None:
         """Record attempts' outcomes (their executions' events) with what follows for each
-        call, decided by the policy, in one transaction that consumes their messages."""
-        decision = self.decide(reported, now) if reported else Decision()
+        call, decided by the policy, in one transaction that consumes their messages (the
+        calls ``in_hand`` are not read again: deferred starts)."""
+        decision = self.decide(reported, now, in_hand) if reported else Decision()
         effects = _ending_attempts(consume, decision.publish, decision.circuits)
-        record(self, [*executions, *decision.aggregates], effects)
+        record(self, [*executions, *in_hand.values(), *decision.aggregates], effects)
 
     def executions_of(self, call: ServiceCall) -> list[Execution]:
         """The call's executions, one per attempt made so far, first attempt first."""
@@ -346,11 +415,17 @@ class ServiceCalls(Application[UUID]):
         return [found[i] for i in ids if i in found]
 
     def decide(
-        self, reported: Sequence[tuple[OutboxMessage, AttemptOutcome]], now: datetime
+        self,
+        reported: Sequence[tuple[OutboxMessage, AttemptOutcome]],
+        now: datetime,
+        in_hand: Mapping[UUID, ServiceCall] = MappingProxyType({}),
     ) -> Decision:
         """Orchestration policy: outcomes become Succeeded, a retry later (a ``start``
-        message), or Failed; each message names the call, its tenant, host and trace."""
-        calls, circuits = self._calls_and_circuits([message for message, _ in reported])
+        message), or Failed; each message names the call, its tenant, host and trace. The
+        calls ``in_hand`` are not read again."""
+        calls, circuits = self._calls_and_circuits(
+            [message for message, _ in reported], in_hand
+        )
         changed = []
         for message, outcome in reported:
             circuits.record(message.tenant_id, message.host, message.service_call_id, outcome, now)
@@ -367,15 +442,18 @@ class ServiceCalls(Application[UUID]):
         )
 
     def _calls_and_circuits(
-        self, messages: Sequence[OutboxMessage]
+        self,
+        messages: Sequence[OutboxMessage],
+        in_hand: Mapping[UUID, ServiceCall] = MappingProxyType({}),
     ) -> tuple[dict[UUID, ServiceCall], CircuitBoard]:
-        """The messages' calls, and the circuit board for their hosts, in one query: the
-        circuits the repository's cache holds are read through it (their newer events only);
-        the others (most hosts have none) are read with the calls, so a host without a circuit
-        costs no query of its own."""
+        """The messages' calls (but those ``in_hand``), and the circuit board for their hosts,
+        in one query: the circuits the repository's cache holds are read through it (their
+        newer events only); the others (most hosts have none) are read with the calls, so a
+        host without a circuit costs no query of its own."""
         wanted = {circuit_id_for(m.tenant_id, m.host) for m in messages}
         uncached = [circuit_id for circuit_id in wanted if not self._cached(circuit_id)]
-        found = load_many(self, [*(m.service_call_id for m in messages), *uncached])
+        unread = [m.service_call_id for m in messages if m.service_call_id not in in_hand]
+        found = {**in_hand, **load_many(self, [*unread, *uncached])}
         read: dict[UUID, Circuit | None] = {c: found.pop(c, None) for c in uncached}
         cache = self.repository.cache
         for circuit_id, circuit in read.items():

@@ -125,6 +125,7 @@ class Container:
             poll_interval=self.settings.poll_interval_seconds,
             timer_lookahead=self.settings.timer_lookahead_seconds,
             timer_prestart=self.settings.timer_prestart_seconds,
+            record_running_after=self.settings.record_running_after_seconds,
             shutdown_timeout=self.settings.shutdown_timeout_seconds,
         )
         self.workers = Workers(

@@ -43,6 +43,7 @@ from application.outbox import (
     Outbox,
     OutboxMessage,
     is_fire,
+    is_unstarted,
     started_version_of,
     still_leased,
 )
@@ -76,7 +77,11 @@ class ExecutionLoop:
         unavailable: tuple[type[Exception], ...] = (),
         tracer: Tracer = NO_TRACING,
         slots_available: threading.Event | None = None,
+        record_running_after: float = 0.0,
     ) -> None:
+        """``record_running_after``: a deferred start (``ServiceCalls.start_due``) still in
+        flight this many seconds after its request went out is recorded as running."""
+        self._record_running_after = record_running_after
         self._calls = calls
         self._tracer = tracer
         self._unavailable = unavailable
@@ -91,10 +96,10 @@ class ExecutionLoop:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._in_flight = 0
-        self._results: asyncio.Queue[Finished] = asyncio.Queue()
+        # finished attempts, and deferred starts still in flight (``_record_results``)
+        self._results: asyncio.Queue[Finished | Attempt] = asyncio.Queue()
         self._slots_freed = asyncio.Event()
         self._sending: dict[asyncio.Task[None], Attempt] = {}
-        self._handing: set[asyncio.Task[None]] = set()
         # set when attempts finish: the timer (which takes no more than ``free_slots()``) may go on
         self.slots_available = slots_available or threading.Event()
 
@@ -184,22 +189,10 @@ class ExecutionLoop:
         """How many more attempts this worker takes on now (read from the timer's thread)."""
         return self._max_in_flight - self._in_flight
 
-    def accept(self, messages: Sequence[OutboxMessage]) -> None:
-        """Attempts the timer of this process started early and leased to it (called in this
-        worker's event loop): each request goes out at its due time."""
-        self._in_flight += len(messages)
-        task = asyncio.create_task(self._begin_handed(messages))
-        self._handing.add(task)
-        task.add_done_callback(self._handing.discard)
-
-    async def _begin_handed(self, messages: Sequence[OutboxMessage]) -> None:
-        try:  # first deliveries: nothing to read, so this cannot meet the database's absence
-            attempts = await asyncio.to_thread(self._calls.begin_attempts, messages)
-        except BaseException:
-            self._free(len(messages))
-            log.exception("handed_attempts_not_begun", attempts=len(messages))  # leases end
-            raise
-        self._free(len(messages) - len(attempts))
+    def accept(self, attempts: Sequence[Attempt]) -> None:
+        """Attempts the timer of this process started (or deferred starting) and leased to it
+        (called in this worker's event loop): each request goes out at its due time."""
+        self._in_flight += len(attempts)
         for attempt in attempts:
             task = asyncio.create_task(self._send(attempt, on_time=True))
             self._sending[task] = attempt
@@ -225,11 +218,18 @@ class ExecutionLoop:
         ATTEMPTS_STARTED.inc()
         ATTEMPTS_IN_FLIGHT.inc()
         span = self._tracer.attempt(attempt)
+        slow = None
+        if is_unstarted(attempt.message):  # its start goes with its outcome, unless it is slow
+            loop = asyncio.get_running_loop()
+            slow = loop.call_later(self._record_running_after, self._results.put_nowait, attempt)
         try:
             result = await self._attempt(attempt, span.headers)
         except BaseException:  # cancelled at a stop: handed back, made again elsewhere
             span.end(None)
             raise
+        finally:
+            if slow is not None:
+                slow.cancel()
         classified = result.classified()
         span.end(classified)
         _count_finished(classified)
@@ -292,15 +292,38 @@ class ExecutionLoop:
 
     async def _record_results(self) -> None:
         """Record finished attempts in batches; lingering a moment after the first result
-        gathers more per transaction (fewer holders of the events table's write lock)."""
+        gathers more per transaction (fewer holders of the events table's write lock).
+        Deferred starts still in flight ``record_running_after`` their requests went out come
+        through the same queue, to be recorded as running (before any outcome of theirs)."""
         while True:
             batch = [await self._results.get()]
             if self._linger > 0 and self._results.qsize() < self._batch_size:
                 await asyncio.sleep(self._linger)
             while len(batch) < self._batch_size and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            await self._record(batch)
-            self._free(len(batch))
+            finished = [item for item in batch if isinstance(item, tuple)]
+            done = {id(attempt) for attempt, _ in finished}
+            slow = [
+                item for item in batch
+                if isinstance(item, Attempt) and id(item) not in done
+                and is_unstarted(item.message)
+            ]
+            if slow:
+                await self._record_running(slow)
+            if finished:
+                await self._record(finished)
+                self._free(len(finished))
+
+    async def _record_running(self, attempts: Sequence[Attempt]) -> None:
+        """Record slow deferred starts as running. Failing (a conflict: a call changed
+        meanwhile; the database away), they stay deferred, their calls read anew with their
+        outcomes, their ``start`` messages' leases keeping them durable meanwhile."""
+        try:
+            await asyncio.to_thread(self._calls.record_running, attempts)
+        except Exception:
+            for attempt in attempts:
+                attempt.call = None
+            log.warning("record_running_failed", attempts=len(attempts), exc_info=True)
 
     async def _record(self, batch: Sequence[Finished]) -> None:
         """Record until it works: a failed save leaves the in-memory executions changed, so

@@ -14,10 +14,10 @@ import structlog
 from application.dispatch.execution_loop import ExecutionLoop
 from application.dispatch.schedule_loop import ScheduleLoop
 from application.dispatch.timer import Timer
-from application.outbox import EXECUTE, Outbox, OutboxMessage
+from application.outbox import EXECUTE, Outbox
 from application.ports import HttpSender
 from application.schedules import Schedules
-from application.service_calls import ServiceCalls
+from application.service_calls import Attempt, ServiceCalls
 from application.signing import RequestSigner
 from application.tracing import NO_TRACING, Tracer
 
@@ -36,6 +36,9 @@ class WorkerOptions:
     timer_prestart: float = 0.25
     switch_interval: float = 0.0005
     linger: float = 0.02  # outcome recording: batch for this long
+    # a first attempt's start is recorded with its outcome (one transaction less per call),
+    # or as running once its request has been out this long (0: before it is sent)
+    record_running_after: float = 0.0
     shutdown_timeout: float = 30.0  # stop(): attempts in flight finish or are handed back
 
 
@@ -65,7 +68,11 @@ class Workers:
         self._slots_available = threading.Event()  # the execution loop has free slots again
         self._timer = Timer(
             outbox,
-            partial(service_calls.start_due, hand_off=self._hand_off),
+            partial(
+                service_calls.start_due,
+                hand_off=self._hand_off,
+                defer=options.record_running_after > 0,
+            ),
             batch_size=options.batch_size,
             poll_interval=options.poll_interval,
             lookahead=options.timer_lookahead,
@@ -127,17 +134,18 @@ class Workers:
         """How many more attempts this worker's execution loop takes on."""
         return self._execution.free_slots() if self._execution else 0
 
-    def _hand_off(self, messages: Sequence[OutboxMessage]) -> None:
-        """The timer's early starts (recorded, leased to this worker) go to the execution loop;
-        if it is gone (stopping), they are handed back, available at their due time."""
+    def _hand_off(self, attempts: Sequence[Attempt]) -> None:
+        """The timer's starts (leased to this worker) go to the execution loop; if it is gone
+        (stopping), they are handed back, available at their due time."""
         loop, execution = self._loop, self._execution
         try:
             if loop is None or execution is None:
                 raise RuntimeError("the execution loop is not running")
-            loop.call_soon_threadsafe(execution.accept, messages)
+            loop.call_soon_threadsafe(execution.accept, attempts)
         except RuntimeError:
-            log.warning("early_starts_handed_back", attempts=len(messages))
-            self._outbox.release(messages)  # failing, their leases end: late, not lost
+            log.warning("early_starts_handed_back", attempts=len(attempts))
+            # failing, their leases end: late, not lost
+            self._outbox.release([attempt.message for attempt in attempts])
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"duecall-{name}", daemon=True)
@@ -162,6 +170,7 @@ class Workers:
             unavailable=self._unavailable,
             tracer=self._tracer,
             slots_available=self._slots_available,
+            record_running_after=self._options.record_running_after,
         )
         self._execution = worker
         self._execution_ready.set()

@@ -17,7 +17,8 @@ from datetime import timedelta
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
-from application.outbox import START, OutboxMessage
+from application.outbox import START
+from application.service_calls import Attempt
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall, Status
 from harness.target_server import TargetServer
@@ -140,7 +141,7 @@ def test_a_stale_holder_of_the_start_message_leaves_the_early_start_alone(
     call = _submit_due_in(container, "http://127.0.0.1:9/never", 2.0)
     claimed = container.outbox.claim(START, 10, 5.0)
     assert [m.service_call_id for m in claimed] == [call.id]
-    handed: list[OutboxMessage] = []
+    handed: list[Attempt] = []
     container.service_calls.start_due(claimed, hand_off=handed.extend)  # the first timer
     assert outbox_rows(url, call.id, LEASES) == [("execute", 1)]
 
@@ -148,4 +149,4 @@ def test_a_stale_holder_of_the_start_message_leaves_the_early_start_alone(
 
     assert outbox_rows(url, call.id, LEASES) == [("execute", 1)]  # still there
     assert len(handed) == 1
-    assert handed[0].id != claimed[0].id
+    assert handed[0].message.id != claimed[0].id
