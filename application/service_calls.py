@@ -544,10 +544,6 @@ def _ending_attempts(
     return TransactionEffects(OutboxChanges(consume, publish, frees_slots=True), circuits=circuits)
 
 
-def _ids(messages: Sequence[OutboxMessage]) -> list[int]:
-    return [m.id for m in messages if m.id is not None]
-
-
 def _new_call(command: SubmitServiceCall, box: SecretBox) -> ServiceCall:
     """The new call, its secret header values sealed: only ciphertext is ever recorded (in its
     events and in the messages that carry its request); the worker opens them to send."""
