@@ -1,0 +1,147 @@
+"""A step's outputs: RFC 9535 JSONPath queries over its response, and how they are stored.
+
+The document queried is ``{"status": 201, "headers": {lower-cased name: value}, "body":
+<JSON body, or the text>}``. A singular query (``$.body.id``) gives its value or null; any
+other (``$.body.items[*].id``) gives the list of the values it selects.
+
+Library: ``jsonpath-rfc9535`` (James Prior). It implements exactly RFC 9535 and nothing
+else (it is tested against the JSONPath Compliance Test Suite), is pure Python with type
+hints, and is maintained; ``python-jsonpath`` by the same author adds non-standard syntax
+we would then have to forbid, ``jsonpath-ng`` predates the RFC and differs from it. The
+``match`` and ``search`` function extensions are not offered: a tenant's regular expression
+run over a response body can backtrack for a very long time.
+
+Storage: a step's outputs take at most ``MAX_OUTPUT_BYTES`` together (compact UTF-8 JSON),
+in the order they are declared. One that does not fit is kept truncated (its JSON text cut
+to what is left) with the size and SHA-256 of its whole value; it cannot be used in a
+template or expression (a truncated value would be sent as if whole).
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonpath_rfc9535 import JSONPathEnvironment, JSONPathError, JSONPathQuery
+
+from domain.errors import InvalidRequestError
+from domain.text import text_problem
+from domain.workflow_paths import Unavailable
+
+MAX_OUTPUT_BYTES = 256 * 1024
+MAX_QUERY_LENGTH = 512
+
+
+class _Environment(JSONPathEnvironment):
+    """RFC 9535 without the regular-expression functions (``match``, ``search``)."""
+
+    def setup_function_extensions(self) -> None:
+        super().setup_function_extensions()
+        for name in ("match", "search"):
+            del self.function_extensions[name]
+
+
+_ENVIRONMENT = _Environment()
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    value: object  # the whole value; when not usable, the part kept (text) or None
+    size_bytes: int  # of the whole value, as compact UTF-8 JSON
+    sha256: str  # of the same
+    unusable: str | None = None  # why it cannot be used (truncated, unstorable)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "unusable": self.unusable,
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "StoredOutput":
+        return cls(values["value"], values["size_bytes"], values["sha256"], values["unusable"])
+
+
+def compile_query(query: object, field: str) -> JSONPathQuery:
+    """The compiled query, or ``InvalidRequestError`` naming ``field``."""
+    if not isinstance(query, str) or not query:
+        raise InvalidRequestError(field, "must be a JSONPath query (a string starting with $)")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidRequestError(field, f"at most {MAX_QUERY_LENGTH} characters")
+    problem = text_problem(query)
+    if problem is not None:
+        raise InvalidRequestError(field, problem)
+    try:
+        return _ENVIRONMENT.compile(query)
+    except JSONPathError as error:
+        raise InvalidRequestError(field, f"invalid JSONPath: {error}") from None
+    except RecursionError:  # nested too deep for the library's recursive parser
+        raise InvalidRequestError(field, "invalid JSONPath: nested too deep") from None
+
+
+def response_document(status: int, headers: Mapping[str, str], body: object) -> dict[str, Any]:
+    """What output queries and ``success`` read: header names lower-cased."""
+    return {
+        "status": status,
+        "headers": {name.lower(): value for name, value in headers.items()},
+        "body": body,
+    }
+
+
+def extract_outputs(
+    queries: Mapping[str, JSONPathQuery], document: Mapping[str, Any], field: str = "outputs"
+) -> dict[str, object]:
+    """Each output's value in ``document``; a query the document defeats (a recursive
+    descent deeper than the library allows) raises ``InvalidRequestError``."""
+    values: dict[str, object] = {}
+    for name, query in queries.items():
+        try:
+            found = query.find(dict(document)).values()
+        except (JSONPathError, RecursionError) as error:
+            raise InvalidRequestError(f"{field}.{name}", f"cannot be read: {error}") from None
+        values[name] = (found[0] if found else None) if query.singular_query() else found
+    return values
+
+
+def stored_outputs(
+    values: Mapping[str, object], max_bytes: int = MAX_OUTPUT_BYTES
+) -> dict[str, StoredOutput]:
+    """The outputs as stored: whole while they fit in ``max_bytes`` together, in order."""
+    left = max_bytes
+    stored: dict[str, StoredOutput] = {}
+    for name, value in values.items():
+        text, problem = _json_text(value)
+        data = text.encode("utf-8", errors="surrogatepass")
+        digest = hashlib.sha256(data).hexdigest()
+        if problem is not None:
+            stored[name] = StoredOutput(None, len(data), digest, f"cannot be stored: {problem}")
+        elif len(data) <= left:
+            stored[name] = StoredOutput(value, len(data), digest)
+            left -= len(data)
+        else:
+            kept = data[:left].decode("utf-8", errors="ignore")  # cut on a character boundary
+            left -= len(kept.encode("utf-8"))
+            note = f"truncated: {len(data)} bytes, over the {max_bytes} bytes a step's outputs keep"
+            stored[name] = StoredOutput(kept, len(data), digest, note)
+    return stored
+
+
+def _json_text(value: object) -> tuple[str, str | None]:
+    """Compact JSON, and why it cannot be stored (jsonb holds no NUL, no NaN), if so."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN or Infinity (Python's JSON parser reads them)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return text, "not JSON (NaN or Infinity)"
+    return text, text_problem(text)
+
+
+def usable_outputs(stored: Mapping[str, StoredOutput]) -> dict[str, object]:
+    """The values templates and expressions read: ``Unavailable`` for the unusable ones."""
+    return {
+        name: output.value if output.unusable is None else Unavailable(output.unusable)
+        for name, output in stored.items()
+    }

@@ -1,0 +1,122 @@
+"""Dotted look-ups (``input.key``, ``steps.auth.outputs.token``, ``body.items.0``): which
+ones a field may use, and their values in an evaluation context.
+
+A context is a plain mapping built by ``evaluation_context``::
+
+    {"input": {...}, "run": {"id": ..., "name": ...},
+     "steps": {"auth": {"state": "succeeded", "status": 200, "outputs": {...}}},
+     "status": 201, "headers": {...lower-cased names...}, "body": ...}   # a step's response
+
+A step's fields see only the steps they (transitively) need, so a run's values are settled
+before they are read and a replay reads the same ones.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from domain.errors import InvalidRequestError
+
+STEP_FIELDS = frozenset({"outputs", "status", "state"})
+RUN_FIELDS = frozenset({"id", "name"})
+RESPONSE_ROOTS = frozenset({"status", "headers", "body"})
+RUN_ROOTS = frozenset({"input", "run", "steps"})
+
+
+class _Missing:
+    """A look-up that found nothing (``null`` in an expression; an error in a template
+    unless ``default`` gives a value)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A value that exists but may not be used (an output truncated when stored)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a field may look up: its roots, and the steps it sees with their outputs."""
+
+    roots: frozenset[str]
+    steps: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def check_path(path: Sequence[str], scope: Scope, field_name: str, position: int) -> None:
+    """Raise ``InvalidRequestError`` when ``path`` names something ``scope`` does not hold."""
+    where = f"at position {position}"
+    root = path[0]
+    if root not in scope.roots:
+        raise InvalidRequestError(
+            field_name, f"unknown name {root!r} {where} (known: {', '.join(sorted(scope.roots))})"
+        )
+    if root == "run" and (len(path) != 2 or path[1] not in RUN_FIELDS):
+        raise InvalidRequestError(field_name, f"'run' has only id and name {where}")
+    if root == "steps":
+        _check_step_path(path, scope, field_name, where)
+
+
+def _check_step_path(path: Sequence[str], scope: Scope, field_name: str, where: str) -> None:
+    if len(path) < 3 or path[2] not in STEP_FIELDS:
+        raise InvalidRequestError(
+            field_name,
+            f"use steps.<id>.outputs.<name>, steps.<id>.status or steps.<id>.state {where}",
+        )
+    step = path[1]
+    if step not in scope.steps:
+        raise InvalidRequestError(
+            field_name,
+            f"step {step!r} is not a step this one needs (directly or through other steps) {where}",
+        )
+    if path[2] != "outputs" and len(path) > 3:
+        raise InvalidRequestError(field_name, f"steps.{step}.{path[2]} has no fields {where}")
+    if path[2] == "outputs" and len(path) > 3 and path[3] not in scope.steps[step]:
+        raise InvalidRequestError(field_name, f"step {step!r} has no output {path[3]!r} {where}")
+
+
+def resolve(context: Mapping[str, object], path: Sequence[str]) -> object:
+    """The value at ``path``, ``MISSING`` when there is none, or an ``Unavailable``."""
+    value: object = context
+    for depth, segment in enumerate(path):
+        if isinstance(value, Unavailable):
+            return value
+        key = segment.lower() if depth == 1 and path[0] == "headers" else segment
+        if isinstance(value, Mapping):
+            value = value.get(key, MISSING)
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return MISSING
+        if value is MISSING:
+            return MISSING
+    return value
+
+
+def evaluation_context(
+    *,
+    input_values: Mapping[str, object],
+    run_id: str,
+    run_name: str,
+    steps: Mapping[str, Mapping[str, object]],
+    response: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """A context for templates and expressions; ``response`` (status, headers, body) for a
+    step's ``success``. Header names are lower-cased (looked up case-insensitively)."""
+    context: dict[str, object] = {
+        "input": dict(input_values),
+        "run": {"id": run_id, "name": run_name},
+        "steps": {step: dict(values) for step, values in steps.items()},
+    }
+    if response is not None:
+        headers = response.get("headers") or {}
+        assert isinstance(headers, Mapping)
+        context["status"] = response.get("status")
+        context["headers"] = {str(name).lower(): value for name, value in headers.items()}
+        context["body"] = response.get("body")
+    return context
