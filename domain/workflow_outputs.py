@@ -136,7 +136,25 @@ def _json_text(value: object) -> tuple[str, str | None]:
     except ValueError:  # NaN or Infinity (Python's JSON parser reads them)
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         return text, "not JSON (NaN or Infinity)"
-    return text, text_problem(text)
+    return text, _strings_problem(value)
+
+
+def _strings_problem(value: object) -> str | None:
+    """Why a string (or key) in ``value`` cannot be stored, if one cannot (NUL: jsonb
+    refuses even its ``\\u0000`` escape)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return problem
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def usable_outputs(stored: Mapping[str, StoredOutput]) -> dict[str, object]:
