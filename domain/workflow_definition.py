@@ -33,7 +33,7 @@ from domain.workflow_graph import ancestors, find_cycle
 from domain.workflow_outputs import compile_query
 from domain.workflow_paths import RESPONSE_ROOTS, RUN_ROOTS, Scope
 from domain.workflow_step_request import StepRequest, parse_step_request
-from domain.workflow_templates import parse_json_template
+from domain.workflow_templates import check_json_value
 
 DEFAULT_MAX_STEPS = 100
 HARD_MAX_STEPS = 250
@@ -133,21 +133,8 @@ def _on_failure(value: object, field_name: str) -> OnFailure:
 def _input(value: object) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidRequestError("input", "must be an object")
-    parse_json_template(dict(value), "input", Scope(frozenset()))  # depth, size, text rules
-    for text in _strings(value):
-        if "{{" in text:
-            raise InvalidRequestError("input", "holds values, not templates ('{{')")
+    check_json_value(dict(value), "input")  # depth, size, text rules; strings are data
     return dict(value)
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [s for item in value.values() for s in _strings(item)]
-    if isinstance(value, list):
-        return [s for item in value for s in _strings(item)]
-    return []
 
 
 def _raw_steps(steps: object, max_steps: int) -> dict[str, Mapping[str, Any]]:

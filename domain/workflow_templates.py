@@ -98,6 +98,11 @@ def parse_json_template(value: object, field: str, scope: Scope) -> JsonTemplate
     return _JsonParser(scope).parse(value, field, 0)
 
 
+def check_json_value(value: object, field: str) -> None:
+    """A plain JSON value (no templates: its strings are data), within the same bounds."""
+    _JsonParser(None).parse(value, field, 0)
+
+
 def render_text(template: Template, context: Mapping[str, object]) -> str:
     """The template's text with every look-up replaced by its value's text."""
     return "".join(
@@ -209,8 +214,8 @@ def _apply(function: Function, value: object, lookup: Lookup, field: str) -> obj
 class _JsonParser:
     """Parses a JSON body's strings as templates, bounding its depth and size."""
 
-    def __init__(self, scope: Scope) -> None:
-        self.scope, self.nodes = scope, 0
+    def __init__(self, scope: Scope | None) -> None:
+        self.scope, self.nodes = scope, 0  # no scope: strings are data, not templates
 
     def parse(self, value: object, field: str, depth: int) -> JsonTemplate:
         self.nodes += 1
@@ -219,7 +224,12 @@ class _JsonParser:
         if depth > MAX_JSON_DEPTH:
             raise InvalidRequestError(field, f"nested deeper than {MAX_JSON_DEPTH}")
         if isinstance(value, str):
-            return parse_template(value, field, self.scope)
+            if self.scope is not None:
+                return parse_template(value, field, self.scope)
+            if len(value) > MAX_TEMPLATE_LENGTH:
+                raise InvalidRequestError(field, f"at most {MAX_TEMPLATE_LENGTH} characters")
+            check_text(field, value)
+            return None
         if isinstance(value, Mapping):
             return {
                 _key(key, field): self.parse(item, f"{field}.{key}", depth + 1)
