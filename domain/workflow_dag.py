@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from domain.workflow_definition import OnFailure, Step, WorkflowDefinition
+from domain.workflow_definition import WorkflowDefinition
 from domain.workflow_expressions import evaluate
 from domain.workflow_graph import topological_order
+from domain.workflow_step import OnFailure, Step
 
 
 class StepState(StrEnum):

@@ -9,17 +9,15 @@
 
 Literals are JSON numbers, quoted strings, true, false, null; paths are look-ups
 (``workflow_paths``). No eval, no calls, no attribute access: evaluation only reads the
-context. Semantics are JSON's, not Python's: ``true != 1``; ``<`` and friends compare two
-numbers or two strings and are false otherwise; ``in`` tests a list's items, a string's
-substrings or an object's keys; a missing look-up is ``null``. The result counts as true
-unless it is false, null, 0, "" or empty.
+context. Semantics are JSON's, not Python's (``workflow_comparisons``): ``true != 1``, a
+missing look-up is ``null``.
 """
 
-import operator as operator_
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain.errors import InvalidRequestError
+from domain.workflow_comparisons import compare, truthy
 from domain.workflow_paths import MISSING, Scope, Unavailable, check_path, resolve
 from domain.workflow_tokens import Kind, Token, syntax_error, tokenize
 
@@ -96,14 +94,6 @@ def evaluate(expression: Expression, context: Mapping[str, object]) -> bool:
     """Is the expression true in ``context``? Reading a value that may not be used (an
     output truncated when stored) raises ``InvalidRequestError`` naming the field."""
     return truthy(_value(expression.root, context, expression.field))
-
-
-def truthy(value: object) -> bool:
-    if value is MISSING or value is None or value is False:
-        return False
-    if isinstance(value, int | float | str | list | Mapping):
-        return bool(value)
-    return True
 
 
 class _Parser:
@@ -234,50 +224,6 @@ def _value(node: Node, context: Mapping[str, object], field: str) -> object:
         if left == (node.operator == "or"):  # short circuit
             return left
         return truthy(_value(node.right, context, field))
-    return _compare(
+    return compare(
         node.operator, _value(node.left, context, field), _value(node.right, context, field)
     )
-
-
-def _compare(operator: str, left: object, right: object) -> bool:
-    if operator == "==":
-        return equal(left, right)
-    if operator == "!=":
-        return not equal(left, right)
-    if operator == "in":
-        return _contains(right, left)
-    if operator == "not in":
-        return not _contains(right, left)
-    if (_number(left) and _number(right)) or (isinstance(left, str) and isinstance(right, str)):
-        return bool(_ORDER[operator](left, right))  # type: ignore[arg-type]
-    return False
-
-
-_ORDER = {"<": operator_.lt, "<=": operator_.le, ">": operator_.gt, ">=": operator_.ge}
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def equal(left: object, right: object) -> bool:
-    """JSON equality: booleans are not numbers; lists and objects compare item by item."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if _number(left) and _number(right):
-        return left == right
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(equal, left, right))
-    if isinstance(left, Mapping) and isinstance(right, Mapping):
-        return left.keys() == right.keys() and all(equal(left[k], right[k]) for k in left)
-    return type(left) is type(right) and left == right
-
-
-def _contains(container: object, item: object) -> bool:
-    if isinstance(container, list):
-        return any(equal(item, element) for element in container)
-    if isinstance(container, str):
-        return isinstance(item, str) and item in container
-    if isinstance(container, Mapping):
-        return isinstance(item, str) and item in container
-    return False

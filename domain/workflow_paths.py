@@ -114,8 +114,8 @@ def evaluation_context(
         "steps": {step: dict(values) for step, values in steps.items()},
     }
     if response is not None:
-        headers = response.get("headers") or {}
-        assert isinstance(headers, Mapping)
+        headers = response.get("headers")
+        headers = headers if isinstance(headers, Mapping) else {}
         context["status"] = response.get("status")
         context["headers"] = {str(name).lower(): value for name, value in headers.items()}
         context["body"] = response.get("body")

@@ -10,12 +10,13 @@ from domain.errors import InvalidRequestError
 from domain.retry_policy import RetryPolicy
 from domain.workflow_definition import (
     HARD_MAX_STEPS,
-    OnFailure,
     WorkflowDefinition,
+    definition_problems,
     parse_definition,
 )
 from domain.workflow_expressions import evaluate
 from domain.workflow_paths import evaluation_context
+from domain.workflow_step import OnFailure
 from domain.workflow_step_request import render_request
 
 EXAMPLE: dict[str, Any] = {
@@ -266,6 +267,18 @@ def test_a_template_may_read_a_transitive_dependency() -> None:
     parse_definition({"name": "chain", "steps": steps})
     steps[2]["needs"] = []
     assert "not a step this one needs" in refused({"name": "chain", "steps": steps}).message
+
+
+def test_a_dry_run_reports_each_steps_first_problem() -> None:
+    values = copy.deepcopy(EXAMPLE)
+    values["steps"][0]["outputs"] = {"token": "$.body["}
+    values["steps"][1]["when"] = "steps.auth.status =="
+    values["steps"][1]["request"]["url"] = "https://p.example/{{ steps.nope.status }}"
+    problems = definition_problems(values)
+    assert [p.field for p in problems] == ["steps[auth].outputs.token", "steps[charge].request.url"]
+    assert definition_problems(EXAMPLE) == []
+    values["steps"][1]["needs"] = ["charge"]  # the graph first: nothing else is checked
+    assert [p.field for p in definition_problems(values)] == ["steps[charge].needs"]
 
 
 def test_the_cycle_is_named() -> None:
