@@ -9,7 +9,9 @@ else (it is tested against the JSONPath Compliance Test Suite), is pure Python w
 hints, and is maintained; ``python-jsonpath`` by the same author adds non-standard syntax
 we would then have to forbid, ``jsonpath-ng`` predates the RFC and differs from it. The
 ``match`` and ``search`` function extensions are not offered: a tenant's regular expression
-run over a response body can backtrack for a very long time.
+run over a response body can backtrack for a very long time. For the same reason a query
+holds at most one ``..`` (each nests a walk of the whole response) and selects at most
+``MAX_SELECTED`` values.
 
 Storage: a step's outputs take at most ``MAX_OUTPUT_BYTES`` together (compact UTF-8 JSON),
 in the order they are declared. One that does not fit is kept truncated (its JSON text cut
@@ -21,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from jsonpath_rfc9535 import JSONPathEnvironment, JSONPathError, JSONPathQuery
@@ -31,6 +34,8 @@ from domain.workflow_paths import Unavailable
 
 MAX_OUTPUT_BYTES = 256 * 1024
 MAX_QUERY_LENGTH = 512
+MAX_DESCENTS = 1  # '..' in a query: each nests a walk of the whole response in the last
+MAX_SELECTED = 10_000  # values one query may select
 
 
 class _Environment(JSONPathEnvironment):
@@ -74,6 +79,8 @@ def compile_query(query: object, field: str) -> JSONPathQuery:
     problem = text_problem(query)
     if problem is not None:
         raise InvalidRequestError(field, problem)
+    if query.count("..") > MAX_DESCENTS:  # counted in names too: a refusal, never a miss
+        raise InvalidRequestError(field, f"at most {MAX_DESCENTS} '..' (descendants) a query")
     try:
         return _ENVIRONMENT.compile(query)
     except JSONPathError as error:
@@ -95,13 +102,17 @@ def extract_outputs(
     queries: Mapping[str, JSONPathQuery], document: Mapping[str, Any], field: str = "outputs"
 ) -> dict[str, object]:
     """Each output's value in ``document``; a query the document defeats (a recursive
-    descent deeper than the library allows) raises ``InvalidRequestError``."""
+    descent deeper than the library allows, more than ``MAX_SELECTED`` values) raises
+    ``InvalidRequestError``. The caller bounds the size of the body it parses."""
     values: dict[str, object] = {}
     for name, query in queries.items():
-        try:
-            found = query.find(dict(document)).values()
+        try:  # the library selects lazily: stop past the limit
+            nodes = list(islice(query.finditer(dict(document)), MAX_SELECTED + 1))
         except (JSONPathError, RecursionError) as error:
             raise InvalidRequestError(f"{field}.{name}", f"cannot be read: {error}") from None
+        if len(nodes) > MAX_SELECTED:
+            raise InvalidRequestError(f"{field}.{name}", f"selects more than {MAX_SELECTED} values")
+        found = [node.value for node in nodes]
         values[name] = (found[0] if found else None) if query.singular_query() else found
     return values
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from domain.errors import InvalidRequestError
 from domain.workflow_outputs import (
     MAX_OUTPUT_BYTES,
+    MAX_SELECTED,
     StoredOutput,
     compile_query,
     extract_outputs,
@@ -74,6 +75,8 @@ def test_other_queries_give_the_list_of_values_selected() -> None:
         ("$" + ".a" * 300, "at most 512 characters"),
         ("", "must be a JSONPath query"),
         ("$" + "[?(" * 170, "invalid JSONPath"),  # deep nesting within the length limit
+        ("$..a..b", "at most 1 '..'"),  # nested walks of the whole response
+        ("$..[?@..x]", "at most 1 '..'"),
     ],
 )
 def test_bad_queries_name_the_field(query: str, message: str) -> None:
@@ -91,6 +94,15 @@ def test_a_query_the_response_defeats_names_the_output() -> None:
     with pytest.raises(InvalidRequestError) as raised:
         extract_outputs(query, response_document(200, {}, deep), "steps[a].outputs")
     assert raised.value.field == "steps[a].outputs.all"
+
+
+def test_a_query_selecting_too_many_values_is_refused() -> None:
+    document = response_document(200, {}, list(range(MAX_SELECTED + 1)))
+    with pytest.raises(InvalidRequestError, match="more than"):
+        extract_outputs({"all": compile_query("$.body[*]", "f")}, document)
+    document = response_document(200, {}, list(range(MAX_SELECTED)))
+    selected = extract_outputs({"all": compile_query("$.body[*]", "f")}, document)["all"]
+    assert selected == list(range(MAX_SELECTED))
 
 
 def test_outputs_within_the_budget_are_kept_whole() -> None:
