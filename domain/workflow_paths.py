@@ -81,7 +81,8 @@ def _check_step_path(path: Sequence[str], scope: Scope, field_name: str, where: 
 
 
 def resolve(context: Mapping[str, object], path: Sequence[str]) -> object:
-    """The value at ``path``, ``MISSING`` when there is none, or an ``Unavailable``."""
+    """The value at ``path``, ``MISSING`` when there is none, or an ``Unavailable`` (also
+    for an object holding one directly, as ``steps.<id>.outputs``)."""
     value: object = context
     for depth, segment in enumerate(path):
         if isinstance(value, Unavailable):
@@ -95,6 +96,10 @@ def resolve(context: Mapping[str, object], path: Sequence[str]) -> object:
             return MISSING
         if value is MISSING:
             return MISSING
+    if isinstance(value, Mapping):  # a step's outputs together: one may be unusable
+        for item in value.values():
+            if isinstance(item, Unavailable):
+                return item
     return value
 
 

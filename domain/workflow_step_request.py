@@ -105,9 +105,8 @@ def render_request(request: StepRequest, context: Mapping[str, object], field: s
             raise InvalidRequestError(f"{field}.body", "is not JSON (NaN or Infinity)") from None
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
-    else:
-        rendered = render_json(request.body, context)
-        body = None if rendered is None else str(rendered)
+    else:  # text: a look-up's value is written as text (true, {"a":1}), never Python's repr
+        body = render_text(request.body, context) if isinstance(request.body, Template) else None
     try:
         return RequestSpec(
             request.method,

@@ -105,8 +105,9 @@ def check_json_value(value: object, field: str) -> None:
 
 def render_text(template: Template, context: Mapping[str, object]) -> str:
     """The template's text with every look-up replaced by its value's text."""
+    field = template.field
     return "".join(
-        part if isinstance(part, str) else as_text(_evaluate(part, context, template.field))
+        part if isinstance(part, str) else _text(_evaluate(part, context, field), field)
         for part in template.parts
     )
 
@@ -131,6 +132,20 @@ def as_text(value: object) -> str:
     if value is None:
         return ""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _text(value: object, field: str) -> str:
+    """``as_text``, with a value that is not JSON refused naming the field."""
+    if isinstance(value, str) or value is None:
+        return as_text(value)
+    return _json(value, field)
+
+
+def _json(value: object, field: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN or Infinity (Python's JSON parser reads them)
+        raise InvalidRequestError(field, "a value is not JSON (NaN or Infinity)") from None
 
 
 def _lookup(text: str, field: str, offset: int, scope: Scope) -> Lookup:
@@ -197,8 +212,8 @@ def _apply(function: Function, value: object, lookup: Lookup, field: str) -> obj
     if value is MISSING:
         return MISSING  # reported after the functions: only default gives a value
     if function.name == "json":
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    text = as_text(value)
+        return _json(value, field)
+    text = _text(value, field)
     problem = text_problem(text)
     if problem is not None:  # cannot be encoded (a lone surrogate) nor stored (NUL)
         raise InvalidRequestError(field, f"{lookup.text}: {problem}")

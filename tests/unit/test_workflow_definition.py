@@ -129,6 +129,17 @@ def test_a_rendered_request_that_breaks_a_calls_rule_names_the_step() -> None:
         assert raised.value.field == f"steps[auth].request.{field}"
 
 
+def test_a_text_body_of_one_look_up_writes_the_value_as_text() -> None:
+    values = changed(lambda d: d["steps"][0]["request"].update(body="{{ input.key }}"))
+    definition = parse_definition(values)
+    for value, text in ((True, "true"), ({"a": [1]}, '{"a":[1]}'), (None, "")):
+        context = evaluation_context(
+            input_values={"key": value}, run_id="r", run_name="n", steps={}
+        )
+        sent = render_request(definition.step("auth").request, context, "steps[auth].request")
+        assert sent.body == text
+
+
 def test_a_text_body_stays_text_and_a_content_type_given_is_kept() -> None:
     values = changed(
         lambda d: d["steps"][0]["request"].update(

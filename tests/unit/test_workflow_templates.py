@@ -86,9 +86,23 @@ def test_an_unusable_output_cannot_be_rendered() -> None:
         run_name="n",
         steps={"auth": {"outputs": {"token": Unavailable("truncated: 300000 bytes")}}},
     )
-    for text in ("{{ steps.auth.outputs.token }}", "{{ steps.auth.outputs.token | default(1) }}"):
+    for text in (
+        "{{ steps.auth.outputs.token }}",
+        "{{ steps.auth.outputs.token | default(1) }}",
+        "{{ steps.auth.outputs | json }}",
+    ):
         with pytest.raises(InvalidRequestError, match="truncated"):
             render_text(parse_template(text, FIELD, SCOPE), context)
+
+
+def test_a_value_that_is_not_json_is_refused() -> None:
+    context = evaluation_context(
+        input_values={"x": [float("nan")]}, run_id="r", run_name="n", steps={}
+    )
+    for text in ("{{ input.x }}", "{{ input.x | json }}", "{{ input.x | upper }}"):
+        with pytest.raises(InvalidRequestError, match="NaN") as raised:
+            render_text(parse_template(text, FIELD, SCOPE), context)
+        assert raised.value.field == FIELD
 
 
 def test_a_function_refuses_a_value_that_cannot_be_encoded() -> None:
