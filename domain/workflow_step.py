@@ -59,7 +59,7 @@ class Step:
 
 
 def parse_on_failure(value: object, field_name: str) -> OnFailure:
-    if value not in {mode.value for mode in OnFailure}:
+    if not isinstance(value, str) or value not in {mode.value for mode in OnFailure}:
         raise InvalidRequestError(field_name, f"must be one of {[m.value for m in OnFailure]}")
     return OnFailure(str(value))
 

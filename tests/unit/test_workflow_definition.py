@@ -5,6 +5,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.errors import InvalidRequestError
 from domain.retry_policy import RetryPolicy
@@ -350,3 +352,73 @@ def test_deeply_nested_input_is_refused() -> None:
     for _ in range(1000):
         deep = {"a": deep}
     assert "nested deeper" in refused({"name": "n", "input": deep, "steps": [step(1)]}).message
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["{{ input.key }}", "{{", "$.body", "status < 3", "GET", "auth"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+_places = st.sampled_from(
+    [(), ("steps", 0), ("steps", 1), ("steps", 0, "request"), ("steps", 1, "request"),
+     ("steps", 1, "compensate"), ("steps", 1, "retry_policy"), ("steps", 0, "outputs")]
+)  # fmt: skip
+_keys = st.sampled_from(
+    ["name", "on_failure", "input", "steps", "id", "needs", "when", "success", "request",
+     "outputs", "retry_policy", "timeout_seconds", "compensate", "method", "url", "headers",
+     "body", "secret_headers", "follow_redirects", "max_attempts", "token", "x"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(st.tuples(_places, _keys, _json_values), min_size=1, max_size=3))
+def test_any_changed_definition_parses_or_is_refused_naming_a_field(
+    changes: list[tuple[tuple[Any, ...], str, object]],
+) -> None:
+    values = copy.deepcopy(EXAMPLE)
+    for where, key, value in changes:
+        target: Any = values
+        for part in where:
+            if (
+                not isinstance(target, dict | list)
+                or (isinstance(target, list) and part >= len(target))
+                or (isinstance(target, dict) and part not in target)
+            ):
+                break
+            target = target[part]
+        else:
+            if isinstance(target, dict):
+                target[key] = value
+    problems = definition_problems(values)
+    for problem in problems:
+        assert problem.field
+        assert "\x00" not in problem.field
+    if not problems:
+        assert parse_definition(values).name == values["name"]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_json_values, _json_values)
+def test_rendering_any_input_gives_a_checked_request_or_names_the_field(
+    key: object, token: object
+) -> None:
+    definition = parse_definition(EXAMPLE)
+    context = evaluation_context(
+        input_values={"key": key},
+        run_id="r",
+        run_name="n",
+        steps={"auth": {"state": "succeeded", "status": 200, "outputs": {"token": token}}},
+    )
+    for step_id in ("auth", "charge"):
+        field = f"steps[{step_id}].request"
+        refused: InvalidRequestError | None = None
+        try:
+            render_request(definition.step(step_id).request, context, field)
+        except InvalidRequestError as error:
+            refused = error
+        assert refused is None or refused.field.startswith(field)
