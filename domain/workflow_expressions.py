@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain.errors import InvalidRequestError
+from domain.text import check_text
 from domain.workflow_comparisons import compare, truthy
 from domain.workflow_paths import MISSING, Scope, Unavailable, check_path, resolve
 from domain.workflow_tokens import Kind, Token, syntax_error, tokenize
@@ -81,6 +82,7 @@ def parse_expression(text: object, field: str, scope: Scope) -> Expression:
         raise InvalidRequestError(field, "must be a non-empty string (an expression)")
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise InvalidRequestError(field, f"at most {MAX_EXPRESSION_LENGTH} characters")
+    check_text(field, text)  # inside a string literal too
     parser = _Parser(tokenize(text, field), field)
     root = parser.expression(0)
     parser.expect_end()

@@ -27,7 +27,7 @@ from domain.workflow_expressions import Literal, Path
 from domain.workflow_paths import MISSING, Scope, Unavailable, check_path, resolve
 from domain.workflow_tokens import Kind, Token, syntax_error, tokenize
 
-MAX_TEMPLATE_LENGTH = 1024 * 1024  # characters in one string (a body may be this long)
+MAX_TEMPLATE_LENGTH = 1024 * 1024  # characters in one string, or a JSON value's strings
 MAX_LOOKUPS = 100  # {{ ... }} in one string
 MAX_JSON_DEPTH = 32
 MAX_JSON_NODES = 10_000
@@ -230,22 +230,23 @@ class _JsonParser:
     """Parses a JSON body's strings as templates, bounding its depth and size."""
 
     def __init__(self, scope: Scope | None) -> None:
-        self.scope, self.nodes = scope, 0  # no scope: strings are data, not templates
+        self.scope = scope  # None: strings are data, not templates
+        self.nodes = self.characters = 0
 
     def parse(self, value: object, field: str, depth: int) -> JsonTemplate:
         self.nodes += 1
         if self.nodes > MAX_JSON_NODES:
-            raise InvalidRequestError(field, f"a body holds at most {MAX_JSON_NODES} values")
+            raise InvalidRequestError(field, f"a JSON value holds at most {MAX_JSON_NODES} values")
         if depth > MAX_JSON_DEPTH:
             raise InvalidRequestError(field, f"nested deeper than {MAX_JSON_DEPTH}")
         if isinstance(value, str):
+            self.count(len(value), field)
             if self.scope is not None:
                 return parse_template(value, field, self.scope)
-            if len(value) > MAX_TEMPLATE_LENGTH:
-                raise InvalidRequestError(field, f"at most {MAX_TEMPLATE_LENGTH} characters")
             check_text(field, value)
             return None
         if isinstance(value, Mapping):
+            self.count(sum(len(key) for key in value if isinstance(key, str)), field)
             return {
                 _key(key, field): self.parse(item, f"{field}.{key}", depth + 1)
                 for key, item in value.items()
@@ -257,6 +258,13 @@ class _JsonParser:
         if isinstance(value, float) and math.isfinite(value):
             return value
         raise InvalidRequestError(field, "must be a JSON value")
+
+    def count(self, characters: int, field: str) -> None:
+        self.characters += characters
+        if self.characters > MAX_TEMPLATE_LENGTH:
+            raise InvalidRequestError(
+                field, f"a JSON value holds at most {MAX_TEMPLATE_LENGTH} characters of text"
+            )
 
 
 def _key(key: object, field: str) -> str:

@@ -13,6 +13,7 @@ from domain.workflow_templates import (
     MAX_JSON_DEPTH,
     MAX_LOOKUPS,
     as_text,
+    check_json_value,
     parse_json_template,
     parse_template,
     render_json,
@@ -201,6 +202,10 @@ def test_deep_or_huge_json_bodies_are_refused() -> None:
         parse_json_template(deep, "b", SCOPE)
     with pytest.raises(InvalidRequestError, match="at most 10000 values"):
         parse_json_template(list(range(10_001)), "b", SCOPE)
+    with pytest.raises(InvalidRequestError, match="characters of text"):
+        parse_json_template(["x" * 600_000, {"y" * 600_000: 1}], "b", SCOPE)
+    with pytest.raises(InvalidRequestError, match="characters of text"):
+        check_json_value(["x" * 600_000, "y" * 600_000], "input")
 
 
 @pytest.mark.parametrize(
