@@ -34,7 +34,7 @@ FIELDS = (
 
 class OnFailure(StrEnum):
     FAIL_FAST = "fail_fast"  # the run stops: nothing new starts; the run fails
-    CONTINUE = "continue"  # steps needing it are skipped; other branches go on
+    CONTINUE = "continue"  # steps needing it are skipped; others go on; the run fails at the end
     COMPENSATE = "compensate"  # the run stops, then succeeded steps are compensated
 
 

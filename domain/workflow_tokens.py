@@ -70,6 +70,8 @@ def _next_token(text: str, i: int, field: str, position: int) -> tuple[Token, in
         if len(raw) > MAX_NUMBER_LENGTH:
             raise syntax_error(field, "number too long", position)
         value: object = float(raw) if any(c in raw for c in ".eE") else int(raw)
+        if value in (float("inf"), float("-inf")):  # 1e999: JSON has no infinity
+            raise syntax_error(field, "number out of range", position)
         return Token(Kind.LITERAL, raw, position, value), number.end()
     path = _PATH.match(text, i)
     if path is not None:

@@ -103,6 +103,7 @@ def test_lists_and_objects_compare_item_by_item() -> None:
         ("steps.auth.status.x == 1", "has no fields"),
         ("not in [1]", "expected a value"),
         ("1" * 50, "number too long"),
+        ("status < 1e999", "number out of range"),
         ("status == 1 # comment", "unexpected character '#'"),
     ],
 )
