@@ -8,9 +8,12 @@
   ``continue``: only what needs it is skipped, other branches go on; ``fail_fast``: the
   run halts: nothing new starts, pending steps are cancelled, running ones finish;
   ``compensate``: halts the same way, then, once nothing runs, the succeeded steps that have
-  a ``compensate`` request are compensated in reverse order of completion.
+  a ``compensate`` request are compensated in reverse order of completion (when any failed
+  step asks for it; the run then fails once they are done).
 - Once nothing runs and nothing is left to start, the run is settled: failed if a step
   failed, cancelled if a step was cancelled (a run cancelled by hand), else succeeded.
+- Retrying a failed run from its failed steps (``steps_to_retry``) sets them, and the steps
+  skipped or cancelled because of them, pending again; succeeded steps keep their outputs.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -103,6 +106,32 @@ def halted_by(definition: WorkflowDefinition, states: States) -> str | None:
     return None
 
 
+def _compensates(definition: WorkflowDefinition, states: States) -> bool:
+    """Did a step whose on_failure is compensate fail (with others that halt, or alone)?"""
+    return any(
+        state_of(states, step.id) is StepState.FAILED and step.on_failure is OnFailure.COMPENSATE
+        for step in definition.steps
+    )
+
+
+def steps_to_retry(
+    definition: WorkflowDefinition, states: States, skipped: Mapping[str, SkipReason]
+) -> tuple[str, ...]:
+    """A failed run retried from its failed steps: the steps to set pending again (failed,
+    cancelled, or skipped for a need that did not succeed). Succeeded steps keep their
+    outputs; a step skipped by its own ``when`` stays skipped (its needs' values stand)."""
+    return tuple(
+        step.id
+        for step in definition.steps
+        if state_of(states, step.id) in (StepState.FAILED, StepState.CANCELLED)
+        or (
+            state_of(states, step.id) is StepState.SKIPPED
+            and step.id in skipped
+            and skipped[step.id].kind is not SkipKind.WHEN_FALSE
+        )
+    )
+
+
 def ready_steps(definition: WorkflowDefinition, states: States) -> tuple[str, ...]:
     """Pending steps whose needs all succeeded (none while the run is halted)."""
     if halted_by(definition, states) is not None:
@@ -146,7 +175,7 @@ def next_moves(
         )
         if running:
             return Moves(RunOutcome.RUNNING, cancel=cancel, halted_by=halting)
-        if definition.step(halting).on_failure is OnFailure.COMPENSATE:
+        if _compensates(definition, states):
             order = compensation_order(definition, states, completion_order)
             return Moves(
                 RunOutcome.COMPENSATING, cancel=cancel, halted_by=halting, compensate=order

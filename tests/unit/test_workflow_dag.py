@@ -20,6 +20,7 @@ from domain.workflow_dag import (
     next_moves,
     ready_steps,
     response_succeeds,
+    steps_to_retry,
     when_skips,
 )
 from domain.workflow_definition import WorkflowDefinition, parse_definition
@@ -105,6 +106,41 @@ def test_compensate_waits_for_running_steps_then_undoes_in_reverse_completion_or
     assert moves.outcome is RunOutcome.COMPENSATING
     assert moves.compensate == ("c", "a", "e")  # b failed; d never ran
     assert moves.cancel == ("d",)
+
+
+def test_any_failed_step_asking_for_compensation_gets_it() -> None:
+    refund = {"compensate": {"method": "POST", "url": "https://x.example/undo"}}
+    definition = workflow(
+        {"a": [], "b": [], "c": []},
+        a={"on_failure": "fail_fast"},
+        b={"on_failure": "compensate"},
+        c=refund,
+    )
+    moves = next_moves(definition, {"a": F, "b": F, "c": S}, ["c", "a", "b"])
+    assert moves.halted_by == "a"
+    assert moves.outcome is RunOutcome.COMPENSATING
+    assert moves.compensate == ("c",)
+
+
+def test_retrying_a_failed_run_resets_what_the_failure_stopped() -> None:
+    definition = workflow({"a": [], "b": ["a"], "c": ["b"], "d": [], "e": [], "f": ["e"]})
+    states = {
+        "a": F,
+        "b": StepState.SKIPPED,
+        "c": StepState.SKIPPED,
+        "d": StepState.CANCELLED,
+        "e": S,
+        "f": StepState.SKIPPED,
+    }
+    skipped = {
+        "b": SkipReason(SkipKind.DEPENDENCY_FAILED, "a"),
+        "c": SkipReason(SkipKind.DEPENDENCY_SKIPPED, "b"),
+        "f": SkipReason(SkipKind.WHEN_FALSE),
+    }
+    retry = steps_to_retry(definition, states, skipped)
+    assert retry == ("a", "b", "c", "d")
+    again = {**states, **dict.fromkeys(retry, StepState.PENDING)}
+    assert next_moves(definition, again).start == ("a", "d")
 
 
 def test_compensation_order_keeps_succeeded_steps_with_a_compensate_request() -> None:
