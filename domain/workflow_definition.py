@@ -33,6 +33,7 @@ from domain.workflow_step import (
     parse_step,
 )
 from domain.workflow_templates import check_json_value
+from domain.workflow_tokens import shown
 
 DEFAULT_MAX_STEPS = 100
 HARD_MAX_STEPS = 250
@@ -168,7 +169,7 @@ def _needs(steps: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, ...]]
             if needed == step_id:
                 raise InvalidRequestError(field_name, "a step cannot need itself")
             if needed not in steps:
-                raise InvalidRequestError(field_name, f"unknown step {needed[:63]!r}")
+                raise InvalidRequestError(field_name, f"unknown step {shown(needed)}")
         if len(set(value)) != len(value):
             raise InvalidRequestError(field_name, "names a step more than once")
         needs[step_id] = tuple(value)

@@ -20,7 +20,7 @@ from domain.errors import InvalidRequestError
 from domain.text import check_text
 from domain.workflow_comparisons import compare, truthy
 from domain.workflow_paths import MISSING, Scope, Unavailable, check_path, resolve
-from domain.workflow_tokens import Kind, Token, syntax_error, tokenize
+from domain.workflow_tokens import Kind, Token, shown, syntax_error, tokenize
 
 MAX_EXPRESSION_LENGTH = 1024
 MAX_DEPTH = 32  # nested parentheses, lists and nots
@@ -124,8 +124,8 @@ class _Parser:
             raise self.unexpected("expected the end")
 
     def unexpected(self, hint: str) -> InvalidRequestError:
-        shown = "the end" if self.token.kind is Kind.END else repr(self.token.text)
-        return syntax_error(self.field, f"unexpected {shown} ({hint})", self.token.position)
+        what = "the end" if self.token.kind is Kind.END else shown(self.token.text)
+        return syntax_error(self.field, f"unexpected {what} ({hint})", self.token.position)
 
     def deeper(self, depth: int) -> int:
         if depth >= MAX_DEPTH:

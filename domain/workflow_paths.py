@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from domain.errors import InvalidRequestError
+from domain.workflow_tokens import shown
 
 STEP_FIELDS = frozenset({"outputs", "status", "state"})
 RUN_FIELDS = frozenset({"id", "name"})
@@ -54,7 +55,8 @@ def check_path(path: Sequence[str], scope: Scope, field_name: str, position: int
     root = path[0]
     if root not in scope.roots:
         raise InvalidRequestError(
-            field_name, f"unknown name {root!r} {where} (known: {', '.join(sorted(scope.roots))})"
+            field_name,
+            f"unknown name {shown(root)} {where} (known: {', '.join(sorted(scope.roots))})",
         )
     if root == "run" and (len(path) != 2 or path[1] not in RUN_FIELDS):
         raise InvalidRequestError(field_name, f"'run' has only id and name {where}")
@@ -72,12 +74,14 @@ def _check_step_path(path: Sequence[str], scope: Scope, field_name: str, where: 
     if step not in scope.steps:
         raise InvalidRequestError(
             field_name,
-            f"step {step!r} is not a step this one needs (directly or through other steps) {where}",
+            f"step {shown(step)} is not a step this one needs (directly or through others) {where}",
         )
     if path[2] != "outputs" and len(path) > 3:
-        raise InvalidRequestError(field_name, f"steps.{step}.{path[2]} has no fields {where}")
+        raise InvalidRequestError(field_name, f"steps.<id>.{path[2]} has no fields {where}")
     if path[2] == "outputs" and len(path) > 3 and path[3] not in scope.steps[step]:
-        raise InvalidRequestError(field_name, f"step {step!r} has no output {path[3]!r} {where}")
+        raise InvalidRequestError(
+            field_name, f"step {shown(step)} has no output {shown(path[3])} {where}"
+        )
 
 
 def resolve(context: Mapping[str, object], path: Sequence[str]) -> object:

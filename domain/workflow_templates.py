@@ -25,7 +25,7 @@ from domain.errors import InvalidRequestError
 from domain.text import check_text, text_problem
 from domain.workflow_expressions import Literal, Path
 from domain.workflow_paths import MISSING, Scope, Unavailable, check_path, resolve
-from domain.workflow_tokens import Kind, Token, syntax_error, tokenize
+from domain.workflow_tokens import Kind, Token, shown, syntax_error, tokenize
 
 MAX_TEMPLATE_LENGTH = 1024 * 1024  # characters in one string, or a JSON value's strings
 MAX_LOOKUPS = 100  # {{ ... }} in one string
@@ -184,8 +184,8 @@ def _function(tokens: list[Token], i: int, field: str) -> tuple[Function, int]:
 
 
 def _unexpected(field: str, token: Token, hint: str) -> InvalidRequestError:
-    shown = "the end" if token.kind is Kind.END else repr(token.text)
-    return syntax_error(field, f"unexpected {shown} ({hint})", token.position)
+    what = "the end" if token.kind is Kind.END else shown(token.text)
+    return syntax_error(field, f"unexpected {what} ({hint})", token.position)
 
 
 def _evaluate(lookup: Lookup, context: Mapping[str, object], field: str) -> object:

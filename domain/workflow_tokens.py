@@ -38,6 +38,11 @@ class Token:
     value: object = None  # a literal's value
 
 
+def shown(text: str, limit: int = 64) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters (a path may be long)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def syntax_error(field: str, message: str, position: int) -> InvalidRequestError:
     return InvalidRequestError(field, f"{message} at position {position}")
 

@@ -149,6 +149,13 @@ def test_lookups_per_string_are_bounded() -> None:
         parse_template("{{ run.id }}" * (MAX_LOOKUPS + 1), FIELD, SCOPE)
 
 
+def test_messages_show_at_most_a_little_of_a_long_name() -> None:
+    for text in ("{{ " + "a" * 100_000 + " }}", "{{ input.key | " + "b" * 100_000 + " }}"):
+        with pytest.raises(InvalidRequestError) as raised:
+            parse_template(text, FIELD, SCOPE)
+        assert len(raised.value.message) < 200
+
+
 def test_huge_strings_are_refused() -> None:
     with pytest.raises(InvalidRequestError, match="at most"):
         parse_template("x" * (1024 * 1024 + 1), FIELD, SCOPE)
