@@ -22,7 +22,6 @@ from enum import StrEnum
 
 from domain.workflow_definition import WorkflowDefinition
 from domain.workflow_expressions import evaluate
-from domain.workflow_graph import topological_order
 from domain.workflow_step import OnFailure, Step
 
 
@@ -92,7 +91,7 @@ def state_of(states: States, step_id: str) -> StepState:
 
 def execution_order(definition: WorkflowDefinition) -> tuple[str, ...]:
     """Every step after those it needs; among free steps, the first declared first."""
-    return topological_order(definition.needs)
+    return definition.order  # computed once a definition
 
 
 def halted_by(definition: WorkflowDefinition, states: States) -> str | None:

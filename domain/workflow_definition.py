@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from domain.errors import InvalidRequestError
-from domain.workflow_graph import ancestors, find_cycle
+from domain.workflow_graph import ancestors, find_cycle, topological_order
 from domain.workflow_step import (
     FIELDS,
     OnFailure,
@@ -56,6 +56,11 @@ class WorkflowDefinition:
     def needs(self) -> Mapping[str, tuple[str, ...]]:
         """Each step's needs, in the order the steps are declared."""
         return MappingProxyType({step.id: step.needs for step in self.steps})
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Every step after those it needs; among free steps, the first declared first."""
+        return topological_order(self.needs)
 
     @cached_property
     def _by_id(self) -> Mapping[str, Step]:
