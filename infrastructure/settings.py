@@ -97,12 +97,12 @@ class Settings(BaseSettings):
         "request itself is sent at the due time).",
     )
     record_running_after_seconds: float = Field(
-        default=0.0,
+        default=0.25,
         ge=0,
         le=10,
-        description="Experimental, off by default (0: a start is recorded before its request "
-        "is sent). Above 0, a first attempt's start is recorded with its outcome, in one "
-        "transaction, or as running once its request has been out this long.",
+        description="A first attempt's start is recorded with its outcome, in one "
+        "transaction, or as running once its request has been out this long; 0 records every "
+        "start before its request is sent.",
     )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
     response_snippet_bytes: int = 64 * 1024

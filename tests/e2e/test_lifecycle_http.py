@@ -254,13 +254,13 @@ def test_cancel_while_running_lets_the_attempt_finish_without_retrying(
 ) -> None:
     """The running attempt times out (a retryable failure), but a cancelled call never retries."""
     tenant = new_tenant("cancel-running")
-    path = "/slow/1.5"
+    path = "/slow/3"
     before = len(target.requests_for(path))
     response = api.post(
         "/v1/service-calls",
         json={
             "name": "e2e-cancel-running",
-            "request": {"method": "POST", "url": f"{target.url}{path}", "timeout_seconds": 1},
+            "request": {"method": "POST", "url": f"{target.url}{path}", "timeout_seconds": 2},
             "retry_policy": FAST_RETRIES,
         },
         headers=headers_for(api, tenant),
@@ -268,7 +268,8 @@ def test_cancel_while_running_lets_the_attempt_finish_without_retrying(
     assert response.status_code == 201, response.text
     call_id = response.json()["id"]
     target.wait_for(before + 1, path=path, timeout=5)
-    assert get_call(api, tenant, call_id)["status"] == "running"
+    # recorded as running once the request has been out a moment (a deferred start)
+    wait_until(lambda: get_call(api, tenant, call_id)["status"] == "running", timeout=1.5)
 
     cancelled = command(api, tenant, call_id, "cancel", {"reason": "changed my mind"})
 

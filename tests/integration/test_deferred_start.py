@@ -3,8 +3,14 @@ recorded with its outcome, in one transaction, unless the attempt is still in fl
 after its request went out; then the call is recorded as running meanwhile, its ``execute``
 message leased as usual. Either way the call's history holds one Started, before its outcome.
 
+A worker that dies before the start is recorded leaves the ``start`` message to its lease
+(30 s from its claim); one that stops gracefully hands it back, to be made again at once.
+Either way the attempt is made again with the same Idempotency-Key.
+
 Real worker processes (`duecall worker`), a real target.
 """
+
+import signal
 
 from application.clock import utcnow
 from application.commands import SubmitServiceCall
@@ -14,7 +20,7 @@ from domain.service_call import ServiceCall, Status
 from harness.target_server import TargetServer
 from harness.worker_processes import WorkerProcesses, workers_fixture
 from infrastructure.container import Container
-from tests.support.db_queries import outbox_rows, rows
+from tests.support.db_queries import outbox_rows, rows, topics
 from tests.support.waiting import wait_terminal, wait_until
 
 TENANT = "t-deferred"
@@ -22,6 +28,13 @@ RUNNING_AFTER = 0.3
 workers = workers_fixture({
     "DUECALL_RECORD_RUNNING_AFTER_SECONDS": str(RUNNING_AFTER),
     "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
+})
+START_LEASE_SECONDS = 30.0  # a claimed ``start`` message's (infrastructure.outbox)
+# workers that keep every start deferred while the test stops them
+unrecorded = workers_fixture({
+    "DUECALL_RECORD_RUNNING_AFTER_SECONDS": "10",
+    "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
+    "DUECALL_SHUTDOWN_TIMEOUT_SECONDS": "1",
 })
 
 
@@ -110,3 +123,64 @@ def test_a_call_cancelled_while_its_attempt_is_in_flight_stays_cancelled(
     assert final.status == Status.CANCELLED
     assert [t for t, _ in _log(url, call)][-2:] == ["Execution.Started", "Execution.Succeeded"]
     assert len(target.requests_for("/slow/1")) == 1
+
+
+def _deferred_in_flight(container: Container, url: str, call: ServiceCall) -> None:
+    """The request is out, nothing about it recorded: the leased ``start`` message is the
+    record."""
+    assert outbox_rows(url, call.id, ("kind", "claims")) == [("start", 1)]
+    assert container.service_calls.get_call(TENANT, call.id).status == Status.SCHEDULED
+    assert topics(url, execution_id_for(call.id, 1)) == []
+
+
+def _made_twice_and_recorded_once(
+    container: Container, url: str, target: TargetServer, call: ServiceCall, path: str
+) -> tuple[float, float]:
+    """Both deliveries (same key), the call succeeded once; their arrival times."""
+    first, second = target.wait_for(2, path=path, timeout=START_LEASE_SECONDS + 20)
+    final = wait_terminal(container, TENANT, call.id, timeout=20)
+    assert final.status == Status.SUCCEEDED
+    assert final.attempt == 1
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == f"{call.id}:1"
+    history = [topic for topic, _ in _log(url, call)]
+    assert history.count("ServiceCall.Started") == history.count("Execution.Started") == 1
+    assert history[-1] == "ServiceCall.Succeeded"
+    assert outbox_rows(url, call.id) == []
+    return first.received_at, second.received_at
+
+
+def test_a_worker_killed_before_the_start_is_recorded_leaves_it_to_the_lease(
+    container: Container, unrecorded: WorkerProcesses
+) -> None:
+    url = container.database_url
+    with TargetServer() as target:
+        first_worker = unrecorded.start()
+        call = _submit(container, f"{target.url}/slow/2")
+        target.wait_for(1, path="/slow/2", timeout=20)
+        first_worker.kill()  # SIGKILL while the request is out
+        first_worker.wait(timeout=10)
+        _deferred_in_flight(container, url, call)
+
+        unrecorded.start()
+        first, second = _made_twice_and_recorded_once(container, url, target, call, "/slow/2")
+
+    assert second - first >= START_LEASE_SECONDS - 2  # not before the lease (from its claim)
+
+
+def test_a_worker_stopped_before_the_start_is_recorded_hands_it_back(
+    container: Container, unrecorded: WorkerProcesses
+) -> None:
+    url = container.database_url
+    with TargetServer() as target:
+        first_worker = unrecorded.start()
+        call = _submit(container, f"{target.url}/slow/3")
+        target.wait_for(1, path="/slow/3", timeout=20)
+        _deferred_in_flight(container, url, call)
+        first_worker.send_signal(signal.SIGTERM)  # drains for 1 s, then hands back
+        assert first_worker.wait(timeout=15) == 0
+        assert outbox_rows(url, call.id, ("kind",)) == [("start",)]
+
+        unrecorded.start()
+        first, second = _made_twice_and_recorded_once(container, url, target, call, "/slow/3")
+
+    assert second - first < START_LEASE_SECONDS / 2  # handed back: made again at once

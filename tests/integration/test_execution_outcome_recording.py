@@ -71,8 +71,12 @@ def outage(container: Container) -> Iterator[Outage]:
         injected.close()
 
 
-def _execute_rows(url: str, call_id: UUID) -> int:
-    sql = "SELECT count(*) FROM duecall_outbox WHERE kind = 'execute' AND service_call_id = %s"
+def _attempt_rows(url: str, call_id: UUID) -> int:
+    """The call's attempt message: ``execute``, or ``start`` while its start is deferred."""
+    sql = (
+        "SELECT count(*) FROM duecall_outbox"
+        " WHERE kind IN ('start', 'execute') AND service_call_id = %s"
+    )
     return int(rows(url, sql, call_id)[0][0])
 
 
@@ -93,13 +97,13 @@ def test_an_outcome_that_fails_to_record_is_recorded_once_the_database_recovers(
         # While the outage lasts, the attempt is neither finished nor forgotten: either the
         # worker keeps trying to record it, or its message is still there to be claimed.
         wait_until(
-            lambda: outage.rejections() >= 2 or _execute_rows(url, call.id) == 0, timeout=10
+            lambda: outage.rejections() >= 2 or _attempt_rows(url, call.id) == 0, timeout=10
         )
-        assert _execute_rows(url, call.id) == 1 or REJECTED_TOPIC in topics(url, execution_id)
+        assert _attempt_rows(url, call.id) == 1 or REJECTED_TOPIC in topics(url, execution_id)
         outage.end()
 
         final = wait_terminal(container, TENANT, call.id, timeout=15)
 
     assert final.status == Status.SUCCEEDED
     assert topics(url, execution_id) == ["duecall:Execution.Started", REJECTED_TOPIC]
-    assert _execute_rows(url, call.id) == 0
+    assert _attempt_rows(url, call.id) == 0

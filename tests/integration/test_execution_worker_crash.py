@@ -22,6 +22,7 @@ LEASE_SECONDS = TIMEOUT_SECONDS + GRACE_SECONDS
 WORKER_ENV = {
     "DUECALL_EXECUTION_GRACE_SECONDS": str(GRACE_SECONDS),
     "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
+    "DUECALL_RECORD_RUNNING_AFTER_SECONDS": "0",  # started first (deferred: test_deferred_start)
 }
 LEASES = ("kind", "claims")  # of the call's outbox messages
 

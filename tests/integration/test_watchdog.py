@@ -31,6 +31,7 @@ WORKER_ENV = {
     "DUECALL_EXECUTION_GRACE_SECONDS": str(GRACE_SECONDS),
     "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
     "DUECALL_MAX_DELIVERIES": "1",
+    "DUECALL_RECORD_RUNNING_AFTER_SECONDS": "0",  # started first (deferred: test_deferred_start)
 }
 LEASES = ("kind", "attempt", "claims")  # of the call's outbox messages
 
