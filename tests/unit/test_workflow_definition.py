@@ -375,6 +375,18 @@ _keys = st.sampled_from(
 )  # fmt: skip
 
 
+def _reach(values: object, where: tuple[Any, ...]) -> object:
+    """The value at ``where`` in ``values``, or None when an earlier change removed it."""
+    for part in where:
+        if isinstance(values, list) and not (isinstance(part, int) and part < len(values)):
+            return None
+        if isinstance(values, dict | list) and (isinstance(values, list) or part in values):
+            values = values[part]
+        else:
+            return None
+    return values
+
+
 @settings(max_examples=400, deadline=None, database=None)
 @given(st.lists(st.tuples(_places, _keys, _json_values), min_size=1, max_size=3))
 def test_any_changed_definition_parses_or_is_refused_naming_a_field(
@@ -382,18 +394,9 @@ def test_any_changed_definition_parses_or_is_refused_naming_a_field(
 ) -> None:
     values = copy.deepcopy(EXAMPLE)
     for where, key, value in changes:
-        target: Any = values
-        for part in where:
-            if (
-                not isinstance(target, dict | list)
-                or (isinstance(target, list) and part >= len(target))
-                or (isinstance(target, dict) and part not in target)
-            ):
-                break
-            target = target[part]
-        else:
-            if isinstance(target, dict):
-                target[key] = value
+        target = _reach(values, where)
+        if isinstance(target, dict):
+            target[key] = value
     problems = definition_problems(values)
     for problem in problems:
         assert problem.field
