@@ -6,6 +6,7 @@ worker loops, the read-model runners and the live event stream's tail.
 """
 
 from dataclasses import dataclass, field
+from uuid import uuid4
 
 from application.authentication import Authenticator
 from application.dispatch.workers import WorkerOptions, Workers
@@ -37,6 +38,7 @@ from infrastructure.secret_box import AesSecretBox, secret_key
 from infrastructure.settings import Settings
 from infrastructure.tenant_registry import PostgresTenantRegistry
 from infrastructure.tracing import build_tracer
+from infrastructure.worker_registry import PostgresWorkerRegistry
 from projections.read_models import ReadModels
 
 
@@ -48,6 +50,7 @@ class Container:
     service_calls: ServiceCalls
     outbox: PostgresOutbox
     circuit_registry: PostgresCircuitRegistry
+    worker_registry: PostgresWorkerRegistry
     tenant_defaults: TenantDefaults
     submits: GroupCommit
     secret_box: AesSecretBox
@@ -79,6 +82,7 @@ class Container:
             migrate(url)
             env = eventsourcing_env(url, settings)
             notifications = Notifications(url)
+            worker_id = uuid4()  # whom this container's claims are leased to
             outbox = PostgresOutbox(
                 url,
                 notifications,
@@ -86,6 +90,7 @@ class Container:
                     per_tenant=settings.tenant_max_in_flight, per_host=settings.host_max_in_flight
                 ),
                 connect_timeout=settings.db_connect_timeout_seconds,
+                worker_id=worker_id,
             )
             service_calls = ServiceCalls(
                 env,
@@ -110,6 +115,7 @@ class Container:
             service_calls=service_calls,
             outbox=outbox,
             circuit_registry=PostgresCircuitRegistry(outbox.pool),
+            worker_registry=PostgresWorkerRegistry(outbox.pool, worker_id),
             tenant_defaults=TenantDefaults(service_calls),
             submits=GroupCommit(service_calls.submit_many, unavailable=DATABASE_UNAVAILABLE),
             secret_box=box,
@@ -127,6 +133,8 @@ class Container:
             timer_prestart=self.settings.timer_prestart_seconds,
             record_running_after=self.settings.record_running_after_seconds,
             shutdown_timeout=self.settings.shutdown_timeout_seconds,
+            heartbeat_interval=self.settings.worker_heartbeat_seconds,
+            dead_after=self.settings.worker_dead_after_seconds,
         )
         self.workers = Workers(
             self.service_calls,
@@ -141,6 +149,7 @@ class Container:
             unavailable=DATABASE_UNAVAILABLE,
             tracer=self.tracer,
             schedules=self.schedules,
+            registry=self.worker_registry,
         )
         self.workers.start()
         return self.workers

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from application.loading import load_many
 from domain.circuit import Circuit
-from infrastructure.schema import CIRCUITS_TABLE, OUTBOX_TABLE
+from infrastructure.schema import CIRCUITS_TABLE, OUTBOX_TABLE, WORKERS_TABLE
 from projections.freshness import ProjectionStatus
 from projections.service_calls import TABLE as CALLS_TABLE
 from projections.statistics_schema import ERROR_KINDS, OUTCOMES, table
@@ -37,6 +37,11 @@ _ATTEMPTS = "SELECT {sums} FROM {table} WHERE level = 0".format(
     table=table("day"),
 )
 _CIRCUITS = f"SELECT circuit_id FROM {CIRCUITS_TABLE} LIMIT 10000"
+_WORKERS = f"""
+SELECT count(*) AS live, coalesce(sum(in_flight), 0) AS in_flight,
+       coalesce(extract(epoch FROM now() - min(heartbeat_at)), 0) AS silent
+FROM {WORKERS_TABLE}
+"""
 
 
 class DatabaseMetrics(Collector):
@@ -56,7 +61,9 @@ class DatabaseMetrics(Collector):
             calls = conn.execute(_CALLS).fetchall()
             attempts = conn.execute(_ATTEMPTS).fetchone() or {}
             circuit_ids = [row["circuit_id"] for row in conn.execute(_CIRCUITS)]
+            workers = conn.execute(_WORKERS).fetchone() or {}
         yield from _outbox_metrics(outbox)
+        yield from _worker_metrics(workers)
         by_status = GaugeMetricFamily(
             "duecall_calls", "Calls by status (read model).", labels=["status"]
         )
@@ -107,6 +114,23 @@ def _outbox_metrics(rows: list[dict[str, Any]]) -> Iterator[Metric]:
         leased.add_metric([row["kind"]], row["leased"])
         oldest.add_metric([row["kind"]], float(row["oldest_due_age"]))
     yield from (depth, leased, oldest)
+
+
+def _worker_metrics(row: dict[str, Any]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "duecall_workers", "Workers registered (beating, or not yet found dead).",
+        value=row.get("live", 0),
+    )
+    yield GaugeMetricFamily(
+        "duecall_workers_in_flight", "Attempts in flight over every worker, as they last said.",
+        value=row.get("in_flight", 0),
+    )
+    yield GaugeMetricFamily(
+        "duecall_workers_longest_silence_seconds",
+        "Since the least recent heartbeat of a registered worker (dead past "
+        "DUECALL_WORKER_DEAD_AFTER_SECONDS).",
+        value=float(row.get("silent", 0)),
+    )
 
 
 def _attempt_metrics(sums: dict[str, Any]) -> Iterator[Metric]:

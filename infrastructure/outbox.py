@@ -53,10 +53,12 @@ from infrastructure.pool_checks import ping_if_idle
 from infrastructure.schema import (
     CLAIM_STARTS_FUNCTION,
     EVENTS_TABLE,
+    LEASE_HOLDER,
     OUTBOX_CHANNEL,
     OUTBOX_TABLE,
     RECORD_FUNCTION,
     SLOT_FREED,
+    WORKER_SETTING,
 )
 
 DEFAULT_LEASE_SECONDS = 30.0
@@ -277,7 +279,7 @@ WITH due AS (
 )
 UPDATE {OUTBOX_TABLE} AS o
 SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
-    claims = o.claims + 1
+    claims = o.claims + 1, worker_id = {LEASE_HOLDER}
 FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
           o.available_at, o.lease_seconds, o.claims, o.host, o.payload
@@ -298,7 +300,7 @@ _CLAIM_STARTS = f"SELECT * FROM {CLAIM_STARTS_FUNCTION}(%s, %s, %s, %s, %s)"  # 
 # still ahead (a timer's held ``start`` message). Only claims still ours: same claim count.
 _RELEASE = f"""
 UPDATE {OUTBOX_TABLE} AS o
-SET available_at = greatest(o.due_at, now())
+SET available_at = greatest(o.due_at, now()), worker_id = NULL
 FROM unnest(%(ids)s::bigint[], %(claims)s::integer[]) AS mine(id, claims)
 WHERE o.id = mine.id AND o.claims = mine.claims AND o.available_at > now()
 """
@@ -324,15 +326,18 @@ class PostgresOutbox:
         limits: ConcurrencyLimits | None = None,
         pool_size: int = 3,
         connect_timeout: float = 5.0,
+        worker_id: UUID | None = None,
     ) -> None:
         """``connect_timeout``: how long an operation waits for a connection (while the
-        database is away) before it raises ``PoolTimeout``."""
+        database is away) before it raises ``PoolTimeout``; ``worker_id``: whom the messages
+        claimed here are leased to (``infrastructure.worker_registry``)."""
         self._limits = limits or ConcurrencyLimits()
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=None if worker_id is None else _working_for(worker_id),
             check=ping_if_idle,
             timeout=connect_timeout,
             open=True,
@@ -421,6 +426,15 @@ class PostgresOutbox:
     def _wake_all(self) -> None:
         for wakeup in self._wakeups.values():
             wakeup.set()
+
+
+def _working_for(worker_id: UUID) -> Callable[[psycopg.Connection[Any]], None]:
+    """A new connection's set-up: it claims for ``worker_id`` (``schema.LEASE_HOLDER``)."""
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT set_config(%s, %s, false)", (WORKER_SETTING, str(worker_id)))
+
+    return configure
 
 
 def _due_at(message: OutboxMessage) -> datetime:

@@ -8,6 +8,12 @@ OUTBOX_CHANNEL = "duecall_outbox"
 SLOT_FREED = "slot_freed"  # notified on OUTBOX_CHANNEL when attempts in flight end
 
 IDEMPOTENCY_TABLE = "duecall_idempotency_keys"
+WORKERS_TABLE = "duecall_workers"  # live worker processes and their heartbeats
+# The process a connection works for (``SET duecall.worker``, on the outbox pool's
+# connections): the outbox rows it claims are leased to it (``worker_id``), so that when it
+# stops beating its leases end at once (infrastructure.worker_registry).
+WORKER_SETTING = "duecall.worker"
+LEASE_HOLDER = f"nullif(current_setting('{WORKER_SETTING}', true), '')::uuid"
 CIRCUITS_TABLE = "duecall_circuits"
 TENANTS_TABLE = "duecall_tenants"
 
@@ -19,7 +25,8 @@ EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the table's name on every
 # eventsourcing writes them (lock the table, NOTIFY its channel, insert; the notification ids
 # come back in insert order). Sent alone on an autocommit connection it is its own transaction:
 # one round trip. A fresh outbox row has id 0 (the sequence numbers it); a row leased to its
-# publisher (``application.outbox.leased_here``) comes with its id and claims.
+# publisher (``application.outbox.leased_here``) comes with its id and claims, replacing the
+# ``start`` row (its id negated) consumed here: it stays leased to that row's worker.
 RECORD_FUNCTION = "duecall_record"
 _RECORD = f"""
 CREATE OR REPLACE FUNCTION {RECORD_FUNCTION}(
@@ -32,6 +39,15 @@ CREATE OR REPLACE FUNCTION {RECORD_FUNCTION}(
     e_id uuid[], e_version bigint[], e_topic text[], e_state bytea[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql AS $$
 BEGIN
+    IF cardinality(o_kind) > 0 THEN
+        INSERT INTO {OUTBOX_TABLE} (id, kind, tenant_id, service_call_id, attempt, due_at,
+            available_at, lease_seconds, host, payload, claims, worker_id)
+        SELECT coalesce(nullif(i, 0), nextval('{OUTBOX_TABLE}_id_seq')), k, t, c, a, d, av, l,
+            h, p, n,
+            CASE WHEN i < 0 THEN (SELECT s.worker_id FROM {OUTBOX_TABLE} s WHERE s.id = -i) END
+        FROM unnest(o_id, o_kind, o_tenant, o_call, o_attempt, o_due, o_available, o_lease,
+            o_host, o_payload, o_claims) AS o(i, k, t, c, a, d, av, l, h, p, n);
+    END IF;
     IF cardinality(consume) > 0 THEN
         DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(consume);
     END IF;
@@ -45,14 +61,6 @@ BEGIN
     END IF;
     IF cardinality(tenants) > 0 THEN
         INSERT INTO {TENANTS_TABLE} (name) SELECT unnest(tenants) ON CONFLICT DO NOTHING;
-    END IF;
-    IF cardinality(o_kind) > 0 THEN
-        INSERT INTO {OUTBOX_TABLE} (id, kind, tenant_id, service_call_id, attempt, due_at,
-            available_at, lease_seconds, host, payload, claims)
-        SELECT coalesce(nullif(i, 0), nextval('{OUTBOX_TABLE}_id_seq')), k, t, c, a, d, av, l,
-            h, p, n
-        FROM unnest(o_id, o_kind, o_tenant, o_call, o_attempt, o_due, o_available, o_lease,
-            o_host, o_payload, o_claims) AS o(i, k, t, c, a, d, av, l, h, p, n);
     END IF;
     PERFORM pg_notify('{OUTBOX_CHANNEL}', n) FROM unnest(notify) AS n;
     IF cardinality(e_id) > 0 THEN
@@ -115,7 +123,7 @@ BEGIN
     )
     UPDATE {OUTBOX_TABLE} AS o
     SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
-        claims = o.claims + 1
+        claims = o.claims + 1, worker_id = {LEASE_HOLDER}
     FROM allowed WHERE o.id = allowed.id
     RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
         o.available_at, o.lease_seconds, o.claims, o.host, o.payload, NULL::double precision;
@@ -192,4 +200,21 @@ CORE_MIGRATIONS = [
     ),
     Migration(6, "one statement records a transaction", _RECORD),
     Migration(7, "one statement claims start messages", _CLAIM_STARTS),
+    Migration(
+        8,
+        "worker liveness: leases name their worker",
+        f"""
+        CREATE TABLE IF NOT EXISTS {WORKERS_TABLE} (
+            id uuid PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            heartbeat_at timestamptz NOT NULL DEFAULT now(),
+            in_flight integer NOT NULL DEFAULT 0
+        );
+        ALTER TABLE {OUTBOX_TABLE} ADD COLUMN IF NOT EXISTS worker_id uuid;
+        {_RECORD}
+        {_CLAIM_STARTS}
+        """,
+    ),
 ]

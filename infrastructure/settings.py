@@ -105,6 +105,16 @@ class Settings(BaseSettings):
         "start before its request is sent.",
     )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    worker_heartbeat_seconds: float = Field(
+        default=1.0, gt=0, le=10, description="How often a worker says it is alive."
+    )
+    worker_dead_after_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="A worker silent this long is dead: any other worker ends its leases and "
+        "its attempts are made again at once (same Idempotency-Key).",
+    )
     response_snippet_bytes: int = 64 * 1024
     max_request_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest body a call may send (→ 413)."

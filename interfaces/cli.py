@@ -20,6 +20,7 @@ from interfaces import (
     cli_submit,
     cli_tenants,
     cli_watch,
+    cli_workers,
     worker_process,
 )
 from interfaces.api import serving
@@ -52,6 +53,7 @@ app.command("watch")(cli_watch.watch)
 app.add_typer(cli_audit.app, name="audit")
 app.add_typer(cli_tenants.app, name="tenants")
 app.add_typer(cli_schedules.app, name="schedules")
+app.command("workers")(cli_workers.workers)
 
 
 @app.callback()

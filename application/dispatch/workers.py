@@ -1,5 +1,5 @@
-"""The worker processes' loops: the timer, the execution loop and the schedule loop, each on
-its own thread."""
+"""The worker processes' loops: the timer, the execution loop, the schedule loop and the
+liveness beat, each on its own thread."""
 
 import asyncio
 import sys
@@ -12,6 +12,7 @@ from functools import partial
 import structlog
 
 from application.dispatch.execution_loop import ExecutionLoop
+from application.dispatch.liveness import Liveness, WorkerRegistry
 from application.dispatch.schedule_loop import ScheduleLoop
 from application.dispatch.timer import Timer
 from application.outbox import EXECUTE, Outbox
@@ -40,6 +41,8 @@ class WorkerOptions:
     # or as running once its request has been out this long (0: before it is sent)
     record_running_after: float = 0.0
     shutdown_timeout: float = 30.0  # stop(): attempts in flight finish or are handed back
+    heartbeat_interval: float = 1.0  # liveness: this worker says it is alive this often
+    dead_after: float = 3.0  # a worker silent this long is dead: its leases end
 
 
 class Workers:
@@ -53,10 +56,12 @@ class Workers:
         unavailable: tuple[type[Exception], ...] = (),
         tracer: Tracer = NO_TRACING,
         schedules: Schedules | None = None,
+        registry: WorkerRegistry | None = None,
     ) -> None:
         """``unavailable``: the errors that mean the database is away (work in hand is kept
         and done once it is back, instead of waiting for its leases to end); ``schedules``:
-        fire them too (the schedule loop)."""
+        fire them too (the schedule loop); ``registry``: beat, and free dead workers' leases
+        (``Liveness``)."""
         self._unavailable = unavailable
         self._tracer = tracer
         self._calls = service_calls
@@ -87,6 +92,13 @@ class Workers:
             batch_size=options.batch_size,
             lookahead=schedules.lookahead,
         )
+        self._liveness = None if registry is None else Liveness(
+            registry,
+            self._in_flight,
+            interval=options.heartbeat_interval,
+            dead_after=options.dead_after,
+        )
+        self._beating: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_execution: asyncio.Event | None = None
@@ -98,6 +110,11 @@ class Workers:
         # default 5 ms switch interval a waiting thread (the timer, say) can lose that long at
         # each hand-over. A shorter interval keeps the timer on time.
         sys.setswitchinterval(self._options.switch_interval)
+        if self._liveness is not None:  # alive before it claims anything
+            self._beating = threading.Thread(
+                target=self._liveness.run, name="duecall-liveness", daemon=True
+            )
+            self._beating.start()
         self._spawn("execution", lambda: asyncio.run(self._run_execution()))
         self._execution_ready.wait(5)  # before the timer, which hands it early starts
         self._spawn(self._timer.name, self._timer.run)
@@ -126,6 +143,12 @@ class Workers:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         unfinished = [thread.name for thread in self._threads if thread.is_alive()]
+        if self._liveness is not None and self._beating is not None:
+            # alive until what it held is recorded or handed back
+            self._liveness.stop()
+            self._beating.join(max(0.0, deadline - time.monotonic()))
+            if not unfinished:
+                self._liveness.leave()
         log.info(
             "workers_stopped", seconds=round(time.monotonic() - began, 3), unfinished=unfinished
         )
@@ -133,6 +156,10 @@ class Workers:
     def _free_slots(self) -> int:
         """How many more attempts this worker's execution loop takes on."""
         return self._execution.free_slots() if self._execution else 0
+
+    def _in_flight(self) -> int:
+        """How many attempts this worker's execution loop has in hand."""
+        return self._options.max_in_flight - self._free_slots() if self._execution else 0
 
     def _hand_off(self, attempts: Sequence[Attempt]) -> None:
         """The timer's starts (leased to this worker) go to the execution loop; if it is gone

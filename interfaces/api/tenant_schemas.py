@@ -1,9 +1,11 @@
-"""Request and response bodies of the tenant and key endpoints."""
+"""Request and response bodies of the admin endpoints: tenants, their keys, the workers."""
 
 from datetime import datetime
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from application.dispatch.liveness import LiveWorker
 from application.tenants import IssuedKey
 from domain.tenant import ApiKey, Tenant
 from interfaces.api import patterns
@@ -79,3 +81,21 @@ class SigningSecrets(BaseModel):
     secrets: list[str] = Field(
         description="Secrets requests are signed with now, newest first (two during a rotation)."
     )
+
+
+class WorkerPublic(BaseModel):
+    id: UUID
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    in_flight: int = Field(description="Attempts in hand at its last heartbeat.")
+    silent_seconds: float = Field(description="Since its last heartbeat.")
+
+    @classmethod
+    def of(cls, worker: LiveWorker) -> "WorkerPublic":
+        return cls(**vars(worker))
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerPublic]

@@ -4,8 +4,9 @@ after its request went out; then the call is recorded as running meanwhile, its 
 message leased as usual. Either way the call's history holds one Started, before its outcome.
 
 A worker that dies before the start is recorded leaves the ``start`` message to its lease
-(30 s from its claim); one that stops gracefully hands it back, to be made again at once.
-Either way the attempt is made again with the same Idempotency-Key.
+(30 s from its claim) unless its death is noticed sooner (test_worker_liveness.py); one that
+stops gracefully hands it back, to be made again at once. Either way the attempt is made
+again with the same Idempotency-Key.
 
 Real worker processes (`duecall worker`), a real target.
 """
@@ -33,6 +34,7 @@ START_LEASE_SECONDS = 30.0  # a claimed ``start`` message's (infrastructure.outb
 # workers that keep every start deferred while the test stops them
 unrecorded = workers_fixture({
     "DUECALL_RECORD_RUNNING_AFTER_SECONDS": "10",
+    "DUECALL_WORKER_DEAD_AFTER_SECONDS": "300",  # the lease alone (test_worker_liveness: sooner)
     "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
     "DUECALL_SHUTDOWN_TIMEOUT_SECONDS": "1",
 })

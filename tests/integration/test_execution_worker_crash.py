@@ -23,6 +23,7 @@ WORKER_ENV = {
     "DUECALL_EXECUTION_GRACE_SECONDS": str(GRACE_SECONDS),
     "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
     "DUECALL_RECORD_RUNNING_AFTER_SECONDS": "0",  # started first (deferred: test_deferred_start)
+    "DUECALL_WORKER_DEAD_AFTER_SECONDS": "300",  # the lease alone (test_worker_liveness: sooner)
 }
 LEASES = ("kind", "claims")  # of the call's outbox messages
 

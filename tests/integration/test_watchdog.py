@@ -32,6 +32,7 @@ WORKER_ENV = {
     "DUECALL_POLL_INTERVAL_SECONDS": "0.2",
     "DUECALL_MAX_DELIVERIES": "1",
     "DUECALL_RECORD_RUNNING_AFTER_SECONDS": "0",  # started first (deferred: test_deferred_start)
+    "DUECALL_WORKER_DEAD_AFTER_SECONDS": "300",  # the lease alone (test_worker_liveness: sooner)
 }
 LEASES = ("kind", "attempt", "claims")  # of the call's outbox messages
 

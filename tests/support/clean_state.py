@@ -8,11 +8,13 @@ import psycopg
 from psycopg import sql
 
 from harness.network import LOOPBACK_ALLOWLIST
+from infrastructure.schema import WORKERS_TABLE
 from infrastructure.settings import Settings
 from projections.failures import FAILURES_TABLE as FAILURES
 
 RECORDED = (
-    "duecall_outbox", "duecall_events", "duecall_snapshots", "duecall_tenants", FAILURES
+    "duecall_outbox", "duecall_events", "duecall_snapshots", "duecall_tenants", FAILURES,
+    WORKERS_TABLE,  # rows of workers an earlier test killed
 )
 
 

@@ -1,4 +1,5 @@
-"""/v1/admin: tenants and their API keys, for the holder of the admin key."""
+"""/v1/admin: tenants and their API keys, and the live workers, for the holder of the admin
+key."""
 
 from datetime import timedelta
 from typing import Annotated
@@ -16,6 +17,8 @@ from interfaces.api.tenant_schemas import (
     TenantCreate,
     TenantList,
     TenantPublic,
+    WorkerList,
+    WorkerPublic,
 )
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -79,3 +82,9 @@ def rotate_signing_secret(
 ) -> SigningSecrets:
     grace = timedelta(seconds=body.grace_seconds)
     return SigningSecrets(secrets=container.tenants.rotate_signing_secret(name, grace))
+
+
+@router.get("/workers", response_model=WorkerList)
+def list_workers(container: ContainerDep) -> WorkerList:
+    """The workers that say they are alive: host, pid, attempts in flight, last heartbeat."""
+    return WorkerList(items=[WorkerPublic.of(w) for w in container.worker_registry.live()])
