@@ -40,7 +40,8 @@ read models:
   * every event's hash chain verifies (duecall's own verifier, as ``duecall audit verify``).
 Recovery after each fault: the time from the fault's end (process gone, database back) until
 calls complete again at >= 80% of the rate of the 5 s before it; and when the last attempt that
-was in flight at the fault completed (a killed worker's attempts wait for their leases).
+was in flight at the fault completed (a killed worker's attempts are made again once
+liveness finds it dead: within seconds).
 
 Output: tables on stdout, JSON in ``bench-results/chaos-<timestamp>.json`` (logs of every
 process beside it). Exit code 0 when every invariant holds, 1 when one does not, 2 on an error.

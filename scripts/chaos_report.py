@@ -23,7 +23,7 @@ def report(result: dict[str, Any]) -> None:
                       "in flight", "stragglers", "last done s", "detail",
                       title="faults: recovered = calls completing at >= 80% of the rate of the "
                       "5 s before, counted from the fault's end; stragglers = attempts in "
-                      "flight that ended > 10 s later (their leases)")
+                      "flight that ended > 10 s later (left to their leases)")
         for fault in result["faults"]:
             detail = fault["detail"]
             shown = {"sigterm": f"{detail.get('worker')} exited in {detail.get('exit_s')} s",
