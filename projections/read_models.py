@@ -224,6 +224,7 @@ def _setting(event: threading.Event) -> Callable[[str | None], None]:
 
 
 def _datastore(url: str, pool_size: int) -> PostgresDatastore:
+    """A pool of one connection, up to ``pool_size`` under load (closed again when idle)."""
     info = conninfo_to_dict(url)
     datastore = PostgresDatastore(
         dbname=str(info.get("dbname", "postgres")),
@@ -231,7 +232,8 @@ def _datastore(url: str, pool_size: int) -> PostgresDatastore:
         port=str(info.get("port", "5432")),
         user=str(info.get("user", "postgres")),
         password=str(info.get("password", "")),
-        pool_size=pool_size,
+        pool_size=1,
+        max_overflow=pool_size - 1,
     )
     ping_only_idle_connections(datastore.pool)
     return datastore

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import typer
 import yaml
@@ -340,6 +341,7 @@ def test_the_compose_layout_runs_here(layout_database: str, tmp_path: Path) -> N
             for name, spec in sorted(services.items(), key=lambda s: s[1]["command"] != ["api"]):
                 started[name] = _start(processes, name, spec, layout_database)
             _submit_and_follow(started, target)
+            connections = _connections(layout_database)
             for name, proc in started.items():
                 assert proc.alive(), f"{name} exited:\n{proc.log_tail()}"
     finally:
@@ -351,6 +353,25 @@ def test_the_compose_layout_runs_here(layout_database: str, tmp_path: Path) -> N
     for name, proc in started.items():
         expected = (0, -signal.SIGTERM) if proc.role == "api" else (0,)
         assert proc.popen.returncode in expected, f"{name}: exit {proc.popen.returncode}"
+    # The connection budget of docs/operations.md (#connections), with the default pool size.
+    print(f"connections by process: {connections}")
+    for name, proc in started.items():
+        assert 1 <= connections.get(name, 0) <= CONNECTION_CEILINGS[proc.role], name
+
+
+# Each process kind's most connections (docs/operations.md, DUECALL_DB_POOL_SIZE 4).
+CONNECTION_CEILINGS = {"api": 16, "worker": 12, "projections": 22}
+
+
+def _connections(database_url: str) -> dict[str, int]:
+    """The open connections to the database by application name (each service's PGAPPNAME)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT application_name, count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "GROUP BY application_name"
+        ).fetchall()
+    return {str(name): int(n) for name, n in rows}
 
 
 def _start(processes: Processes, name: str, spec: Mapping[str, Any], database_url: str) -> Managed:
@@ -361,6 +382,7 @@ def _start(processes: Processes, name: str, spec: Mapping[str, Any], database_ur
                 if key != "DATABASE_URL"}
     settings["DUECALL_HOST"] = HOST
     env = duecall_env(database_url, settings, admin_key=OPERATOR_VARIABLES["DUECALL_ADMIN_KEY"])
+    env["PGAPPNAME"] = name  # libpq's: its connections are counted by name
     if command[0] == "api":
 
         def spawn_at(port: int) -> Managed:
