@@ -1,8 +1,9 @@
 """The transactional outbox: messages between modules, written in the same transaction as
 the events that cause them, and the port that claims them.
 
-A message is work to do: ``start`` (timer: a due attempt), ``execute`` (make the request) or
-``schedule`` (a schedule's next fire, or a fired call's outcome for it); an attempt's outcome
+A message is work to do: ``start`` (timer: a due attempt), ``execute`` (make the request),
+``schedule`` (a schedule's next fire, or a fired call's outcome for it) or ``workflow`` (a
+step's call's outcome for its workflow run); an attempt's outcome
 is decided in the transaction that records it. Workers claim available
 messages under a lease; the transaction that records the events a message caused also
 deletes it (``OutboxChanges.consume``) and adds the messages those events cause
@@ -26,6 +27,7 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import Recording
 
 from application.idempotency import IdempotencyRecord
+from domain.execution import Execution
 from domain.request import RequestSpec
 from domain.service_call import ServiceCall
 
@@ -34,7 +36,10 @@ EXECUTE = "execute"
 # a schedule's work (its ``service_call_id`` is the schedule's id): a nominal time to fire at,
 # or a fired call's terminal outcome reported back (application/schedules.py)
 SCHEDULE = "schedule"
-KINDS = (START, EXECUTE, SCHEDULE)
+# a workflow run's work (its ``service_call_id`` is the run's id): a step's call's terminal
+# outcome, with the final attempt's response (application/workflows.py)
+WORKFLOW = "workflow"
+KINDS = (START, EXECUTE, SCHEDULE, WORKFLOW)
 
 
 @dataclass(frozen=True)
@@ -82,25 +87,59 @@ def start_message(call: ServiceCall, trace_parent: str | None = None) -> OutboxM
 
 
 SCHEDULE_ORIGIN = "schedule:"  # a fired call's ``origin``: this and the schedule's id
+WORKFLOW_ORIGIN = "workflow:"  # a step's call's ``origin``: this and the run's id
 ORIGIN = "origin"  # on an ``execute`` message: its call's origin, if a producer made it
 
 
-def producer_outcome_message(call: ServiceCall) -> OutboxMessage | None:
-    """For a call a schedule fired, now over (succeeded, failed or cancelled), the message that
-    tells the schedule (its overlap policy and failure count wait for it); else None."""
+def producer_outcome_message(
+    call: ServiceCall, last: Execution | None = None
+) -> OutboxMessage | None:
+    """For a call a schedule fired or a workflow step made, now over (succeeded, failed or
+    cancelled), the message that tells its producer; else None. ``last``: the call's final
+    attempt, recorded in the same transaction (None: the call ended without one, cancelled):
+    a workflow step's outcome carries its response (status, headers, body snippet, already
+    bounded by the sender's ``response_snippet_bytes``) for the step's ``success`` and
+    outputs."""
     origin = call.origin
-    if origin is None or not origin.startswith(SCHEDULE_ORIGIN) or not call.is_terminal:
+    if origin is None or not call.is_terminal:
+        return None
+    if origin.startswith(SCHEDULE_ORIGIN):
+        kind, producer = SCHEDULE, origin.removeprefix(SCHEDULE_ORIGIN)
+        outcome: dict[str, Any] = {"call_id": str(call.id), "status": call.status.value}
+    elif origin.startswith(WORKFLOW_ORIGIN):
+        kind, producer = WORKFLOW, origin.removeprefix(WORKFLOW_ORIGIN)
+        outcome = step_outcome(call, last)
+    else:
         return None
     now = datetime.now(UTC)
     return OutboxMessage(
-        SCHEDULE,
+        kind,
         call.tenant_id,
-        UUID(origin.removeprefix(SCHEDULE_ORIGIN)),
+        UUID(producer),
         0,
         available_at=now,
         due_at=now,
-        payload={"outcome": {"call_id": str(call.id), "status": call.status.value}},
+        payload={"outcome": outcome},
     )
+
+
+def step_outcome(call: ServiceCall, last: Execution | None) -> dict[str, Any]:
+    """A workflow step's call's outcome as its message carries it: the status, and the
+    final attempt's response (when that attempt is the call's last one and is finished)."""
+    ours = (
+        last is not None
+        and last.is_finished
+        and (last.id, last.attempt) == (call.execution_id, call.attempt)
+    )
+    final = last if ours else None
+    return {
+        "call_id": str(call.id),
+        "status": call.status.value,
+        "status_code": call.last_status_code if final is None else final.status_code,
+        "headers": {} if final is None else dict(final.response_headers or {}),
+        "body": None if final is None else final.body_snippet,
+        "error_kind": call.last_error_kind,
+    }
 
 
 def execute_message(

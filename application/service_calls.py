@@ -51,11 +51,13 @@ from domain.outcome import AttemptOutcome, AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from domain.schedule import Schedule
 from domain.service_call import ServiceCall, Status
+from domain.workflow_run import WorkflowRun
 
 log = structlog.get_logger(__name__)
 SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
 # Aggregates whose history keeps growing (a schedule ~2 events per fire, a circuit with its
-# host's failures) get a snapshot every this many events; a call's history is short.
+# host's failures, a workflow run ~2 per step) get a snapshot every this many events; a
+# call's history is short.
 SNAPSHOT_EVERY = 50
 
 
@@ -101,7 +103,9 @@ class Decision:
 
 class ServiceCalls(Application[UUID]):
     name = "duecall"
-    snapshotting_intervals: ClassVar = {Schedule: SNAPSHOT_EVERY, Circuit: SNAPSHOT_EVERY}
+    snapshotting_intervals: ClassVar = {
+        Schedule: SNAPSHOT_EVERY, Circuit: SNAPSHOT_EVERY, WorkflowRun: SNAPSHOT_EVERY
+    }
 
     def __init__(
         self,
@@ -404,7 +408,7 @@ class ServiceCalls(Application[UUID]):
         """Record attempts' outcomes (their executions' events) with what follows for each
         call, decided by the policy, in one transaction that consumes their messages (the
         calls ``in_hand`` are not read again: deferred starts)."""
-        decision = self.decide(reported, now, in_hand) if reported else Decision()
+        decision = self.decide(reported, now, in_hand, executions) if reported else Decision()
         effects = _ending_attempts(consume, decision.publish, decision.circuits)
         record(self, [*executions, *in_hand.values(), *decision.aggregates], effects)
 
@@ -419,10 +423,12 @@ class ServiceCalls(Application[UUID]):
         reported: Sequence[tuple[OutboxMessage, AttemptOutcome]],
         now: datetime,
         in_hand: Mapping[UUID, ServiceCall] = MappingProxyType({}),
+        executions: Sequence[Execution] = (),
     ) -> Decision:
         """Orchestration policy: outcomes become Succeeded, a retry later (a ``start``
         message), or Failed; each message names the call, its tenant, host and trace. The
-        calls ``in_hand`` are not read again."""
+        calls ``in_hand`` are not read again; ``executions``: the attempts finished here (a
+        workflow step's final response goes to its run)."""
         calls, circuits = self._calls_and_circuits(
             [message for message, _ in reported], in_hand
         )
@@ -437,7 +443,7 @@ class ServiceCalls(Application[UUID]):
         traces = {m.service_call_id: trace_parent_of(m) for m, _ in reported}
         return Decision(
             aggregates=[*calls.values(), *circuits.touched],
-            publish=follow_ups(changed, traces),
+            publish=follow_ups(changed, traces, {e.id: e for e in executions}),
             circuits=[NewCircuit(c.tenant_id, c.host, c.id) for c in circuits.registered],
         )
 
@@ -520,16 +526,23 @@ class ServiceCalls(Application[UUID]):
 
 
 def follow_ups(
-    calls: Iterable[ServiceCall], traces: Mapping[UUID, str | None]
+    calls: Iterable[ServiceCall],
+    traces: Mapping[UUID, str | None],
+    executions: Mapping[UUID, Execution] = MappingProxyType({}),
 ) -> list[OutboxMessage]:
     """What changed calls cause: a timer message for each call now scheduled (carrying on its
-    trace context), and for each call a schedule fired that is now over, its outcome for that
-    schedule."""
+    trace context), and for each call a schedule fired or a workflow step made that is now
+    over, its outcome for that producer (``executions``, by id: the attempts finished in the
+    same transaction, whose responses a workflow step's outcome carries)."""
     messages = []
     for call in calls:
         if call.status == Status.SCHEDULED:
             messages.append(start_message(call, traces.get(call.id)))
-        elif (outcome := producer_outcome_message(call)) is not None:
+        elif (
+            outcome := producer_outcome_message(
+                call, executions.get(call.execution_id) if call.execution_id else None
+            )
+        ) is not None:
             messages.append(outcome)
     return messages
 
