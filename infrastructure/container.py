@@ -18,6 +18,7 @@ from application.signing import RequestSigner
 from application.tenant_defaults import TenantDefaults
 from application.tenants import Tenants
 from application.tracing import NO_TRACING, Tracer
+from application.workflows import Workflows
 from domain.circuit import CircuitOptions
 from infrastructure.circuit_registry import PostgresCircuitRegistry
 from infrastructure.database import (
@@ -56,6 +57,7 @@ class Container:
     secret_box: AesSecretBox
     tenants: Tenants
     schedules: Schedules
+    workflows: Workflows
     workers: Workers | None = field(default=None)
     tracer: Tracer = field(default=NO_TRACING)
     read_models: ReadModels = field(init=False)
@@ -121,6 +123,7 @@ class Container:
             secret_box=box,
             tenants=Tenants(service_calls, box, PostgresTenantRegistry(outbox.pool)),
             schedules=Schedules(service_calls, settings.schedule_lookahead_seconds),
+            workflows=Workflows(service_calls, max_body_bytes=settings.max_request_body_bytes),
             tracer=build_tracer(settings.tracing),
         )
 
@@ -150,6 +153,7 @@ class Container:
             tracer=self.tracer,
             schedules=self.schedules,
             registry=self.worker_registry,
+            workflows=self.workflows,
         )
         self.workers.start()
         return self.workers

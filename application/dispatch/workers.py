@@ -1,5 +1,5 @@
-"""The worker processes' loops: the timer, the execution loop, the schedule loop and the
-liveness beat, each on its own thread."""
+"""The worker processes' loops: the timer, the execution loop, the schedule loop, the
+workflow loop and the liveness beat, each on its own thread."""
 
 import asyncio
 import sys
@@ -15,12 +15,14 @@ from application.dispatch.execution_loop import ExecutionLoop
 from application.dispatch.liveness import Liveness, WorkerRegistry
 from application.dispatch.schedule_loop import ScheduleLoop
 from application.dispatch.timer import Timer
+from application.dispatch.workflow_loop import WorkflowLoop
 from application.outbox import EXECUTE, Outbox
 from application.ports import HttpSender
 from application.schedules import Schedules
 from application.service_calls import Attempt, ServiceCalls
 from application.signing import RequestSigner
 from application.tracing import NO_TRACING, Tracer
+from application.workflows import Workflows
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +59,12 @@ class Workers:
         tracer: Tracer = NO_TRACING,
         schedules: Schedules | None = None,
         registry: WorkerRegistry | None = None,
+        workflows: Workflows | None = None,
     ) -> None:
         """``unavailable``: the errors that mean the database is away (work in hand is kept
         and done once it is back, instead of waiting for its leases to end); ``schedules``:
         fire them too (the schedule loop); ``registry``: beat, and free dead workers' leases
-        (``Liveness``)."""
+        (``Liveness``); ``workflows``: advance their runs (the workflow loop)."""
         self._unavailable = unavailable
         self._tracer = tracer
         self._calls = service_calls
@@ -91,6 +94,9 @@ class Workers:
             schedules.handle,
             batch_size=options.batch_size,
             lookahead=schedules.lookahead,
+        )
+        self._workflow_loop = None if workflows is None else WorkflowLoop(
+            outbox, workflows.handle, batch_size=options.batch_size
         )
         self._liveness = None if registry is None else Liveness(
             registry,
@@ -122,6 +128,9 @@ class Workers:
         if self._schedule_loop is not None:
             self._spawn(self._schedule_loop.name, self._schedule_loop.run)
             loops.append(self._schedule_loop.name)
+        if self._workflow_loop is not None:
+            self._spawn(self._workflow_loop.name, self._workflow_loop.run)
+            loops.append(self._workflow_loop.name)
         log.info("workers_started", loops=loops)
 
     def stop(self, timeout: float | None = None) -> None:
@@ -132,6 +141,8 @@ class Workers:
         deadline = began + (self._options.shutdown_timeout + 1 if timeout is None else timeout)
         if self._schedule_loop is not None:
             self._schedule_loop.stop()
+        if self._workflow_loop is not None:
+            self._workflow_loop.stop()
         self._timer.stop()
         # the timer first: what it hands the execution loop as it stops is still drained
         for thread in self._threads:

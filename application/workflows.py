@@ -1,0 +1,301 @@
+"""Workflows: runs of multi-step workflow definitions whose steps are service calls (the
+WorkflowRun aggregate).
+
+As schedules do, the use cases record through ``ServiceCalls`` (one writer, one event store,
+one transaction per use case). A run never makes a request: ``WorkflowRun.advance`` returns
+``StepOrder``s, and each becomes a ``ServiceCall`` (named ``<run name>/<step id>``, origin
+``workflow:<run id>``, idempotency key ``wf:<run id>:<step id>[:r<gen>][:compensate]``, the
+step's retry policy, its secret header values sealed), recorded with its ``start`` message
+and its key in the transaction that records the run's ``StepStarted``: a step is ordered
+exactly when its call exists. The timer and the execution loop make it like any call.
+
+A step's call that ends (succeeded, failed or cancelled) sends a ``workflow`` message with
+its outcome and its final attempt's response (``application.outbox.producer_outcome_message``),
+in the transaction that records that outcome. The workflow loop hands such messages to
+``handle``, which records each outcome on its run (``record_step_outcome``: the step's
+``success`` decides, its outputs are extracted), advances the run and records what it orders
+next, in one transaction. A duplicate or late message changes nothing and is consumed.
+
+Not built yet: a step's whole-step ``timeout_seconds`` is not enforced (each attempt has its
+request timeout and the retry policy its own limits).
+"""
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, LRUCache
+
+from application.clock import utcnow
+from application.conflicts import retry_on_conflict
+from application.idempotency import IdempotencyRecord
+from application.loading import load_current, load_many
+from application.outbox import (
+    OutboxChanges,
+    OutboxMessage,
+    Recordable,
+    TransactionEffects,
+    record,
+    start_message,
+)
+from application.service_calls import ServiceCalls
+from domain.errors import DomainError, InvalidRequestError
+from domain.ids import new_service_call_id
+from domain.request import DEFAULT_MAX_BODY_BYTES
+from domain.service_call import ServiceCall
+from domain.workflow_definition import DEFAULT_MAX_STEPS
+from domain.workflow_run import StepOrder, WorkflowRun
+
+log = structlog.get_logger(__name__)
+
+CANCELLED_BY_RUN = "workflow run cancelled"  # the reason recorded on a step's cancelled call
+
+
+class WorkflowRunNotFoundError(DomainError):
+    def __init__(self, run_id: object) -> None:
+        super().__init__(f"workflow run {run_id} not found")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A use case's result: the run, the calls it submitted (or cancelled), and the log
+    position of the last event it recorded (None: it recorded none), for read-your-writes."""
+
+    run: WorkflowRun
+    calls: list[ServiceCall] = field(default_factory=list)
+    position: int | None = None
+
+
+class Workflows:
+    def __init__(
+        self,
+        calls: ServiceCalls,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        cache_size: int = 10_000,
+    ) -> None:
+        """``max_body_bytes``: the deployment's limit on a call's body (a step's rendered
+        body is held to it); ``max_steps``: on a definition's steps; ``cache_size``: how
+        many runs the workflow loop keeps loaded (its own cache)."""
+        self._calls = calls
+        self._max_body_bytes = max_body_bytes
+        self._max_steps = max_steps
+        self._loaded: LRUCache[UUID, WorkflowRun] = LRUCache(maxsize=cache_size)
+
+    # -- the use cases ---------------------------------------------------------------------
+
+    def submit(
+        self, tenant_id: str, definition: Mapping[str, Any], input: Mapping[str, Any] | None
+    ) -> Outcome:
+        """A new run of ``definition`` (checked here), its first steps ordered."""
+        now = utcnow()
+        run = WorkflowRun.submit(
+            id=new_workflow_run_id(),
+            tenant_id=tenant_id,
+            definition=definition,
+            input=input,
+            now=now,
+            max_steps=self._max_steps,
+        )
+        orders = run.advance(now, _new_call_id, self._max_body_bytes)
+        return self._record(run, orders, now)
+
+    def get(self, tenant_id: str, run_id: UUID) -> WorkflowRun:
+        try:
+            run: WorkflowRun = self._calls.repository.get(run_id)
+        except AggregateNotFoundError:
+            raise WorkflowRunNotFoundError(run_id) from None
+        if not isinstance(run, WorkflowRun) or run.tenant_id != tenant_id:
+            raise WorkflowRunNotFoundError(run_id)
+        return run
+
+    def cancel(self, tenant_id: str, run_id: UUID, reason: str | None = None) -> Outcome:
+        """Stop the run and cancel its steps' calls still running, in one transaction."""
+
+        def once() -> Outcome:
+            now = utcnow()
+            run = self.get(tenant_id, run_id)
+            running = run.cancel(reason, now)
+            orders = run.advance(now, _new_call_id, self._max_body_bytes)
+            cancelled = self._cancel_calls(running, now)
+            return self._record(run, orders, now, cancelled)
+
+        return retry_on_conflict(once, f"workflow run {run_id}")
+
+    def pause(self, tenant_id: str, run_id: UUID) -> Outcome:
+        return self._command(tenant_id, run_id, lambda run, now: run.pause(now))
+
+    def resume(self, tenant_id: str, run_id: UUID) -> Outcome:
+        return self._command(tenant_id, run_id, lambda run, now: run.resume(now))
+
+    def retry_from_failed(self, tenant_id: str, run_id: UUID) -> Outcome:
+        return self._command(tenant_id, run_id, lambda run, now: run.retry_from_failed(now))
+
+    def rerun_step(
+        self,
+        tenant_id: str,
+        run_id: UUID,
+        step_id: str,
+        input_override: Mapping[str, Any],
+        actor: str,
+    ) -> Outcome:
+        return self._command(
+            tenant_id,
+            run_id,
+            lambda run, now: run.rerun_step(step_id, input_override, actor, now),
+        )
+
+    # -- the workflow loop's -----------------------------------------------------------------
+
+    def handle(self, messages: Sequence[OutboxMessage]) -> None:
+        """Steps' outcomes, for many runs, in one transaction."""
+        by_run: dict[UUID, list[OutboxMessage]] = defaultdict(list)
+        for message in messages:
+            by_run[message.service_call_id].append(message)
+        try:
+            self._handle(by_run, [m.id for m in messages if m.id is not None])
+        except BaseException:
+            for run_id in by_run:  # changed here, perhaps, but not recorded
+                with suppress(KeyError):
+                    self._loaded.get(run_id, evict=True)
+            raise
+
+    def _handle(self, by_run: dict[UUID, list[OutboxMessage]], consume: list[int]) -> None:
+        now = utcnow()
+        found = load_current(self._calls, by_run, self._loaded)
+        changed: list[WorkflowRun] = []
+        orders: list[tuple[WorkflowRun, StepOrder]] = []
+        for run_id, received in by_run.items():
+            run = found.get(run_id)
+            if not isinstance(run, WorkflowRun):
+                log.warning("unknown_workflow_run", workflow_run_id=str(run_id))
+                continue
+            recorded = run.version
+            for message in received:
+                _take_outcome(run, message, now)
+            orders.extend((run, o) for o in run.advance(now, _new_call_id, self._max_body_bytes))
+            if run.version != recorded:
+                changed.append(run)
+        self._record_many(changed, orders, now, consume=consume)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _command(
+        self,
+        tenant_id: str,
+        run_id: UUID,
+        apply: Callable[[WorkflowRun, datetime], object],
+    ) -> Outcome:
+        """The command, then ``advance``, recorded with the calls it orders; a write conflict
+        (the workflow loop recorded an outcome meanwhile) is tried again from fresh state."""
+
+        def once() -> Outcome:
+            now = utcnow()
+            run = self.get(tenant_id, run_id)
+            apply(run, now)
+            orders = run.advance(now, _new_call_id, self._max_body_bytes)
+            return self._record(run, orders, now)
+
+        return retry_on_conflict(once, f"workflow run {run_id}")
+
+    def _record(
+        self,
+        run: WorkflowRun,
+        orders: Sequence[StepOrder],
+        now: datetime,
+        cancelled: Sequence[ServiceCall] = (),
+    ) -> Outcome:
+        """One run's events and its calls: what ``_record_many`` did."""
+        pairs = [(run, order) for order in orders]
+        calls, position = self._record_many([run], pairs, now, cancelled=cancelled)
+        return Outcome(run, [*calls, *cancelled], position)
+
+    def _record_many(
+        self,
+        runs: Sequence[WorkflowRun],
+        orders: Sequence[tuple[WorkflowRun, StepOrder]],
+        now: datetime,
+        *,
+        consume: Sequence[int] = (),
+        cancelled: Sequence[ServiceCall] = (),
+    ) -> tuple[list[ServiceCall], int | None]:
+        """The runs' events, their steps' new calls (with their ``start`` messages and
+        Idempotency-Keys), the calls cancelled for them, and the messages consumed, in one
+        transaction. The cancelled calls publish nothing: their outcomes would only be
+        no-ops for a run that is cancelled already."""
+        calls = [self._step_call(run, order, now) for run, order in orders]
+        keys = [
+            IdempotencyRecord(c.tenant_id, str(c.idempotency_key), c.id, _key_hash(c))
+            for c in calls
+        ]
+        effects = TransactionEffects(
+            OutboxChanges(consume, [start_message(call) for call in calls]), idempotency=keys
+        )
+        aggregates: list[Recordable] = [*runs, *calls, *cancelled]
+        return calls, record(self._calls, aggregates, effects)
+
+    def _step_call(self, run: WorkflowRun, order: StepOrder, now: datetime) -> ServiceCall:
+        """The call a step order submits, due now, its secret header values sealed (only
+        ciphertext is recorded; the worker opens them to send)."""
+        name = f"{run.name}/{order.step_id}"
+        return ServiceCall.submit(
+            id=order.call_id,
+            tenant_id=run.tenant_id,
+            name=f"{name}/compensate" if order.compensation else name,
+            request=order.request.sealed(self._calls.secret_box.seal),
+            due_at=now,
+            idempotency_key=order.idempotency_key,
+            retry_policy=order.retry_policy,
+            origin=order.origin,
+        )
+
+    def _cancel_calls(self, call_ids: Sequence[UUID], now: datetime) -> list[ServiceCall]:
+        done = []
+        for call in load_many(self._calls, call_ids).values():
+            if isinstance(call, ServiceCall) and not call.is_terminal:
+                call.cancel(CANCELLED_BY_RUN, now)
+                done.append(call)
+        return done
+
+
+def _take_outcome(run: WorkflowRun, message: OutboxMessage, now: datetime) -> None:
+    """Record a step's call's outcome (a malformed message is logged and dropped)."""
+    outcome = message.payload.get("outcome")
+    if not isinstance(outcome, dict):
+        log.warning("workflow_message_without_outcome", workflow_run_id=str(run.id))
+        return
+    try:
+        taken = run.record_step_outcome(
+            UUID(outcome["call_id"]),
+            outcome["status"],
+            outcome.get("status_code"),
+            outcome.get("headers") or {},
+            outcome.get("body"),
+            now,
+            outcome.get("error_kind"),
+        )
+    except (InvalidRequestError, KeyError, ValueError) as error:
+        log.warning("workflow_outcome_unusable", workflow_run_id=str(run.id), error=str(error))
+        return
+    if not taken:
+        log.info("stale_step_outcome_ignored", workflow_run_id=str(run.id))
+
+
+def new_workflow_run_id() -> UUID:
+    return new_service_call_id()  # a UUIDv7: runs are ordered by submit time
+
+
+def _new_call_id(_: str) -> UUID:
+    return new_service_call_id()
+
+
+def _key_hash(call: ServiceCall) -> str:
+    return hashlib.sha256(str(call.idempotency_key).encode()).hexdigest()
