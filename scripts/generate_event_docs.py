@@ -20,9 +20,10 @@ from domain.schedule import Schedule
 from domain.service_call import ServiceCall
 from domain.tenant import Tenant
 from domain.tenant_settings import TenantSettings
+from domain.workflow_run import WorkflowRun
 
 AGGREGATES: tuple[type[Aggregate], ...] = (
-    ServiceCall, Execution, Schedule, Circuit, Tenant, TenantSettings
+    ServiceCall, Execution, Schedule, Circuit, Tenant, TenantSettings, WorkflowRun
 )
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "events.md"
 COMMON = ("originator_id", "originator_version", "timestamp", "originator_topic")
