@@ -7,7 +7,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.application import LRUCache
+from eventsourcing.persistence import IntegrityError
 
+from application import workflows as workflows_module
+from application.clock import utcnow
+from application.loading import load_current
+from application.outbox import WORKFLOW, OutboxMessage
 from application.workflows import WorkflowRunNotFoundError
 from domain.service_call import ServiceCall, Status
 from domain.workflow_run import RunStatus, WorkflowRun
@@ -292,3 +298,59 @@ def test_a_run_is_found_only_by_its_tenant(container: Container) -> None:
         container.workflows.cancel("another-tenant", run_id)
     with pytest.raises(WorkflowRunNotFoundError):
         container.workflows.get(TENANT, uuid4())
+
+
+def test_an_outcome_handled_twice_changes_nothing_and_a_failed_batch_changes_no_run(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop keeps the runs it loads: a batch it changes but cannot record must leave
+    them as recorded, or the outcome handled again would be taken as a duplicate."""
+    definition = {"name": "n", "steps": [
+        {"id": "a", "request": _get("http://127.0.0.1:9/a"), "outputs": {"x": "$.body.x"}},
+        {"id": "b", "needs": ["a"], "request": _get("http://127.0.0.1:9/{{ steps.a.outputs.x }}")},
+    ]}
+    run_id = _submit(container, definition)  # no workers: the loop is this test
+    call_a = _run(container, run_id).steps["a"].call_id
+    outcome = {"call_id": str(call_a), "status": "succeeded", "status_code": 200,
+               "headers": {}, "body": '{"x": "from-a"}'}
+    message = OutboxMessage(WORKFLOW, TENANT, run_id, 0, utcnow(), payload={"outcome": outcome})
+    real_record = workflows_module.record
+
+    def conflicting(*args: Any) -> Any:
+        raise IntegrityError("version taken")
+
+    monkeypatch.setattr(workflows_module, "record", conflicting)
+    with pytest.raises(IntegrityError):
+        container.workflows.handle([message])
+    monkeypatch.setattr(workflows_module, "record", real_record)
+    container.workflows.handle([message])
+    run = _run(container, run_id)
+    assert (run.steps["a"].state.value, run.steps["b"].state.value) == ("succeeded", "running")
+    b = _call(container, run, "b")
+    assert (b.idempotency_key, b.request.url) == (f"wf:{run_id}:b", "http://127.0.0.1:9/from-a")
+    assert b.status is Status.SCHEDULED
+
+    container.workflows.handle([message])  # a duplicate: nothing recorded
+    unknown = OutboxMessage(WORKFLOW, TENANT, uuid4(), 0, utcnow(), payload={"outcome": outcome})
+    container.workflows.handle([unknown])  # a run not found: only consumed
+    assert _run(container, run_id).version == run.version
+
+
+def test_a_long_run_is_snapshotted_and_loads_the_same(container: Container) -> None:
+    with TargetServer() as target:
+        container.start_workers()
+        steps = [{"id": "s0", "request": _get(f"{target.url}/ok")}]
+        steps += [
+            {"id": f"s{i}", "needs": [f"s{i - 1}"], "request": _get(f"{target.url}/ok")}
+            for i in range(1, 30)
+        ]
+        run = _finished(container, _submit(container, {"name": "long", "steps": steps}), 30)
+        assert len(target.requests_for("/ok")) == 30
+
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.version > 50
+    store = container.service_calls.snapshots
+    assert store is not None
+    assert list(store.get(run.id))  # taken every 50 events, as a schedule's
+    found = load_current(container.service_calls, [run.id], LRUCache(maxsize=1))[run.id]
+    assert found.describe() == run.describe()
