@@ -5,7 +5,8 @@ As schedules do, the use cases record through ``ServiceCalls`` (one writer, one 
 one transaction per use case). A run never makes a request: ``WorkflowRun.advance`` returns
 ``StepOrder``s, and each becomes a ``ServiceCall`` (named ``<run name>/<step id>``, origin
 ``workflow:<run id>``, idempotency key ``wf:<run id>:<step id>[:r<gen>][:compensate]``, the
-step's retry policy, its secret header values sealed), recorded with its ``start`` message
+step's retry policy, its secret header values sealed: the definition's literal ones before
+the run records it, ``domain/workflow_secrets.py``), recorded with its ``start`` message
 and its key in the transaction that records the run's ``StepStarted``: a step is ordered
 exactly when its call exists. The timer and the execution loop make it like any call.
 
@@ -51,6 +52,7 @@ from domain.request import DEFAULT_MAX_BODY_BYTES
 from domain.service_call import ServiceCall
 from domain.workflow_definition import DEFAULT_MAX_STEPS
 from domain.workflow_run import StepOrder, WorkflowRun
+from domain.workflow_secrets import seal_once, sealed_definition
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,8 @@ class Workflows:
     ) -> Outcome:
         """A new run of ``definition`` (checked here), its first steps ordered."""
         now = utcnow()
+        if isinstance(definition, Mapping):  # else the aggregate names the error
+            definition = sealed_definition(definition, self._calls.secret_box.seal)
         run = WorkflowRun.submit(
             id=new_workflow_run_id(),
             tenant_id=tenant_id,
@@ -244,13 +248,14 @@ class Workflows:
 
     def _step_call(self, run: WorkflowRun, order: StepOrder, now: datetime) -> ServiceCall:
         """The call a step order submits, due now, its secret header values sealed (only
-        ciphertext is recorded; the worker opens them to send)."""
+        ciphertext is recorded; the worker opens them to send): those the definition
+        sealed already stay as they are."""
         name = f"{run.name}/{order.step_id}"
         return ServiceCall.submit(
             id=order.call_id,
             tenant_id=run.tenant_id,
             name=f"{name}/compensate" if order.compensation else name,
-            request=order.request.sealed(self._calls.secret_box.seal),
+            request=order.request.sealed(seal_once(self._calls.secret_box.seal)),
             due_at=now,
             idempotency_key=order.idempotency_key,
             retry_policy=order.retry_policy,

@@ -70,7 +70,8 @@ def test_a_three_step_run_passes_outputs_on_and_each_step_is_a_keyed_call(
                     "request": {
                         "method": "POST",
                         "url": f"{target.url}/charge",
-                        "headers": {"Authorization": "Bearer {{ steps.auth.outputs.token }}"},
+                        "headers": {"Authorization": "Bearer {{ steps.auth.outputs.token }}",
+                                    "X-Api-Key": "literal-key"},
                         "body": {"amount": "{{ input.amount }}"},
                     },
                 },
@@ -97,8 +98,13 @@ def test_a_three_step_run_passes_outputs_on_and_each_step_is_a_keyed_call(
         assert call.name == f"charge-customer/{step}"
         assert call.status is Status.SUCCEEDED
         assert request.headers["idempotency-key"] == f"{call.id}:1"  # the call's, per attempt
-    recorded = _call(container, run, "charge").request.headers["Authorization"]
-    assert recorded.startswith("enc:v1:")  # only ciphertext recorded
+    assert charge.headers["x-api-key"] == "literal-key"
+    recorded = _call(container, run, "charge").request.headers
+    assert recorded["Authorization"].startswith("enc:v1:")  # only ciphertext recorded
+    assert recorded["X-Api-Key"].startswith("enc:v1:")
+    # the definition's literal secret value is sealed in the run's events too
+    stored = run.definition_json["steps"][1]["request"]["headers"]["X-Api-Key"]
+    assert stored.startswith("enc:v1:")
 
 
 def test_a_failing_step_fails_a_fail_fast_run_and_its_dependents_are_skipped(

@@ -1,0 +1,51 @@
+"""A definition's literal secret header values, sealed before the run records it.
+
+A step's (or its compensation's) header whose name is secret (``SENSITIVE_HEADERS`` or the
+request's ``secret_headers``) and whose value is literal (no ``{{``) is sealed, as a
+schedule's call template is: only ciphertext is recorded in the run's ``Created`` event, the
+step's call carries it sealed, and the worker opens it to send. A templated value cannot be
+sealed before it is rendered: its call seals it (its parts come from the run's input and
+outputs, which are recorded as given).
+"""
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from domain.redaction import is_sealed, secret_header_names
+
+
+def sealed_definition(
+    definition: Mapping[str, Any], seal: Callable[[str], str]
+) -> dict[str, Any]:
+    """A copy of ``definition`` with its literal secret header values sealed; anything of
+    the wrong shape is left for the definition's own checks to name."""
+    values: dict[str, Any] = copy.deepcopy(dict(definition))
+    steps = values.get("steps")
+    for step in steps if isinstance(steps, list) else ():
+        if not isinstance(step, dict):
+            continue
+        _seal(step.get("request"), seal)
+        compensate = step.get("compensate")
+        if isinstance(compensate, dict):
+            _seal(compensate.get("request", compensate), seal)
+    return values
+
+
+def seal_once(seal: Callable[[str], str]) -> Callable[[str], str]:
+    """``seal`` for a value not sealed yet (a rendered request whose literal values the
+    definition sealed)."""
+    return lambda value: value if is_sealed(value) else seal(value)
+
+
+def _seal(request: object, seal: Callable[[str], str]) -> None:
+    if not isinstance(request, dict):
+        return
+    headers, extra = request.get("headers"), request.get("secret_headers", [])
+    if not isinstance(headers, dict) or not isinstance(extra, list):
+        return
+    names = secret_header_names(n for n in extra if isinstance(n, str))
+    for name, value in headers.items():
+        literal = isinstance(value, str) and "{{" not in value and not is_sealed(value)
+        if isinstance(name, str) and name.lower() in names and literal:
+            headers[name] = seal(value)
