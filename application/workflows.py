@@ -17,8 +17,10 @@ in the transaction that records that outcome. The workflow loop hands such messa
 ``success`` decides, its outputs are extracted), advances the run and records what it orders
 next, in one transaction. A duplicate or late message changes nothing and is consumed.
 
-Not built yet: a step's whole-step ``timeout_seconds`` is not enforced (each attempt has its
-request timeout and the retry policy its own limits).
+A step with a whole-step ``timeout_seconds`` also gets a ``workflow`` message available
+when that time is up (published with its call): if the step is still running on that call
+then, the call is cancelled and the step failed (``call failed: step_timeout``) in one
+transaction; otherwise the message is only consumed.
 """
 
 import hashlib
@@ -26,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +40,7 @@ from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyRecord
 from application.loading import load_current, load_many
 from application.outbox import (
+    WORKFLOW,
     OutboxChanges,
     OutboxMessage,
     Recordable,
@@ -49,7 +52,8 @@ from application.service_calls import ServiceCalls
 from domain.errors import DomainError, InvalidRequestError
 from domain.ids import new_service_call_id
 from domain.request import DEFAULT_MAX_BODY_BYTES
-from domain.service_call import ServiceCall
+from domain.service_call import ServiceCall, Status
+from domain.workflow_dag import StepState
 from domain.workflow_definition import DEFAULT_MAX_STEPS
 from domain.workflow_run import StepOrder, WorkflowRun
 from domain.workflow_secrets import seal_once, sealed_definition
@@ -57,6 +61,8 @@ from domain.workflow_secrets import seal_once, sealed_definition
 log = structlog.get_logger(__name__)
 
 CANCELLED_BY_RUN = "workflow run cancelled"  # the reason recorded on a step's cancelled call
+CANCELLED_BY_TIMEOUT = "workflow step timed out"
+STEP_TIMEOUT = "step_timeout"  # the error kind a step that ran out of time fails with
 
 
 class WorkflowRunNotFoundError(DomainError):
@@ -177,6 +183,7 @@ class Workflows:
         found = load_current(self._calls, by_run, self._loaded)
         changed: list[WorkflowRun] = []
         orders: list[tuple[WorkflowRun, StepOrder]] = []
+        timed_out: list[UUID] = []
         for run_id, received in by_run.items():
             run = found.get(run_id)
             if not isinstance(run, WorkflowRun):
@@ -184,11 +191,15 @@ class Workflows:
                 continue
             recorded = run.version
             for message in received:
-                _take_outcome(run, message, now)
+                if "timeout" in message.payload:
+                    timed_out.extend(_take_timeout(run, message, now))
+                else:
+                    _take_outcome(run, message, now)
             orders.extend((run, o) for o in run.advance(now, _new_call_id, self._max_body_bytes))
             if run.version != recorded:
                 changed.append(run)
-        self._record_many(changed, orders, now, consume=consume)
+        cancelled = self._cancel_calls(timed_out, now, CANCELLED_BY_TIMEOUT)
+        self._record_many(changed, orders, now, consume=consume, cancelled=cancelled)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -231,18 +242,19 @@ class Workflows:
         consume: Sequence[int] = (),
         cancelled: Sequence[ServiceCall] = (),
     ) -> tuple[list[ServiceCall], int | None]:
-        """The runs' events, their steps' new calls (with their ``start`` messages and
-        Idempotency-Keys), the calls cancelled for them, and the messages consumed, in one
-        transaction. The cancelled calls publish nothing: their outcomes would only be
-        no-ops for a run that is cancelled already."""
+        """The runs' events, their steps' new calls (with their ``start`` messages, their
+        Idempotency-Keys and their steps' timeouts), the calls cancelled for them, and the
+        messages consumed, in one transaction. The cancelled calls publish nothing: their
+        outcomes would only be no-ops for steps that are over already."""
         calls = [self._step_call(run, order, now) for run, order in orders]
         keys = [
             IdempotencyRecord(c.tenant_id, str(c.idempotency_key), c.id, _key_hash(c))
             for c in calls
         ]
-        effects = TransactionEffects(
-            OutboxChanges(consume, [start_message(call) for call in calls]), idempotency=keys
-        )
+        publish = [start_message(call) for call in calls]
+        publish.extend(_timeout_message(run, order, now) for run, order in orders
+                       if order.timeout_seconds is not None)
+        effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
         aggregates: list[Recordable] = [*runs, *calls, *cancelled]
         return calls, record(self._calls, aggregates, effects)
 
@@ -262,11 +274,13 @@ class Workflows:
             origin=order.origin,
         )
 
-    def _cancel_calls(self, call_ids: Sequence[UUID], now: datetime) -> list[ServiceCall]:
+    def _cancel_calls(
+        self, call_ids: Sequence[UUID], now: datetime, reason: str = CANCELLED_BY_RUN
+    ) -> list[ServiceCall]:
         done = []
         for call in load_many(self._calls, call_ids).values():
             if isinstance(call, ServiceCall) and not call.is_terminal:
-                call.cancel(CANCELLED_BY_RUN, now)
+                call.cancel(reason, now)
                 done.append(call)
         return done
 
@@ -292,6 +306,38 @@ def _take_outcome(run: WorkflowRun, message: OutboxMessage, now: datetime) -> No
         return
     if not taken:
         log.info("stale_step_outcome_ignored", workflow_run_id=str(run.id))
+
+
+def _timeout_message(run: WorkflowRun, order: StepOrder, now: datetime) -> OutboxMessage:
+    """The message that ends a step still running on this call when its time is up."""
+    assert order.timeout_seconds is not None
+    at = now + timedelta(seconds=order.timeout_seconds)
+    return OutboxMessage(
+        WORKFLOW,
+        run.tenant_id,
+        run.id,
+        0,
+        available_at=at,
+        due_at=at,
+        payload={"timeout": {"step": order.step_id, "call_id": str(order.call_id)}},
+    )
+
+
+def _take_timeout(run: WorkflowRun, message: OutboxMessage, now: datetime) -> list[UUID]:
+    """A step's time is up: if it still runs on the call the message names, fail it (the
+    call to cancel is returned); else nothing (it ended, or runs again on a new call)."""
+    timeout = message.payload["timeout"]
+    try:
+        call_id = UUID(timeout["call_id"])
+        record = run.steps[timeout["step"]]
+    except (KeyError, TypeError, ValueError):
+        log.warning("workflow_timeout_unusable", workflow_run_id=str(run.id))
+        return []
+    if record.call_id != call_id or record.state is not StepState.RUNNING:
+        return []
+    run.record_step_outcome(call_id, Status.FAILED, None, {}, None, now, STEP_TIMEOUT)
+    log.info("workflow_step_timed_out", workflow_run_id=str(run.id), step=timeout["step"])
+    return [call_id]
 
 
 def new_workflow_run_id() -> UUID:

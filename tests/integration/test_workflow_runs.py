@@ -1,6 +1,6 @@
 """Workflow runs through the real pipeline: each step a call (its key ``wf:<run>:<step>``) to
 a real local server, outputs passed on in templates, fail_fast with skipped dependents,
-cancel of a running run, parallel branches."""
+cancel of a running run, parallel branches, whole-step timeouts."""
 
 import time
 from typing import Any
@@ -360,3 +360,26 @@ def test_a_long_run_is_snapshotted_and_loads_the_same(container: Container) -> N
     assert list(store.get(run.id))  # taken every 50 events, as a schedule's
     found = load_current(container.service_calls, [run.id], LRUCache(maxsize=1))[run.id]
     assert found.describe() == run.describe()
+
+
+def test_a_step_out_of_time_fails_and_its_call_is_cancelled(container: Container) -> None:
+    with TargetServer() as target:
+        container.start_workers()
+        definition = {
+            "name": "late",
+            "steps": [
+                {"id": "slow", "timeout_seconds": 1,
+                 "request": {"method": "GET", "url": f"{target.url}/slow/4",
+                             "timeout_seconds": 10}},
+                {"id": "quick", "timeout_seconds": 5, "request": _get(f"{target.url}/ok")},
+            ],
+        }
+        started = time.monotonic()
+        run = _finished(container, _submit(container, definition))
+        took = time.monotonic() - started
+
+    assert run.status is RunStatus.FAILED
+    assert 1 <= took < 3.5  # ended by the step's timeout, not by the request's end
+    assert run.steps["slow"].reason == "call failed: step_timeout"
+    assert _call(container, run, "slow").status is Status.CANCELLED
+    assert run.steps["quick"].state.value == "succeeded"  # done in time: its timeout is a no-op
