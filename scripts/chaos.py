@@ -4,9 +4,13 @@ nothing doubled.
 
     .venv/bin/python scripts/chaos.py                 # 5,000 calls at 40/s, 3 workers, all faults
     .venv/bin/python scripts/chaos.py --calls 600 --rate 50 --kill-interval 4   # a short run
+    .venv/bin/python scripts/chaos.py --apis 2 --workers 4 --read-model-procs 1 \
+        --api-kill-at 0.5                          # a fleet; one API process SIGKILLed too
 
-The stack is started as a user would start it: ``duecall api`` and ``--workers`` ``duecall
-worker`` processes (each also runs the read models), on a fresh database on a private embedded
+The stack is started as a user would start it: ``--apis`` ``duecall api`` processes (the
+load goes round them; a submit that fails goes to the next) and ``--workers`` ``duecall
+worker`` processes (each also runs the read models, unless ``--read-model-procs`` ``duecall
+projections run`` processes do), on a fresh database on a private embedded
 PostgreSQL in a temporary directory (so it can be restarted), or on ``--database-url`` (the
 database is dropped afterwards; ``--pg-restart-command`` restarts that server). The target is
 harness/recording_target.py in its own process: it records every delivery and misbehaves by
@@ -22,7 +26,8 @@ way (they have their own tests): every call must end by its retry policy alone.
 
 Faults, one at a time, while the workload is offered: SIGKILL a random worker every
 ``--kill-interval`` s (a new one is started at once); restart PostgreSQL once (stop, wait
-``--pg-down`` s, start) at ``--pg-restart-at`` of the submit phase; SIGTERM one worker (a
+``--pg-down`` s, start) at ``--pg-restart-at`` of the submit phase; SIGKILL the last API
+process (not replaced) at ``--api-kill-at``; SIGTERM one worker (a
 graceful stop: in-flight attempts finish or are handed back) at ``--sigterm-at``, timing how
 long it takes to exit (a replacement starts at once).
 
@@ -121,6 +126,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
     stack = parser.add_argument_group("the stack")
     stack.add_argument("--workers", type=int, default=3, help="`duecall worker` processes")
+    stack.add_argument("--apis", type=int, default=1,
+                       help="`duecall api` processes (the load goes round them; a submit that "
+                       "fails is sent again to the next)")
+    stack.add_argument("--read-model-procs", type=int, default=0,
+                       help="`duecall projections run` processes (then the workers run with "
+                       "--no-projections); 0: the workers keep the read models")
     stack.add_argument("--database-url", default=None,
                        help="an external PostgreSQL server (a fresh database is made there); "
                        "default: a private embedded server in a temporary directory")
@@ -144,6 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     faults.add_argument("--sigterm-at", type=float, default=0.75,
                         help="when to SIGTERM a worker, as a fraction of the submit phase "
                         "(negative: never)")
+    faults.add_argument("--api-kill-at", type=float, default=-1.0,
+                        help="when to SIGKILL an API process (the last; not replaced), as a "
+                        "fraction of the submit phase (negative: never; needs --apis >= 2)")
     faults.add_argument("--quiet-window", type=float, default=2.0,
                         help="no SIGKILL this many seconds around another fault")
 
@@ -155,8 +169,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     out.add_argument("--keep", action="store_true",
                      help="keep the database (and the embedded server's directory)")
     args = parser.parse_args(argv)
-    if args.calls < 1 or args.rate <= 0 or args.workers < 2:
-        parser.error("--calls >= 1, --rate > 0 and --workers >= 2 are required")
+    if args.calls < 1 or args.rate <= 0 or args.workers < 2 or args.apis < 1:
+        parser.error("--calls >= 1, --rate > 0, --workers >= 2 and --apis >= 1 are required")
+    if args.api_kill_at >= 0 and args.apis < 2:
+        parser.error("--api-kill-at needs --apis >= 2 (the load goes on through the others)")
     if not 0 <= args.single_fraction <= 1:
         parser.error("--single-fraction must be within 0..1")
     if args.pg_restart_command and not args.database_url:
@@ -250,8 +266,9 @@ def drive(ctx: Context) -> tuple[dict[str, str], FaultInjector]:
     assert stack.api is not None
     assert stack.target is not None
     ctx.result["settings"] = stack.duecall_settings
-    console.print(f"api {stack.api.url}, target {stack.target.url}, "
-                  f"{len(stack.workers)} workers, database {ctx.result['database']['kind']}")
+    console.print(f"api {', '.join(a.url for a in stack.apis)}, target {stack.target.url}, "
+                  f"{len(stack.workers)} workers, {len(stack.readers)} read-model processes, "
+                  f"database {ctx.result['database']['kind']}")
     ctx.planned = plan_workload(args, stack.target.url)
     ctx.faults = plan_faults(args, ctx.db.restartable)
     ctx.result["workload"] = {"calls": len(ctx.planned), "rate_per_s": args.rate,
@@ -261,7 +278,8 @@ def drive(ctx: Context) -> tuple[dict[str, str], FaultInjector]:
     for worker in stack.workers:
         if not worker.alive():
             raise ChaosError(f"{worker.name} exited:\n{worker.log_tail()}")
-    submitter = Submitter(stack.api.url, stack.key, ctx.planned, args.rate, ctx.deadline)
+    submitter = Submitter([a.url for a in stack.apis], stack.key, ctx.planned, args.rate,
+                          ctx.deadline)
     injector = FaultInjector(args, stack, ctx.faults)
     ctx.began = time.time()
     faulting = threading.Thread(target=injector.run, args=(ctx.began,), name="faults",
@@ -316,6 +334,8 @@ def audit(ctx: Context, accepted: dict[str, str], injector: FaultInjector) -> No
         seconds = stack.terminate(worker, timeout=60)
         idle_stops.append({"worker": worker.name, "exit_s": rounded(seconds, 3),
                            "returncode": worker.popen.returncode})
+    for reader in stack.readers:  # caught up; the rebuild below runs alone
+        stack.terminate(reader, timeout=60)
     console.print("auditing the event store, the deliveries and the read models ...")
     store = audit_store(db.url, accepted)
     deliveries = audit_deliveries(fetch_records(stack.target.url), accepted, store)

@@ -21,7 +21,7 @@ from harness.processes import Managed, console
 
 @dataclass
 class Fault:
-    kind: str  # sigkill | pg_restart | sigterm
+    kind: str  # sigkill | pg_restart | sigterm | api_kill
     planned_at_s: float
     at: float = 0.0  # time.time() it began
     until: float = 0.0  # time.time() it was over (process gone, database answering)
@@ -39,6 +39,10 @@ def plan_faults(args: argparse.Namespace, restartable: bool) -> list[Fault]:
     if args.sigterm_at >= 0:
         at = submit_seconds * args.sigterm_at
         faults.append(Fault("sigterm", at))
+        busy.append((at - args.quiet_window, at + args.quiet_window))
+    if args.api_kill_at >= 0:
+        at = submit_seconds * args.api_kill_at
+        faults.append(Fault("api_kill", at))
         busy.append((at - args.quiet_window, at + args.quiet_window))
     if args.kill_interval > 0:
         at = min(args.kill_interval / 2, submit_seconds / 4)
@@ -97,6 +101,16 @@ class FaultInjector:
                         "shutdown_timeout_s": self._shutdown_timeout(),
                         "replacement": replacement.name}
         self.graceful.append({"under_load": True, **fault.detail})
+
+    def _api_kill(self, fault: Fault) -> None:
+        """SIGKILL the last API process, not replaced: the clients go on through the others."""
+        victim = self._stack.apis[-1]
+        fault.at = time.time()
+        victim.popen.kill()
+        victim.popen.wait(timeout=10)
+        fault.until = time.time()
+        fault.detail = {"api": victim.name, "pid": victim.pid,
+                        "left": [a.name for a in self._stack.apis if a.alive()]}
 
     def _pg_restart(self, fault: Fault) -> None:
         fault.at = time.time()

@@ -99,13 +99,15 @@ class SubmitStats:
 
 
 class Submitter:
-    """Offers the planned calls at a steady rate; retries a submit until it is accepted."""
+    """Offers the planned calls at a steady rate, round the API processes; retries a submit
+    (at the next API) until it is accepted."""
 
     TICK = 0.1
 
-    def __init__(self, api_url: str, key: str, calls: list[Planned], rate: float,
+    def __init__(self, api_urls: list[str], key: str, calls: list[Planned], rate: float,
                  deadline: float) -> None:
-        self._api_url = api_url
+        self._api_urls = api_urls
+        self._turn = 0
         self._key = key
         self._calls = calls
         self._rate = rate
@@ -125,7 +127,7 @@ class Submitter:
     async def _main(self) -> None:
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         headers = {"Authorization": f"Bearer {self._key}"}
-        async with httpx.AsyncClient(base_url=self._api_url, headers=headers, limits=limits,
+        async with httpx.AsyncClient(headers=headers, limits=limits,
                                      timeout=30.0, trust_env=False) as client:
             gate = asyncio.Semaphore(16)
             tasks: list[asyncio.Task[None]] = []
@@ -176,9 +178,11 @@ class Submitter:
             if time.monotonic() > self._deadline:
                 raise ChaosError("submitting did not finish within the run's timeout")
             began = time.monotonic()
+            url = self._api_urls[self._turn % len(self._api_urls)] + path
+            self._turn += 1  # the next request (and this one's retry) goes to the next API
             try:
                 async with gate:
-                    response = await client.post(path, content=content, headers=headers)
+                    response = await client.post(url, content=content, headers=headers)
             except httpx.HTTPError as error:
                 self.stats.answers[type(error).__name__] += 1
             else:

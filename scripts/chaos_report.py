@@ -28,7 +28,9 @@ def report(result: dict[str, Any]) -> None:
             detail = fault["detail"]
             shown = {"sigterm": f"{detail.get('worker')} exited in {detail.get('exit_s')} s",
                      "sigkill": str(detail.get("worker", "")),
-                     "pg_restart": f"down {detail.get('total_s')} s"}.get(fault["kind"], "")
+                     "pg_restart": f"down {detail.get('total_s')} s",
+                     "api_kill": f"{detail.get('api')}; left {detail.get('left')}",
+                     }.get(fault["kind"], "")
             table.add_row(fault["kind"], str(fault["at_s"]), str(fault["duration_s"]),
                           str(fault["baseline_per_s"]), str(fault["lowest_per_s"]),
                           str(fault["recovery_s"]), str(fault["in_flight_at_fault"]),

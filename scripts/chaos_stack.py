@@ -111,7 +111,8 @@ class Database:
 
 
 class Stack:
-    """The recording target, one ``duecall api`` and the workers (started, and replaced)."""
+    """The recording target, the ``duecall api`` processes, the workers (started, and
+    replaced) and the read-model processes, if any."""
 
     def __init__(self, args: argparse.Namespace, db: Database, log_dir: Path) -> None:
         self._args = args
@@ -119,7 +120,8 @@ class Stack:
         self.processes = Processes(log_dir)
         self.env = self._env(log_dir)
         self.target: Managed | None = None
-        self.api: Managed | None = None
+        self.api: Managed | None = None  # the first: the tenant's key is issued there
+        self.apis: list[Managed] = []
         self.key = ""
         self._lock = threading.Lock()
         self._worker_count = 0
@@ -150,17 +152,27 @@ class Stack:
     def start(self) -> None:
         timeout = self._args.start_timeout
         self.target = self.processes.start_target(timeout)
-        self.api = self.processes.start_api("api", self.env, timeout)
+        self.apis = [self.processes.start_api(f"api-{i}", self.env, timeout)
+                     for i in range(self._args.apis)]
+        self.api = self.apis[0]
         self.key = issue_tenant_key(self.api.url, TENANT, UNLIMITED,
                                     admin_key=self.env["DUECALL_ADMIN_KEY"])
+        for i in range(self._args.read_model_procs):
+            self.processes.start_duecall(f"read-models-{i}", "projections", self.env,
+                                         "projections", "run")
         for _ in range(self._args.workers):
             self.start_worker()
+
+    @property
+    def readers(self) -> list[Managed]:
+        return self.processes.of("projections")
 
     def start_worker(self) -> Managed:
         with self._lock:
             index = self._worker_count
             self._worker_count += 1
-        return self.processes.start_duecall(f"worker-{index}", "worker", self.env, "worker")
+        args = ["worker", "--no-projections"] if self._args.read_model_procs else ["worker"]
+        return self.processes.start_duecall(f"worker-{index}", "worker", self.env, *args)
 
     def live_workers(self) -> list[Managed]:
         return self.processes.live("worker")

@@ -1,6 +1,8 @@
-"""scripts/chaos.py, small (issue 8): 600 calls through real API and worker processes on a
-private embedded PostgreSQL, with one worker SIGKILLed, one PostgreSQL restart and one
-graceful SIGTERM while they run.
+"""scripts/chaos.py, small (issues 8 and 20): 600 calls through real API and worker processes
+on a private embedded PostgreSQL, laid out as a fleet (two API processes, three workers, the
+read models in a process of their own), with one worker SIGKILLed, one PostgreSQL restart, one
+API process SIGKILLed (the client goes on through the other) and one graceful SIGTERM while
+they run.
 
 It asserts the invariants, not timings: every accepted call ended (zero lost), no call or
 attempt has two outcomes or two executions (zero doubled), no submit retried after an error made
@@ -31,6 +33,7 @@ def test_a_short_chaos_run_loses_nothing_and_doubles_nothing(tmp_path: Path) -> 
     command = [
         sys.executable, str(REPO_ROOT / "scripts" / "chaos.py"),
         "--calls", "600", "--rate", "50", "--workers", "3",
+        "--apis", "2", "--read-model-procs", "1", "--api-kill-at", "0.6",
         "--kill-interval", "4",  # one SIGKILL, at 2 s; the restart and SIGTERM come later
         "--pg-down", "3", "--timeout", "150", "--out", str(out),
         # in-flight attempts of the SIGTERMed worker that outlast 1.5 s are handed back;
@@ -46,7 +49,7 @@ def test_a_short_chaos_run_loses_nothing_and_doubles_nothing(tmp_path: Path) -> 
 
     assert result["error"] is None, output
     assert Counter(f["kind"] for f in result["faults"]) == {
-        "sigkill": 1, "pg_restart": 1, "sigterm": 1}
+        "sigkill": 1, "pg_restart": 1, "sigterm": 1, "api_kill": 1}
     broken = {name: item for name, item in result["invariants"].items() if not item["ok"]}
     assert not broken, json.dumps({"broken": broken, "store": result["event_store"],
                                    "deliveries": result["deliveries"],
