@@ -47,6 +47,7 @@ from projections.read_models import ReadModels
 class Container:
     settings: Settings
     database_url: str
+    direct_database_url: str
     notifications: Notifications
     service_calls: ServiceCalls
     outbox: PostgresOutbox
@@ -67,7 +68,8 @@ class Container:
     def __post_init__(self) -> None:
         poll = self.settings.poll_interval_seconds
         self.read_models = ReadModels.of(
-            self.database_url, self.service_calls, self.notifications, poll
+            self.database_url, self.service_calls, self.notifications, poll,
+            lock_url=self.direct_database_url,
         )
         self.authenticator = Authenticator(
             self.tenants,
@@ -79,11 +81,12 @@ class Container:
     @classmethod
     def build(cls, settings: Settings) -> "Container":
         url = resolve_database_url(settings)
+        direct = settings.direct_database_url or url  # sessions: LISTEN, session locks, DDL
         box = AesSecretBox(secret_key(settings))
-        with schema_lock(url):  # one process at a time creates or migrates tables
-            migrate(url)
+        with schema_lock(direct):  # one process at a time creates or migrates tables
+            migrate(direct)
             env = eventsourcing_env(url, settings)
-            notifications = Notifications(url)
+            notifications = Notifications(direct)
             worker_id = uuid4()  # whom this container's claims are leased to
             outbox = PostgresOutbox(
                 url,
@@ -109,10 +112,11 @@ class Container:
             recorder = service_calls.recorder
             assert isinstance(recorder, OutboxRecorder)
             ping_only_idle_connections(recorder.datastore.pool)
-            migrate_event_store(url)  # the events table exists now: chain its events
+            migrate_event_store(direct)  # the events table exists now: chain its events
         return cls(
             settings=settings,
             database_url=url,
+            direct_database_url=direct,
             notifications=notifications,
             service_calls=service_calls,
             outbox=outbox,

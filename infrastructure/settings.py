@@ -19,6 +19,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "DUECALL_DATABASE_URL"),
         description="Postgres URL; unset → an embedded Postgres in data_dir.",
     )
+    direct_database_url: str | None = Field(
+        default=None,
+        description="A session connection to the same database (not through a transaction "
+        "pooler) for LISTEN, session advisory locks and migrations; unset → DATABASE_URL. "
+        "Set it when DATABASE_URL points at PgBouncer in transaction mode.",
+    )
     data_dir: Path = Field(
         default=Path(".duecall/pgdata"), description="Embedded Postgres data directory."
     )

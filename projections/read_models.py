@@ -70,8 +70,11 @@ class ReadModels:
         mapper: Mapper[Any],
         notifications: Notifications,
         poll: float = 1.0,
+        lock_url: str | None = None,
     ) -> None:
-        self._url = url
+        """``lock_url``: a session connection's, for a rebuild's advisory lock (default
+        ``url``)."""
+        self._lock_url = lock_url or url
         self._events = events
         self._mapper = mapper
         self._poll = poll
@@ -87,12 +90,17 @@ class ReadModels:
 
     @classmethod
     def of(
-        cls, url: str, app: Application[Any], notifications: Notifications, poll: float = 1.0
+        cls,
+        url: str,
+        app: Application[Any],
+        notifications: Notifications,
+        poll: float = 1.0,
+        lock_url: str | None = None,
     ) -> "ReadModels":
         """The read models of the application's events (its recorder and mapper)."""
         if not isinstance(app.recorder, PostgresApplicationRecorder):
             raise TypeError("the read models need the PostgreSQL application recorder")
-        return cls(url, app.recorder, app.mapper, notifications, poll)
+        return cls(url, app.recorder, app.mapper, notifications, poll, lock_url)
 
     def runner_for(self, projection: Projection, batch_size: int = BATCH_SIZE) -> ProjectionRunner:
         return ProjectionRunner(
@@ -181,7 +189,7 @@ class ReadModels:
 
     @contextmanager
     def _locked(self, name: str) -> Iterator[None]:
-        with psycopg.connect(self._url, autocommit=True) as lock:
+        with psycopg.connect(self._lock_url, autocommit=True) as lock:
             lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_key(name),))
             yield
             lock.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_key(name),))
