@@ -232,6 +232,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--catchup-rate and --concurrency must be positive")
     check_env_items(parser, args.env)
     args.pg_restart_command = None  # chaos_stack.Database's option: never restarted here
+    args.apis, args.read_model_procs = 1, 0  # chaos_stack.Stack's layout: one API, workers
     return args
 
 
