@@ -1,6 +1,7 @@
 """Workflow runs through the real pipeline: each step a call (its key ``wf:<run>:<step>``) to
-a real local server, outputs passed on in templates, fail_fast with skipped dependents,
-cancel of a running run, parallel branches, whole-step timeouts."""
+a real local server, outputs passed on in templates, fail_fast and continue (their dependents
+cancelled or skipped, with reasons), cancel of a running run, parallel branches, retry and
+re-run, compensation and pause, whole-step timeouts."""
 
 import time
 from typing import Any
