@@ -140,9 +140,10 @@ def test_a_batch_that_fails_to_record_leaves_no_changed_schedule_loaded(
     monkeypatch.setattr(schedules_module, "record", real_record)
     container.schedules.handle([wake_up])
 
-    events = list(container.service_calls.events.get(schedule.id))
-    assert [type(e).__name__ for e in events][-1] == "Fired"
-    assert container.schedules.get(TENANT, schedule.id).version == schedule.version + 1
+    events = list(container.service_calls.events.get(schedule.id, gt=schedule.version))
+    # fired (twice if the handling crossed into the next second's lookahead, under load)
+    assert {type(e).__name__ for e in events} == {"Fired"}
+    assert 1 <= len(events) <= 2
 
 
 def _wake_ups(container: Container, schedule_id: UUID) -> list[Any]:
