@@ -5,12 +5,16 @@ encryption apply as usual) and folded with each event's ``mutate``, as the libra
 repository does.
 """
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.persistence import StoredEvent
+
+from application.outbox import OutboxMessage
 
 
 @runtime_checkable
@@ -87,3 +91,27 @@ def _one_by_one(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, Any]:
         except AggregateNotFoundError:
             continue
     return found
+
+
+ByAggregate = dict[UUID, list[OutboxMessage]]
+
+
+def handle_by_aggregate(
+    messages: Sequence[OutboxMessage],
+    loaded: LRUCache[UUID, Any],
+    handle: Callable[[ByAggregate, list[int]], None],
+) -> None:
+    """A producer loop's batch (a schedule's or a workflow run's messages, each naming its
+    aggregate as ``service_call_id``): grouped by aggregate and handed to ``handle`` with the
+    ids to consume, in one go. If ``handle`` fails, the aggregates it may have changed but not
+    recorded are dropped from ``loaded`` (the loop's own cache), to be read again."""
+    by_aggregate: ByAggregate = defaultdict(list)
+    for message in messages:
+        by_aggregate[message.service_call_id].append(message)
+    try:
+        handle(by_aggregate, [m.id for m in messages if m.id is not None])
+    except BaseException:
+        for aggregate_id in by_aggregate:
+            with suppress(KeyError):
+                loaded.get(aggregate_id, evict=True)
+        raise

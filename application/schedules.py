@@ -19,9 +19,7 @@ chain. A fired call that ends sends back a ``schedule`` message with its outcome
 """
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +31,7 @@ from eventsourcing.application import AggregateNotFoundError, LRUCache
 from application.clock import utcnow
 from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyRecord
-from application.loading import load_current, load_many
+from application.loading import handle_by_aggregate, load_current, load_many
 from application.metrics import SCHEDULE_FIRES, SCHEDULE_SKIPS
 from application.outbox import (
     SCHEDULE,
@@ -192,16 +190,7 @@ class Schedules:
 
     def handle(self, messages: Sequence[OutboxMessage]) -> None:
         """Wake-ups and fired calls' outcomes, for many schedules, in one transaction."""
-        by_schedule: dict[UUID, list[OutboxMessage]] = defaultdict(list)
-        for message in messages:
-            by_schedule[message.service_call_id].append(message)
-        try:
-            self._handle(by_schedule, [m.id for m in messages if m.id is not None])
-        except BaseException:
-            for schedule_id in by_schedule:  # changed here, perhaps, but not recorded
-                with suppress(KeyError):
-                    self._loaded.get(schedule_id, evict=True)
-            raise
+        handle_by_aggregate(messages, self._loaded, self._handle)
 
     def _handle(self, by_schedule: dict[UUID, list[OutboxMessage]], consume: list[int]) -> None:
         now = utcnow()

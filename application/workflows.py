@@ -24,9 +24,7 @@ transaction; otherwise the message is only consumed.
 """
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +36,7 @@ from eventsourcing.application import AggregateNotFoundError, LRUCache
 from application.clock import utcnow
 from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyRecord
-from application.loading import load_current, load_many
+from application.loading import handle_by_aggregate, load_current, load_many
 from application.outbox import (
     WORKFLOW,
     OutboxChanges,
@@ -167,16 +165,7 @@ class Workflows:
 
     def handle(self, messages: Sequence[OutboxMessage]) -> None:
         """Steps' outcomes, for many runs, in one transaction."""
-        by_run: dict[UUID, list[OutboxMessage]] = defaultdict(list)
-        for message in messages:
-            by_run[message.service_call_id].append(message)
-        try:
-            self._handle(by_run, [m.id for m in messages if m.id is not None])
-        except BaseException:
-            for run_id in by_run:  # changed here, perhaps, but not recorded
-                with suppress(KeyError):
-                    self._loaded.get(run_id, evict=True)
-            raise
+        handle_by_aggregate(messages, self._loaded, self._handle)
 
     def _handle(self, by_run: dict[UUID, list[OutboxMessage]], consume: list[int]) -> None:
         now = utcnow()
