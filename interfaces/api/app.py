@@ -25,6 +25,7 @@ from interfaces.api.routes import (
     schedules,
     service_calls,
     signing,
+    workflows,
 )
 from interfaces.api.ui import install as install_ui
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(queries.router)
     app.include_router(schedule_queries.router)
     app.include_router(schedules.router)
+    app.include_router(workflows.router)
     app.include_router(audit.router)
     app.include_router(events.router)
     app.include_router(signing.router)

@@ -4,11 +4,11 @@ A hook on ``app.openapi`` adds to each operation the errors it can answer, by wh
 401 and 429 where it needs an API key (admin routes: 401 only, they are not rate limited),
 404 where a path names a resource, 413 where it takes a body, 422 where it takes a body or
 parameters, 409 for submits (Idempotency-Key), call lifecycle commands, circuit resets,
-tenant creation and a schedule's commands (update and delete too), 503 wherever the database
-is read; 400 where a body is taken (one that is not UTF-8 cannot even be parsed). FastAPI's
-own 422 (``HTTPValidationError``) is replaced: what is answered is problem+json. Optional
-parameters lose their ``null`` alternative: a query string or header cannot carry a JSON null
-(leaving the parameter out is how it is said).
+tenant creation, a schedule's commands (update and delete too) and a workflow run's
+commands, 503 wherever the database is read; 400 where a body is taken (one that is not
+UTF-8 cannot even be parsed). FastAPI's own 422 (``HTTPValidationError``) is replaced: what
+is answered is problem+json. Optional parameters lose their ``null`` alternative: a query
+string or header cannot carry a JSON null (leaving the parameter out is how it is said).
 """
 
 import re
@@ -27,6 +27,7 @@ _CONFLICTS = re.compile(
     r"|^/v1/circuits/\{[^/]+\}/reset$"
     r"|^/v1/admin/tenants$"
     r"|^/v1/schedules/\{[^/]+\}/(pause|resume|trigger|backfill)$"
+    r"|^/v1/workflows/runs/\{[^/]+\}/(cancel|pause|resume|retry|steps/\{[^/]+\}/rerun)$"
 )
 _SCHEDULE = re.compile(r"^/v1/schedules/\{[^/]+\}$")  # PATCH, DELETE: 409 too
 _RETRY_AFTER = {"description": "Seconds to wait before trying again.",

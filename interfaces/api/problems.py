@@ -18,6 +18,7 @@ from application.group_commit import NotRecordedError
 from application.idempotency import IdempotencyKeyReusedError
 from application.schedules import ScheduleNotFoundError
 from application.tenants import TenantExistsError, TenantNotFoundError
+from application.workflows import WorkflowRunNotFoundError
 from domain.errors import (
     InvalidRequestError,
     InvalidTransitionError,
@@ -26,6 +27,7 @@ from domain.errors import (
 )
 from domain.schedule_status import ScheduleTransitionError
 from domain.tenant import ApiKeyNotFoundError
+from domain.workflow_run_status import WorkflowRunTransitionError
 from infrastructure.database import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
@@ -114,6 +116,11 @@ async def _schedule_conflict(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Conflict", str(exc), status_of_schedule=exc.status)
 
 
+async def _workflow_conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WorkflowRunTransitionError)
+    return problem(409, "Conflict", str(exc), status_of_run=exc.status)
+
+
 async def _concurrent_update(_: Request, exc: Exception) -> JSONResponse:
     return problem(409, "Conflict", str(exc), headers={"Retry-After": "1"})
 
@@ -191,6 +198,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestTooLargeError, _too_large)
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
     app.add_exception_handler(ScheduleNotFoundError, _not_found)
+    app.add_exception_handler(WorkflowRunNotFoundError, _not_found)
     app.add_exception_handler(CircuitNotFoundError, _not_found)
     app.add_exception_handler(TenantNotFoundError, _not_found)
     app.add_exception_handler(ApiKeyNotFoundError, _not_found)
@@ -199,6 +207,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidTransitionError, _conflict)
     app.add_exception_handler(ScheduleTransitionError, _schedule_conflict)
+    app.add_exception_handler(WorkflowRunTransitionError, _workflow_conflict)
     app.add_exception_handler(IdempotencyKeyReusedError, _key_reused)
     app.add_exception_handler(ConcurrentUpdateError, _concurrent_update)
     for unavailable in (*DATABASE_UNAVAILABLE, NotRecordedError):

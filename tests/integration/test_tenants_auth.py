@@ -155,8 +155,12 @@ def test_another_tenants_ids_are_not_found_on_every_route(client: TestClient) ->
     schedule = client.post("/v1/schedules", headers=bearer(key_a), json={
         "name": "s", "spec": {"interval_seconds": 3600}, "call": {"request": body["request"]},
     }).json()
+    run = client.post("/v1/workflows/runs", headers=bearer(key_a), json={"definition": {
+        "name": "w", "steps": [{"id": "a", "request": body["request"]}],
+    }}).json()
     values = {"service_call_id": call["id"], "execution_id": execution["id"],
-              "host": "127.0.0.1", "schedule_id": schedule["id"]}
+              "host": "127.0.0.1", "schedule_id": schedule["id"], "run_id": run["id"],
+              "step_id": "a"}
     walked = 0
     for method, path in _tenant_routes(client):
         params = re.findall(r"\{([^}]+)\}", path)
