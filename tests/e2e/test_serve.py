@@ -256,9 +256,15 @@ IN_AN_HOUR = datetime.now(UTC) + timedelta(hours=1)
 def test_an_invalid_submit_is_422_naming_the_field_and_records_nothing(
     api: httpx.Client, duecall_server: DuecallProcess, payload: dict[str, Any], field: str | None
 ) -> None:
-    before = event_count(duecall_server.database_url)
-
-    response = api.post("/v1/service-calls", json=payload)
+    # The server is shared: calls of earlier tests may record events meanwhile. A submit that
+    # recorded something would change the count on every try; that noise, rarely twice.
+    for _ in range(3):
+        before = event_count(duecall_server.database_url)
+        response = api.post("/v1/service-calls", json=payload)
+        if event_count(duecall_server.database_url) == before:
+            break
+    else:
+        pytest.fail("events were recorded around each of 3 invalid submits")
 
     problem = assert_problem(response, 422)
     fields = [error["field"] for error in problem["errors"]]
@@ -268,7 +274,6 @@ def test_an_invalid_submit_is_422_naming_the_field_and_records_nothing(
     else:
         assert field in fields, problem
     assert "location" not in response.headers
-    assert event_count(duecall_server.database_url) == before
 
 
 def test_an_unknown_id_is_404_and_a_malformed_id_is_422(api: httpx.Client) -> None:
