@@ -21,6 +21,7 @@ from interfaces import (
     cli_tenants,
     cli_watch,
     cli_workers,
+    cli_workflows,
     worker_process,
 )
 from interfaces.api import serving
@@ -54,6 +55,7 @@ app.add_typer(cli_audit.app, name="audit")
 app.add_typer(cli_tenants.app, name="tenants")
 app.add_typer(cli_schedules.app, name="schedules")
 app.command("workers")(cli_workers.workers)
+app.add_typer(cli_workflows.app, name="workflows")
 
 
 @app.callback()

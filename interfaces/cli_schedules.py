@@ -160,7 +160,7 @@ def _merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return {**spec, **given}
 
 
-def _document(file: str) -> dict[str, Any]:
+def json_document(file: str) -> dict[str, Any]:
     """The JSON object in ``file`` ('-': stdin)."""
     origin = "stdin" if file == "-" else file
     try:
@@ -317,7 +317,7 @@ def create(
             "give the URL each fire calls, or --file FILE (-f -: stdin) with the schedule as JSON"
         )
     body = (
-        _document(file)
+        json_document(file)
         if file
         else {"call": {"request": request, "retry_policy": retry, "tags": tag or []}}
     )
@@ -498,7 +498,7 @@ def update(
       duecall schedules update $SID -f new-call.json
     """
     path = f"{PATH}/{schedule_id}"
-    patch = _document(file) if file else {}
+    patch = json_document(file) if file else {}
     patch = {**patch, **({"name": name} if name is not None else {})}
     given = _given_spec(ctx)
     if given:
@@ -648,7 +648,7 @@ def preview(
         params = {k: v for k, v in {"count": count, "after": after}.items() if v}
         result = call_api("GET", api_url, f"{PATH}/{schedule_id}/preview", api_key, params=params)
     else:
-        document = _document(file) if file else {}
+        document = json_document(file) if file else {}
         spec = _merged(document.get("spec", document), given)
         body = {"spec": spec, "count": count, "after": after}
         result = call_api("POST", api_url, f"{PATH}:preview", api_key, json=body)
