@@ -134,7 +134,11 @@ def test_overlap_policies_with_a_slow_target(container: Container, policy: str) 
         for event in cancelled:
             (previous,) = event.cancelled_call_ids
             call = container.service_calls.get_call(TENANT, previous)
-            assert call.status == Status.CANCELLED
+            # cancelled; or (a loaded machine, the schedule not yet told of its outcome) it had
+            # already ended when the fire was planned, and there was nothing to cancel
+            assert call.status == Status.CANCELLED or (
+                call.finished_at is not None and call.finished_at <= event.fired_at
+            ), (call.status, call.finished_at, event.fired_at)
 
 
 @pytest.mark.parametrize(("on_missed", "expected"), [("all", 2), ("skip", 0)])
