@@ -19,7 +19,7 @@ chain. A fired call that ends sends back a ``schedule`` message with its outcome
 """
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +61,7 @@ from domain.service_call import ServiceCall
 log = structlog.get_logger(__name__)
 
 MAX_PREVIEW = 100
+CANCELLED_BY_OVERLAP = "overlap: a newer fire of its schedule replaced it"
 WAKE_LEASE_SECONDS = 30.0  # a wake-up whose handler died is handled again after this
 
 
@@ -255,15 +256,16 @@ class Schedules:
         one (``woken``: its live one is consumed; or its events moved ``wake_version``), in
         one transaction; the calls fired, and the log position of the last event recorded."""
         calls = [_fire_call(schedule, order) for schedule, order in orders]
-        cancelled = self._cancelled([o for _, o in orders], now)
-        publish = [start_message(call) for call in calls]
+        cancelled = self._cancelled([o for _, o in orders], now, {c.id: c for c in calls})
+        publish = [start_message(call) for call in calls if not call.is_terminal]
         publish.extend(
             w
             for s in schedules
             if s.id in woken or s.wake_moved
             if (w := self._wake_up(s, now, s.id in again)) is not None
         )
-        publish.extend(follow_ups(cancelled, {}))
+        # the cancelled calls' outcomes go back to their schedules (fired ones included)
+        publish.extend(follow_ups([*cancelled, *(c for c in calls if c.is_terminal)], {}))
         keys = [
             IdempotencyRecord(c.tenant_id, str(c.idempotency_key), c.id, _key_hash(c))
             for c in calls
@@ -275,15 +277,22 @@ class Schedules:
         _count(recorded)
         return calls, position
 
-    def _cancelled(self, orders: Sequence[FireOrder], now: datetime) -> list[ServiceCall]:
-        """The calls that fires cancel (overlap ``cancel_other``), cancelled."""
+    def _cancelled(
+        self, orders: Sequence[FireOrder], now: datetime, fired: Mapping[UUID, ServiceCall]
+    ) -> list[ServiceCall]:
+        """The calls that fires cancel (overlap ``cancel_other``), cancelled: the recorded
+        ones returned; one ``fired`` in this same transaction (a batch that plans several
+        fires of a schedule, late) is cancelled as it is submitted, never started."""
         ids = [call_id for order in orders for call_id in order.cancel_call_ids]
         if not ids:
             return []
+        for call_id in ids:
+            if call_id in fired:
+                fired[call_id].cancel(CANCELLED_BY_OVERLAP, now)
         done = []
-        for call in load_many(self._calls, ids).values():
+        for call in load_many(self._calls, [i for i in ids if i not in fired]).values():
             if not call.is_terminal:
-                call.cancel("overlap: a newer fire of its schedule replaced it", now)
+                call.cancel(CANCELLED_BY_OVERLAP, now)
                 done.append(call)
         return done
 
