@@ -13,10 +13,9 @@ import structlog
 
 from application.dispatch.execution_loop import ExecutionLoop
 from application.dispatch.liveness import Liveness, WorkerRegistry
-from application.dispatch.schedule_loop import ScheduleLoop
+from application.dispatch.producer_loop import ProducerLoop
 from application.dispatch.timer import Timer
-from application.dispatch.workflow_loop import WorkflowLoop
-from application.outbox import EXECUTE, Outbox
+from application.outbox import EXECUTE, SCHEDULE, WORKFLOW, Outbox
 from application.ports import HttpSender
 from application.schedules import Schedules
 from application.service_calls import Attempt, ServiceCalls
@@ -89,14 +88,15 @@ class Workers:
             free_slots=self._free_slots,
             slots_available=self._slots_available,
         )
-        self._schedule_loop = None if schedules is None else ScheduleLoop(
+        self._schedule_loop = None if schedules is None else ProducerLoop(
+            SCHEDULE,
             outbox,
             schedules.handle,
             batch_size=options.batch_size,
             lookahead=schedules.lookahead,
         )
-        self._workflow_loop = None if workflows is None else WorkflowLoop(
-            outbox, workflows.handle, batch_size=options.batch_size
+        self._workflow_loop = None if workflows is None else ProducerLoop(
+            WORKFLOW, outbox, workflows.handle, batch_size=options.batch_size
         )
         self._liveness = None if registry is None else Liveness(
             registry,

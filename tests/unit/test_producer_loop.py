@@ -1,5 +1,6 @@
-"""The workflow loop: claims workflow messages in batches, hands them to its handler, hands
-back what still conflicts, and waits for the next one (or a notify) when there is none."""
+"""A producer's loop (here the workflow loop): claims its kind's messages in batches, hands
+them to its handler, hands back what still conflicts, and waits for the next one (or a
+notify) when there is none."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -7,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from application.dispatch.workflow_loop import IDLE_WAIT, WorkflowLoop
+from application.dispatch.producer_loop import IDLE_WAIT, ProducerLoop
 from application.outbox import WORKFLOW, Claimed, OutboxMessage
 
 RUN = UUID("0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b")
@@ -46,7 +47,7 @@ class FakeOutbox:
 def test_a_batch_is_handled_then_the_loop_waits_until_the_next_is_available() -> None:
     handled: list[list[OutboxMessage]] = []
     outbox = FakeOutbox([Claimed([_message(1), _message(2)], next_in=4.0)])
-    loop = WorkflowLoop(outbox, lambda batch: handled.append(list(batch)), batch_size=10)
+    loop = ProducerLoop(WORKFLOW, outbox, lambda batch: handled.append(list(batch)), batch_size=10)
     assert loop.run_once() == 2
     assert handled == [[_message(1), _message(2)]]
     assert outbox.claimed_kinds == [WORKFLOW]
@@ -57,7 +58,7 @@ def test_a_batch_is_handled_then_the_loop_waits_until_the_next_is_available() ->
 
 def test_a_full_batch_claims_again_at_once() -> None:
     outbox = FakeOutbox([Claimed([_message(1), _message(2)], next_in=None)])
-    loop = WorkflowLoop(outbox, lambda batch: None, batch_size=2)
+    loop = ProducerLoop(WORKFLOW, outbox, lambda batch: None, batch_size=2)
     assert loop.run_once() == 2
     assert outbox.waits == []
 
@@ -67,14 +68,14 @@ def test_messages_that_keep_conflicting_are_handed_back() -> None:
         raise IntegrityError("version taken")
 
     outbox = FakeOutbox([Claimed([_message(1)], next_in=None)])
-    loop = WorkflowLoop(outbox, conflicting, batch_size=10)
+    loop = ProducerLoop(WORKFLOW, outbox, conflicting, batch_size=10)
     loop.run_once()
     assert outbox.released == [_message(1)]
 
 
 def test_stop_wakes_the_wait() -> None:
     outbox = FakeOutbox([])
-    loop = WorkflowLoop(outbox, lambda batch: None, batch_size=10)
+    loop = ProducerLoop(WORKFLOW, outbox, lambda batch: None, batch_size=10)
     loop.stop()
     assert loop.stopped.is_set()
     assert outbox.woken == [WORKFLOW]
