@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from application.outbox import SCHEDULE
 from application.schedules import CreateSchedule
 from domain.schedule import Schedule
 from domain.schedule_spec import ScheduleSpec
@@ -139,6 +140,37 @@ def test_overlap_policies_with_a_slow_target(container: Container, policy: str) 
             assert call.status == Status.CANCELLED or (
                 call.finished_at is not None and call.finished_at <= event.fired_at
             ), (call.status, call.finished_at, event.fired_at)
+
+
+def test_cancel_other_cancels_an_older_fire_of_the_same_batch(container: Container) -> None:
+    """A schedule handled late plans several fires in one transaction; with cancel_other
+    each newer fire cancels the older one's call, submitted in that same transaction: it is
+    recorded cancelled, never gets a start message, and its outcome goes back to the
+    schedule (issue 18; fixed in 2c267ba)."""
+    schedule = _create(container, "http://127.0.0.1:9/never", overlap="cancel_other")
+    time.sleep(3.2)  # no worker: about three nominal times go by, all within the window
+    claimed = container.outbox.claim(SCHEDULE, 10, container.schedules.lookahead)
+    container.schedules.handle(claimed)  # one look, one transaction: several fires
+
+    fired = sorted(_events(container, schedule, "Fired"), key=lambda e: e.nominal)
+    assert len(fired) >= 3
+    older, newest = fired[:-1], fired[-1]
+    for before, after in itertools.pairwise(fired):
+        assert after.cancelled_call_ids == [before.call_id]  # each cancels the one before
+    for event in older:
+        call = container.service_calls.get_call(TENANT, event.call_id)
+        assert call.status == Status.CANCELLED
+        assert call.execution_id is None  # never started
+    assert container.service_calls.get_call(TENANT, newest.call_id).status == Status.SCHEDULED
+    with container.outbox.pool.connection() as conn:
+        rows = conn.execute("SELECT kind, service_call_id, payload FROM duecall_outbox").fetchall()
+    starts = {r["service_call_id"] for r in rows if r["kind"] == "start"}
+    assert starts == {newest.call_id}  # only the newest fire's call is to be made
+    # each cancelled call's outcome goes back to the schedule, as any cancelled fire's
+    outcomes = [r["payload"]["outcome"] for r in rows if "outcome" in r["payload"]]
+    assert sorted(o["call_id"] for o in outcomes) == sorted(str(e.call_id) for e in older)
+    assert {o["status"] for o in outcomes} == {"cancelled"}
+    assert set(_latest(container, schedule).in_flight) == {newest.call_id}
 
 
 @pytest.mark.parametrize(("on_missed", "expected"), [("all", 2), ("skip", 0)])
