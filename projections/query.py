@@ -7,6 +7,7 @@ page starts strictly after it: rows inserted meanwhile never shift or repeat a p
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,7 +88,10 @@ def fetch_page(
     limit: int,
     cursor: str | None = None,
     include_total: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> Page:
+    """A page of ``table``'s rows (``columns`` of them, or every one; the sort column and
+    ``id`` among them)."""
     total = _count(curs, table, where) if include_total else None
     page_where = Where(list(where.clauses), list(where.params))
     if cursor is not None:
@@ -96,7 +100,7 @@ def fetch_page(
         page_where.add(f"({sort.column}, id) {op} (%s, %s)", value, last_id)
     order = "DESC" if sort.descending else "ASC"
     curs.execute(
-        f"SELECT * FROM {table} WHERE {page_where.sql} "
+        f"SELECT {', '.join(columns) if columns else '*'} FROM {table} WHERE {page_where.sql} "
         f"ORDER BY {sort.column} {order}, id {order} LIMIT %s",
         [*page_where.params, limit + 1],
     )

@@ -41,6 +41,8 @@ from projections.service_calls import ServiceCallsProjection
 from projections.shared_log import BATCH_SIZE, SharedLog
 from projections.statistics import StatisticsProjection
 from projections.status_intervals import StatusIntervalsProjection
+from projections.workflow_definitions import WorkflowDefinitionsProjection
+from projections.workflow_runs import WorkflowRunsProjection
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,8 @@ PROJECTIONS: tuple[Projection, ...] = (
     StatisticsProjection(),
     StatusIntervalsProjection(),
     SchedulesProjection(),
+    WorkflowRunsProjection(),
+    WorkflowDefinitionsProjection(),
 )
 
 

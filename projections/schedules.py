@@ -1,13 +1,9 @@
 """The `schedules` read model: one row per schedule, its status, spec, last and next fire, counts.
 
 Most of a schedule's events say that one thing happened (a fire, a skip, an outcome), not how
-many there have been, so the row's counts are sums. Folding a batch reads the status and counts
+many there have been, so the row's counts are sums: folding a batch reads the status and counts
 of the rows its events touch that earlier batches wrote (ONE query), applies the events in log
-order in memory and writes absolute values (``RowChanges``): a rebuild gives the same rows
-whatever the batch boundaries. What is read is what to add to: one fold of a read model runs at
-a time (its advisory lock; ``follower.py``, ``runner.py``), in the transaction that writes the
-rows, and an isolated part of a failed batch (``isolating.py``) is folded in a savepoint that
-reads what the parts before it wrote.
+order in memory and writes absolute values (``aggregate_rows.py``).
 
 Deleted schedules keep their row (status ``deleted``); the list leaves them out unless asked.
 """
@@ -15,21 +11,17 @@ Deleted schedules keep their row (status ``deleted``); the list leaves them out 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
-import structlog
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from domain.schedule_spec import ScheduleSpec
 from domain.schedule_status import ScheduleStatus
 from infrastructure.migrations import Migration
-from projections.folding import RowChanges
+from projections.aggregate_rows import AggregateRows
 from projections.index_keys import INDEX_KEY_FUNCTIONS, key
 from projections.query import Page, Sort, Where, check_choices, fetch_page
 from projections.runner import LogEvent
-
-log = structlog.get_logger(__name__)
 
 TABLE = "duecall_rm_schedules"
 PREFIX = "duecall:Schedule."
@@ -184,42 +176,18 @@ _CHANGES: dict[str, Callable[[Row, Any], Row]] = {
 }
 
 
+_ROWS = AggregateRows(TABLE, PREFIX, _STATE, _created, _CHANGES)
+
+
 class SchedulesProjection:
     name: str = "schedules"
-    topics: frozenset[str] = frozenset({PREFIX + "Created", *(PREFIX + n for n in _CHANGES)})
+    topics: frozenset[str] = _ROWS.topics
     tables: tuple[str, ...] = (TABLE,)
     migrations: Sequence[Migration] = MIGRATIONS
 
     def fold(self, curs: Cursor[DictRow], events: Sequence[LogEvent]) -> None:
-        rows = RowChanges(TABLE)
-        current = _current(curs, events)  # each touched row's status and counts, as folded
-        for recorded in events:
-            e, kind = recorded.event, recorded.topic.removeprefix(PREFIX)
-            stamp = {"updated_at": e.timestamp, "version": e.originator_version}
-            if kind == "Created":
-                row = {**_created(e), **stamp}
-                rows.insert(e.originator_id, row)
-                current[e.originator_id] = dict(row)
-                continue
-            state = current.get(e.originator_id)
-            if state is None:  # its Created was not folded (recorded as a failure)
-                log.warning("schedule_event_without_row", schedule_id=str(e.originator_id),
-                            topic=recorded.topic, position=recorded.position)
-                continue
-            changes = {**_CHANGES[kind](state, e), **stamp}
-            state.update(changes)
-            rows.update(e.originator_id, changes)
+        rows, _ = _ROWS.fold(curs, events)
         rows.flush(curs)
-
-
-def _current(curs: Cursor[DictRow], events: Sequence[LogEvent]) -> dict[UUID, Row]:
-    """The status and counts of the rows the events change that earlier batches wrote."""
-    created = {r.event.originator_id for r in events if r.topic == PREFIX + "Created"}
-    earlier = list({r.event.originator_id for r in events} - created)
-    if not earlier:
-        return {}
-    curs.execute(f"SELECT id, {', '.join(_STATE)} FROM {TABLE} WHERE id = ANY(%s)", (earlier,))
-    return {row["id"]: dict(row) for row in curs.fetchall()}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from infrastructure.container import Container
 from interfaces.api.app import create_app
 from projections.schedules import TABLE, ScheduleFilters, SchedulesProjection, list_schedules
 from tests.support.problems import assert_problem
-from tests.support.read_models import catch_up, checksum, reset_read_models
+from tests.support.read_models import catch_up, checksum, folded_rows, reset_read_models
 from tests.support.waiting import wait_until
 from tests.support.workload import workload_settings
 
@@ -47,20 +47,6 @@ def _create(
 
 def _latest(container: Container, schedule: Schedule) -> Schedule:
     return container.schedules.get(schedule.tenant_id, schedule.id)
-
-
-def _folded_rows(container: Container) -> dict[UUID, dict[str, Any]]:
-    """The read model's rows once it has folded the log up to its head now (read-your-writes,
-    asked again while the answer is stale)."""
-    head = container.read_models.head()
-
-    def read() -> dict[UUID, dict[str, Any]] | None:
-        with container.read_models.reading("schedules", head) as (curs, freshness):
-            curs.execute(f"SELECT * FROM {TABLE}")
-            rows = {row["id"]: dict(row) for row in curs.fetchall()}
-        return None if freshness.stale else rows
-
-    return wait_until(read, timeout=15)
 
 
 def _expected(schedule: Schedule) -> dict[str, Any]:
@@ -111,7 +97,7 @@ def test_rows_follow_a_real_pipeline_and_match_the_aggregates(
         every = [missed, ok, failing, limited, buffering, replacing]
 
         wait_until(lambda: _latest(c, limited).status == "finished", timeout=15)
-        finished = _folded_rows(c)[limited.id]
+        finished = folded_rows(c, "schedules", TABLE)[limited.id]
         assert (finished["status"], finished["finish_reason"]) == ("finished", "max_runs")
         assert (finished["runs"], finished["next_fire_at"]) == (2, None)
         c.schedules.update(TENANT, limited.id, UpdateSchedule(
@@ -125,7 +111,7 @@ def test_rows_follow_a_real_pipeline_and_match_the_aggregates(
         (trigger_call,) = c.schedules.trigger(TENANT, ok.id).calls  # paused: fires on demand
         wait_until(lambda: not any(_latest(c, s).in_flight for s in every), timeout=15)
 
-    rows = _folded_rows(c)
+    rows = folded_rows(c, "schedules", TABLE)
     for schedule in every:
         _matches(rows[schedule.id], _latest(c, schedule))
     assert rows[failing.id]["pause_reason"] == "failures"

@@ -1,9 +1,13 @@
 """Helpers for read-model tests: a fresh start, catching up, and table checksums."""
 
+from typing import Any
+from uuid import UUID
+
 import psycopg
 
 from infrastructure.container import Container
 from projections.read_models import PROJECTIONS
+from tests.support.waiting import wait_until
 
 
 def reset_read_models(container: Container) -> None:
@@ -15,6 +19,20 @@ def reset_read_models(container: Container) -> None:
 def catch_up(container: Container) -> None:
     for runner in container.read_models.runners.values():
         runner.catch_up(lambda _: None)
+
+
+def folded_rows(container: Container, name: str, table: str) -> dict[UUID, dict[str, Any]]:
+    """The rows of read model ``name``'s ``table`` (by id) once it has folded the log up to
+    its head now (read-your-writes, asked again while the answer is stale)."""
+    head = container.read_models.head()
+
+    def read() -> dict[UUID, dict[str, Any]] | None:
+        with container.read_models.reading(name, head) as (curs, freshness):
+            curs.execute(f"SELECT * FROM {table}")
+            rows = {row["id"]: dict(row) for row in curs.fetchall()}
+        return None if freshness.stale else rows
+
+    return wait_until(read, timeout=15)
 
 
 def checksum(database_url: str, table: str) -> str:
