@@ -14,9 +14,9 @@ and a queued event at or before what it has read is skipped, so it sees every ev
 ``after`` exactly once, in log order. A subscriber whose queue overflows (it does not keep
 up) is ended; it reconnects from its last position and catches up again by reading.
 
-Streamed: ``ServiceCall``, ``Execution``, ``Circuit`` and ``Schedule`` events (tenant-scoped
-through the tenant recorded with every event). ``Tenant`` and ``TenantSettings`` events are never
-streamed: a tenant's keys and signing secrets are administration, not activity.
+Streamed: ``ServiceCall``, ``Execution``, ``Circuit``, ``Schedule`` and ``WorkflowRun`` events
+(tenant-scoped through the tenant recorded with every event). ``Tenant`` and ``TenantSettings``
+events are never streamed: a tenant's keys and signing secrets are administration, not activity.
 
 One module over 300 lines on purpose: the tail, the subscribers and the hand-over between
 catching up and the fan-out only make sense together (the exactly-once argument above).
@@ -40,10 +40,13 @@ from domain.circuit import Circuit
 from domain.execution import Execution
 from domain.schedule import Schedule
 from domain.service_call import ServiceCall
+from domain.workflow_run import WorkflowRun
 
 log = structlog.get_logger(__name__)
 
-STREAMED_AGGREGATES: tuple[type[Aggregate], ...] = (ServiceCall, Execution, Circuit, Schedule)
+STREAMED_AGGREGATES: tuple[type[Aggregate], ...] = (
+    ServiceCall, Execution, Circuit, Schedule, WorkflowRun
+)
 TAIL_BATCH = 500  # events the tail reads at once
 CATCH_UP_PAGE = 500  # events a resuming subscriber reads at once
 
@@ -88,8 +91,8 @@ class StreamEvent:                   # read, shared by every subscriber it is fa
 
     recorded: RecordedEvent
     tenant_id: str
-    service_call_id: UUID | None  # the call itself, or an execution's call; None: a circuit's
-    # or a schedule's event
+    service_call_id: UUID | None  # the call itself, or an execution's call; None: a circuit's,
+    # a schedule's or a workflow run's event
 
     @property
     def position(self) -> int:

@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -173,3 +174,15 @@ def list_service_calls(
 ) -> Page:
     where = filters.where(tenant_id)
     return fetch_page(curs, TABLE, where, SORTS[sort], limit, cursor, include_total)
+
+
+def attempts_of(curs: Cursor[DictRow], tenant_id: str, ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The current attempt of each of these calls that is the tenant's (a workflow run's
+    steps' calls, for the dashboard), in one query by primary key."""
+    if not ids:
+        return {}
+    curs.execute(
+        f"SELECT id, attempt FROM {TABLE} WHERE id = ANY(%s) AND tenant_id = %s",
+        (list(ids), tenant_id),
+    )
+    return {row["id"]: int(row["attempt"]) for row in curs.fetchall()}

@@ -1,9 +1,9 @@
 """The dashboard at ``/ui``: server-rendered pages plus a little JavaScript.
 
-The pages (``/ui``, ``/ui/calls/{id}``, ``/ui/stats``; the schedules' in ``ui_schedules.py``)
-are static shells: they hold no tenant data and need no key. Their script asks for an API key
-once (or takes it from ``#key=...``), keeps it in the browser, and fetches with
-``Authorization: Bearer <key>``:
+The pages (``/ui``, ``/ui/calls/{id}``, ``/ui/stats``; the schedules' in ``ui_schedules.py``,
+the workflow runs' in ``ui_workflows.py``) are static shells: they hold no tenant data and
+need no key. Their script asks for an API key once (or takes it from ``#key=...``), keeps it
+in the browser, and fetches with ``Authorization: Bearer <key>``:
 
 - ``/ui/parts/...``: HTML fragments rendered here from the very functions behind the JSON API
   (the calls list, a call with its attempts and its timeline), tenant-scoped like ``/v1``;
@@ -11,6 +11,7 @@ once (or takes it from ``#key=...``), keeps it in the browser, and fetches with
 - ``/v1/events/stream`` (Server-Sent Events) for live updates, polling when it is not there.
 """
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -61,14 +62,25 @@ def _ms(value: float | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["ms"] = _ms
+Describe = Callable[[dict[str, Any]], tuple[str, str]]  # a payload → (what, timeline style)
+
+
+def described(event: dict[str, Any], events: Mapping[str, Describe]) -> dict[str, Any]:
+    """An aggregate's event as the API gives it, with ``what`` and ``style`` for a timeline
+    (from ``events``, by the event's name; an unknown one says its name) and ``call_id``."""
+    kind = event["type"].partition(".")[2]
+    describe = events.get(kind)
+    what, style = describe(event["payload"]) if describe else (kind, "")
+    return {**event, "what": what, "style": style, "call_id": event["payload"].get("call_id")}
 
 
 def install(app: FastAPI) -> None:
     """Serve the dashboard's pages, fragments and static files."""
-    from interfaces.api import ui_schedules  # noqa: PLC0415  (it imports this module)
+    from interfaces.api import ui_schedules, ui_workflows  # noqa: PLC0415  (they import this)
 
     app.include_router(router)
     app.include_router(ui_schedules.router)
+    app.include_router(ui_workflows.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 

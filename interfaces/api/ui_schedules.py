@@ -7,7 +7,6 @@ values redacted). The dashboard has no action buttons for calls, so none for sch
 either: pause, resume and trigger are the API's and the CLI's.
 """
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -25,7 +24,7 @@ from interfaces.api.routes.schedules import (
     schedule_events,
 )
 from interfaces.api.schedule_schemas import SchedulePublic
-from interfaces.api.ui import _page, _part, _when, templates
+from interfaces.api.ui import Describe, _page, _part, _when, described, templates
 from projections.query import MAX_LIMIT
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -62,7 +61,7 @@ def _fired(p: Payload) -> tuple[str, str]:
     return f"fired {_when(p['nominal'])} {f'({how}) ' if how else ''}→ call", "green"
 
 
-_EVENTS: dict[str, Callable[[Payload], tuple[str, str]]] = {
+_EVENTS: dict[str, Describe] = {
     "Created": lambda p: (f"created {p['name']!r}, first fire {_when(p['next_nominal'])}", "bold"),
     "Updated": lambda p: (f"updated {p['name']!r}, next fire {_when(p['next_nominal'])}", "cyan"),
     "Fired": _fired,
@@ -81,14 +80,6 @@ _EVENTS: dict[str, Callable[[Payload], tuple[str, str]]] = {
     "Finished": lambda p: (f"finished: {p['reason']}", "bold"),
     "Deleted": lambda p: ("deleted", "bold red"),
 }
-
-
-def _described(event: Payload) -> Payload:
-    """The event as the API gives it, with ``what`` and ``style`` for the timeline."""
-    kind = event["type"].removeprefix("Schedule.")
-    describe = _EVENTS.get(kind)
-    what, style = describe(event["payload"]) if describe else (kind, "")
-    return {**event, "what": what, "style": style, "call_id": event["payload"].get("call_id")}
 
 
 # -- pages: shells without tenant data --------------------------------------------------
@@ -154,7 +145,7 @@ def schedule_part(
         "schedule": SchedulePublic.model_validate(schedule.describe()),
         "preview": preview_schedule(schedule_id, container, tenant, count=PREVIEW_COUNT),
         "fires": list_fires(schedule_id, container, tenant, limit=RECENT_FIRES).items,
-        "events": [_described(e) for e in newest],
+        "events": [described(e, _EVENTS) for e in newest],
         "event_count": schedule.version,  # one version per event: no count query
     }
     return _part(request, "_schedule.html", context)

@@ -14,6 +14,7 @@ ADMIN_KEY = "admin-key-that-must-not-leak"
 SECRET_KEY = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWstMDA="
 CALL_ID = "01a22fce-32ea-7201-958b-eee806adb496"
 SCHEDULE_ID = "5b0e2c34-7d1f-4c3a-9a51-2f0c6f1d8e47"
+RUN_ID = "01a249d4-6375-78fb-9ceb-6eceb4ed9cd6"
 PAGES = [
     "/ui",
     "/ui/",
@@ -21,6 +22,8 @@ PAGES = [
     f"/ui/calls/{CALL_ID}",
     "/ui/schedules",
     f"/ui/schedules/{SCHEDULE_ID}",
+    "/ui/workflows",
+    f"/ui/workflows/runs/{RUN_ID}",
 ]
 
 
@@ -77,6 +80,19 @@ def test_the_schedules_page_has_its_filters_and_the_navigation_links_to_it(
     assert 'id="next"' in text
     assert '<a href="/ui/schedules" class="on">Schedules</a>' in text
     assert '<a href="/ui/schedules" >Schedules</a>' in client.get("/ui").text
+
+
+def test_a_run_page_names_its_run_and_the_navigation_links_to_the_workflows(
+    client: TestClient,
+) -> None:
+    text = client.get(f"/ui/workflows/runs/{RUN_ID}").text
+    assert f'data-part="/ui/parts/workflows/runs/{RUN_ID}"' in text
+    assert f'data-run-id="{RUN_ID}"' in text
+    assert '<body data-page="workflow_run">' in text
+    assert '<a href="/ui/workflows" class="on">Workflows</a>' in text
+    assert client.get("/ui/workflows/runs/not-a-uuid").status_code == 422
+    assert '<a href="/ui/workflows" >Workflows</a>' in client.get("/ui").text
+    assert 'id="open-run"' in client.get("/ui/workflows").text
 
 
 @pytest.mark.parametrize(

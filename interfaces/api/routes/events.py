@@ -188,9 +188,10 @@ async def event_stream(
                description="Resume after this position: the `id` of the last event received."),
     ] = None,
 ) -> StreamingResponse:
-    """The tenant's `ServiceCall`, `Execution` and `Circuit` events as they are recorded.
-    A reconnecting client sends `Last-Event-ID` (or `?last_event_id=`), which wins over
-    `after`, and gets every event after it exactly once, in log order."""
+    """The tenant's `ServiceCall`, `Execution`, `Circuit`, `Schedule` and `WorkflowRun`
+    events as they are recorded. A reconnecting client sends `Last-Event-ID` (or
+    `?last_event_id=`), which wins over `after`, and gets every event after it exactly once,
+    in log order."""
     where = StreamFilter(caller.principal.tenant, call_id, event_types(types))
     resume = next(
         (p for p in (last_event_id_header, last_event_id, after) if p is not None), None

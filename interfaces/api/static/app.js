@@ -14,6 +14,11 @@
     'Created', 'Updated', 'Fired', 'Triggered', 'Skipped', 'Buffered', 'CaughtUp',
     'FireSucceeded', 'FireFailed', 'FireCancelled', 'Paused', 'Resumed', 'Finished', 'Deleted',
   ].map((t) => `Schedule.${t}`);
+  const RUN_EVENTS = [
+    'Created', 'StepStarted', 'StepSkipped', 'StepSucceeded', 'StepFailed', 'StepCancelled',
+    'CompensationStarted', 'Compensated', 'CompensationFailed', 'Succeeded', 'Failed',
+    'Cancelled', 'Paused', 'Resumed', 'RetryRequested', 'StepRerunRequested',
+  ].map((t) => `WorkflowRun.${t}`);
   const EVENT_TYPES = CALL_EVENTS.concat('Execution.Started', FINISHED_EVENTS);
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -228,6 +233,33 @@
     });
   }
 
+  // a workflow run is read from its own events: any of them refreshes it, and so does one of
+  // its steps' calls starting an attempt (the steps' attempts); the SVG is drawn server-side
+  function workflowRunPage() {
+    const box = $('#run');
+    const refresh = throttled(
+      (minPosition) => loadPart(box, minPosition ? `min_position=${minPosition}` : ''), 500);
+    refresh();
+    follow({ type: RUN_EVENTS.concat('ServiceCall.Started').join(',') }, (event) => {
+      if (!event) return refresh();
+      const calls = ($('[data-call-ids]', box)?.dataset.callIds || '').split(' ');
+      if (event.aggregate_id === box.dataset.runId || calls.includes(event.service_call_id)) {
+        refresh(event.position);
+      }
+      return undefined;
+    });
+  }
+
+  // no list of runs yet: open one by its id
+  function workflowsPage() {
+    const form = $('#open-run');
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const id = form.elements.run_id.value.trim().toLowerCase();
+      location.assign(`/ui/workflows/runs/${encodeURIComponent(id)}`);
+    });
+  }
+
   // -- stats: SVG charts -------------------------------------------------------------------
 
   const RANGES = {
@@ -394,6 +426,8 @@
     call: callPage,
     schedules: () => listPage($('#schedules'), SCHEDULE_EVENTS),
     schedule: schedulePage,
+    workflows: workflowsPage,
+    workflow_run: workflowRunPage,
     stats: statsPage,
   };
 

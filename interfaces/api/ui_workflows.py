@@ -1,0 +1,167 @@
+"""The dashboard's workflow pages: ``/ui/workflows`` and ``/ui/workflows/runs/{run_id}``.
+
+Built as the call and schedule pages are (``ui.py``): the pages are shells without tenant
+data; their script fetches the fragment ``/ui/parts/workflows/runs/{run_id}`` with the API
+key. The fragment is read from the run's own events (never stale, as ``GET
+/v1/workflows/runs/{id}``): its header, its DAG as inline SVG laid out here
+(``dag_layout``), its steps with their calls' attempts (from the ``service_calls`` read
+model: one query by primary key) and its newest events. Another tenant's run is a 404.
+The page follows the event stream: the run's events, and its steps' calls starting attempts.
+"""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from application.audit import VersionPage
+from interfaces.api.dag_layout import StepView, dag_layout, node_state
+from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
+from interfaces.api.routes.audit import RecordedEventPublic, public
+from interfaces.api.ui import Describe, _page, _part, described
+from interfaces.api.workflow_schemas import StepRunPublic, WorkflowRunPublic, run_public
+from projections.service_calls import attempts_of
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+# The newest events shown: a whole run of the default 100 steps (created, each step started
+# and finished, the run's end) fits; a longer history says how many are left out.
+RECENT_EVENTS = 250
+Payload = dict[str, Any]
+
+
+# -- what each of a run's events says, in words, with a timeline style ----------------------
+
+
+def _step(p: Payload) -> str:
+    return str(p.get("step", ""))
+
+
+def _why(p: Payload) -> str:
+    return f": {p['reason']}" if p.get("reason") else ""
+
+
+def _code(p: Payload) -> str:
+    return f" ({p['status_code']})" if p.get("status_code") is not None else ""
+
+
+def _failed(p: Payload) -> tuple[str, str]:
+    halted = f", halted by {p['halted_by']}" if p.get("halted_by") else ""
+    compensation = f", {p['compensation']}" if p.get("compensation") else ""
+    return f"run failed{halted}{compensation}", "bold red"
+
+
+_EVENTS: dict[str, Describe] = {
+    "Created": lambda p: (
+        f"submitted {p.get('name')!r}: {len(p.get('definition', {}).get('steps', []))} steps",
+        "bold",
+    ),
+    "StepStarted": lambda p: (
+        f"{_step(p)} started (generation {p.get('generation', 1)}) → call", "cyan"
+    ),
+    "StepSkipped": lambda p: (f"{_step(p)} skipped{_why(p)}", "dim"),
+    "StepSucceeded": lambda p: (f"{_step(p)} succeeded{_code(p)}", "green"),
+    "StepFailed": lambda p: (f"{_step(p)} failed{_code(p)}{_why(p)}", "red"),
+    "StepCancelled": lambda p: (f"{_step(p)} cancelled{_why(p)}", "dim"),
+    "CompensationStarted": lambda p: (f"{_step(p)} compensating → call", "magenta"),
+    "Compensated": lambda p: (f"{_step(p)} compensated{_code(p)}", "magenta"),
+    "CompensationFailed": lambda p: (
+        f"{_step(p)} compensation failed{_code(p)}{_why(p)}", "red"
+    ),
+    "Succeeded": lambda p: ("run succeeded", "bold green"),
+    "Failed": _failed,
+    "Cancelled": lambda p: (f"run cancelled{_why(p)}", "bold red"),
+    "Paused": lambda p: ("paused", "magenta"),
+    "Resumed": lambda p: ("resumed", "magenta"),
+    "RetryRequested": lambda p: (
+        f"retry from the failed steps: {', '.join(p.get('steps', []))}", "yellow"
+    ),
+    "StepRerunRequested": lambda p: (
+        f"{_step(p)} re-run by {p.get('actor')} (generation {p.get('generation')})", "yellow"
+    ),
+}
+
+
+# -- pages: shells without tenant data --------------------------------------------------
+
+
+@router.get("/workflows", response_class=HTMLResponse)
+def workflows_page(request: Request) -> HTMLResponse:
+    return _page(request, "workflows.html", page="workflows")
+
+
+@router.get("/workflows/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: UUID) -> HTMLResponse:
+    return _page(request, "workflow_run.html", page="workflow_run", run_id=str(run_id))
+
+
+# -- fragments: tenant data, behind the API key -------------------------------------------
+
+
+@router.get("/parts/workflows/runs/{run_id}", response_class=HTMLResponse)
+def run_part(
+    request: Request,
+    run_id: UUID,
+    container: ContainerDep,
+    tenant: TenantDep,
+    audit: AuditDep,
+    min_position: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """A run: its header, its DAG, its steps (with their calls' attempts; ``min_position``:
+    once the calls' read model has folded that far, bounded) and its newest events."""
+    run = container.workflows.get(tenant, run_id)  # 404: not this tenant's
+    shown = run_public(run.describe())
+    order = run.definition.order
+    call_ids = [s.call_id for s in (*shown.steps.values(), *shown.compensations.values())
+                if s.call_id is not None]
+    with container.read_models.reading("service_calls", min_position) as (curs, _):
+        attempts = attempts_of(curs, tenant, call_ids)
+    page = audit.page(run.id, VersionPage(RECENT_EVENTS, newest_first=True))
+    events = [
+        described(RecordedEventPublic.model_validate(public(e)).model_dump(mode="json"), _EVENTS)
+        for e in page.items
+    ]
+    context = {
+        "run": shown,
+        "steps": [(step_id, shown.steps[step_id]) for step_id in order],
+        "attempts": attempts,
+        "states": _states(shown),
+        "layout": dag_layout(run.definition.needs, _views(shown, attempts)),
+        "call_ids": " ".join(str(c) for c in call_ids),
+        "events": events,
+        "event_count": run.version,  # one version per event: no count query
+    }
+    return _part(request, "_workflow_run.html", context)
+
+
+def _states(run: WorkflowRunPublic) -> dict[str, str]:
+    """Each step's node state (``compensated`` for a step undone)."""
+    return {
+        step_id: node_state(
+            step.state, run.compensations[step_id].state if step_id in run.compensations else None
+        )
+        for step_id, step in run.steps.items()
+    }
+
+
+def _views(run: WorkflowRunPublic, attempts: dict[UUID, int]) -> dict[str, StepView]:
+    states = _states(run)
+    return {
+        step_id: StepView(
+            states[step_id], str(step.call_id) if step.call_id else None, _detail(step, attempts)
+        )
+        for step_id, step in run.steps.items()
+    }
+
+
+def _detail(step: StepRunPublic, attempts: dict[UUID, int]) -> str:
+    """Under a node's state: the status code and, past the first, the attempts."""
+    parts = []
+    if step.status_code is not None:
+        parts.append(str(step.status_code))
+    tries = attempts.get(step.call_id) if step.call_id else None
+    if tries and tries > 1:
+        parts.append(f"{tries} attempts")
+    if step.generation > 1:
+        parts.append(f"gen {step.generation}")
+    return " · ".join(parts)
