@@ -67,7 +67,8 @@ RETRY_WAIT_SECONDS = 0.2
 T = TypeVar("T")
 
 _RECORD = SQL(
-    "SELECT n FROM {}(%s, %b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::uuid[], "
+    "SELECT n FROM {}(%s, %b::bigint[], %b::text[], "  # lock_timeout, consume, withdraw
+    "%b::bigint[], %b::text[], %b::text[], %b::uuid[], "
     "%b::integer[], %b::timestamptz[], %b::timestamptz[], %b::double precision[], %b::text[], "
     "%b::jsonb[], %b::integer[], %b::text[], %b::text[], %b::text[], %b::uuid[], %b::text[], "
     "%b::text[], %b::text[], %b::uuid[], %b::text[], %b::uuid[], %b::bigint[], %b::text[], "
@@ -215,6 +216,7 @@ def _effect_columns(effects: TransactionEffects) -> tuple[Any, ...]:
     keys, circuits = effects.idempotency, effects.circuits
     return (
         list(outbox.consume),
+        list(outbox.withdraw),
         *columns,
         notify,
         [k.tenant_id for k in keys],
@@ -346,9 +348,11 @@ class PostgresOutbox:
         # kinds whose waiters are held back by a concurrency limit: a freed slot wakes them
         # (kept between waits, so a slot freed between a claim and the next wait still counts)
         self._slot_waiters: set[str] = set()
-        self._unsubscribe: Callable[[], None] = notifications.subscribe(
-            OUTBOX_CHANNEL, self._notified
-        )
+        # Listened to from the first wait: a process that never waits (the API) is not woken
+        # by every submit's and outcome's notify.
+        self._notifications = notifications
+        self._unsubscribe: Callable[[], None] | None = None
+        self._subscribing = threading.Lock()
 
     @property
     def pool(self) -> ConnectionPool[psycopg.Connection[dict[str, Any]]]:
@@ -390,6 +394,8 @@ class PostgresOutbox:
         return {row["originator_id"] for row in rows}
 
     def wait(self, kind: str, timeout: float, *, or_slot_freed: bool = False) -> None:
+        if self._unsubscribe is None:
+            self._listen()
         if or_slot_freed:
             self._slot_waiters.add(kind)
         else:
@@ -409,9 +415,18 @@ class PostgresOutbox:
         return {row["kind"]: row["n"] for row in rows}
 
     def close(self) -> None:
-        self._unsubscribe()
+        with self._subscribing:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
         self._wake_all()
         self._pool.close()
+
+    def _listen(self) -> None:
+        """Subscribe to the outbox channel (once); the listener then wakes every loop, so a
+        notify sent before its LISTEN is not missed."""
+        with self._subscribing:
+            if self._unsubscribe is None:
+                self._unsubscribe = self._notifications.subscribe(OUTBOX_CHANNEL, self._notified)
 
     def _notified(self, payload: str | None) -> None:
         """A notify on the outbox channel: wake the loops waiting for its kind; a freed slot

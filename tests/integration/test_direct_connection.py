@@ -48,8 +48,13 @@ def test_the_listener_uses_the_direct_url_and_the_rest_database_url(
     request = RequestSpec("POST", "http://127.0.0.1:9/never")
     split.service_calls.submit(SubmitServiceCall("t-direct", "direct", request, utcnow()))
     split.outbox.claim("start", 1)  # a pooled connection at work
+    split.outbox.wait("start", 0)  # a claim loop's first wait: the listener starts
 
-    found = wait_until(lambda: _queries_by_name(clean_database), timeout=10)
+    def listening() -> list[tuple[str, str]] | None:
+        found = _queries_by_name(clean_database)
+        return found if any(name == "duecall-direct" for name, _ in found) else None
+
+    found = wait_until(listening, timeout=10)
     direct = [query for name, query in found if name == "duecall-direct"]
     assert [query.split()[0] for query in direct] == ["LISTEN"]  # only the listener
     assert any(name == "duecall-pooled" for name, _ in found)

@@ -101,3 +101,19 @@ def test_after_its_connection_is_killed_the_listener_reconnects_and_wakes_every_
 
     asyncio.run(scenario())
     assert _listening(database_url) - before == {container.notifications.backend_pid}
+
+
+def test_a_process_that_only_submits_listens_to_nothing(
+    database_url: str, clean_database: str
+) -> None:
+    """The API submits and reads but never waits for outbox messages: no LISTEN connection,
+    so it is not woken by every submit's and outcome's notify."""
+    container = Container.build(workload_settings(database_url))
+    try:
+        submit_calls(container, 3)
+        container.outbox.claim("start", 1)
+        assert container.notifications.backend_pid is None
+        container.outbox.wait("start", 0)  # a claim loop's first wait starts the listener
+        assert wait_until(lambda: container.notifications.backend_pid) is not None
+    finally:
+        container.close()
