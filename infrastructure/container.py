@@ -69,7 +69,7 @@ class Container:
         poll = self.settings.poll_interval_seconds
         self.read_models = ReadModels.of(
             self.database_url, self.service_calls, self.notifications, poll,
-            lock_url=self.direct_database_url,
+            lock_url=self.direct_database_url, linger=self.settings.projection_linger_seconds,
         )
         self.authenticator = Authenticator(
             self.tenants,
@@ -113,6 +113,7 @@ class Container:
             assert isinstance(recorder, OutboxRecorder)
             ping_only_idle_connections(recorder.datastore.pool)
             migrate_event_store(direct)  # the events table exists now: chain its events
+        workflows = Workflows(service_calls, max_body_bytes=settings.max_request_body_bytes)
         return cls(
             settings=settings,
             database_url=url,
@@ -126,8 +127,10 @@ class Container:
             submits=GroupCommit(service_calls.submit_many, unavailable=DATABASE_UNAVAILABLE),
             secret_box=box,
             tenants=Tenants(service_calls, box, PostgresTenantRegistry(outbox.pool)),
-            schedules=Schedules(service_calls, settings.schedule_lookahead_seconds),
-            workflows=Workflows(service_calls, max_body_bytes=settings.max_request_body_bytes),
+            schedules=Schedules(
+                service_calls, settings.schedule_lookahead_seconds, workflows=workflows
+            ),
+            workflows=workflows,
             tracer=build_tracer(settings.tracing),
         )
 

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         "start before its request is sent.",
     )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    projection_linger_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        le=2,
+        description="Least time between two read-model rounds that fold events: a steady "
+        "stream is folded in batches this far apart (cheaper per event; read models lag by up "
+        "to this much more); the first event after a quiet spell is folded at once.",
+    )
     worker_heartbeat_seconds: float = Field(
         default=1.0, gt=0, le=10, description="How often a worker says it is alive."
     )

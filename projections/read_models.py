@@ -25,7 +25,7 @@ from projections.failures import (
     failure_summary,
     list_failures,
 )
-from projections.follower import Follower
+from projections.follower import LINGER, Follower
 from projections.freshness import Freshness, ProjectionStatus, wait_until
 from projections.runner import (
     TRACKING_MIGRATIONS,
@@ -75,10 +75,12 @@ class ReadModels:
         notifications: Notifications,
         poll: float = 1.0,
         lock_url: str | None = None,
+        linger: float = LINGER,
     ) -> None:
         """``lock_url``: a session connection's, for a rebuild's advisory lock (default
-        ``url``)."""
+        ``url``); ``linger``: the follower's least time between rounds that fold events."""
         self._lock_url = lock_url or url
+        self._linger = linger
         self._events = events
         self._mapper = mapper
         self._poll = poll
@@ -100,11 +102,12 @@ class ReadModels:
         notifications: Notifications,
         poll: float = 1.0,
         lock_url: str | None = None,
+        linger: float = LINGER,
     ) -> "ReadModels":
         """The read models of the application's events (its recorder and mapper)."""
         if not isinstance(app.recorder, PostgresApplicationRecorder):
             raise TypeError("the read models need the PostgreSQL application recorder")
-        return cls(url, app.recorder, app.mapper, notifications, poll, lock_url)
+        return cls(url, app.recorder, app.mapper, notifications, poll, lock_url, linger)
 
     def runner_for(self, projection: Projection, batch_size: int = BATCH_SIZE) -> ProjectionRunner:
         return ProjectionRunner(
@@ -114,7 +117,7 @@ class ReadModels:
     def start(self) -> None:
         """Follow the log on one thread for every read model (``Follower``), woken by the
         events channel's notifies (or polling)."""
-        follower = Follower(self.runners, self._datastore, self._log)
+        follower = Follower(self.runners, self._datastore, self._log, linger=self._linger)
         self._unsubscribes.append(
             self._notifications.subscribe(self._events.channel_name, _setting(self._wakeup))
         )
