@@ -1,8 +1,10 @@
-"""The dashboard's workflow pages: ``/ui/workflows`` and ``/ui/workflows/runs/{run_id}``.
+"""The dashboard's workflow pages: ``/ui/workflows`` (the runs) and ``/ui/workflows/runs/{id}``.
 
 Built as the call and schedule pages are (``ui.py``): the pages are shells without tenant
-data; their script fetches the fragment ``/ui/parts/workflows/runs/{run_id}`` with the API
-key. The fragment is read from the run's own events (never stale, as ``GET
+data; their script fetches the fragments under ``/ui/parts/workflows`` with the API key. The
+list is a page of the ``workflow_runs`` read model (``list_workflow_runs``: filters, keyset
+pages, read-your-writes with ``min_position``, how fresh it is). A run's fragment is read
+from the run's own events (never stale, as ``GET
 /v1/workflows/runs/{id}``): its header, its DAG as inline SVG laid out here
 (``dag_layout``), its steps with their calls' attempts (from the ``service_calls`` read
 model: one query by primary key) and its newest events. Another tenant's run is a 404.
@@ -12,18 +14,24 @@ The page follows the event stream: the run's events, and its steps' calls starti
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from pydantic import Field
 
 from application.audit import VersionPage
+from domain.workflow_run_status import RunStatus
 from interfaces.api.dag_layout import StepView, dag_layout, node_state
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.routes.audit import RecordedEventPublic, public
+from interfaces.api.routes.queries import _meta
 from interfaces.api.ui import Describe, _page, _part, described
 from interfaces.api.workflow_schemas import StepRunPublic, WorkflowRunPublic, run_public
+from projections.query import MAX_LIMIT
 from projections.service_calls import attempts_of
+from projections.workflow_runs import WorkflowRunFilters, list_workflow_runs
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+STATUSES = tuple(s.value for s in RunStatus)
 # The newest events shown: a whole run of the default 100 steps (created, each step started
 # and finished, the run's end) fits; a longer history says how many are left out.
 RECENT_EVENTS = 250
@@ -87,7 +95,7 @@ _EVENTS: dict[str, Describe] = {
 
 @router.get("/workflows", response_class=HTMLResponse)
 def workflows_page(request: Request) -> HTMLResponse:
-    return _page(request, "workflows.html", page="workflows")
+    return _page(request, "workflows.html", page="workflows", statuses=STATUSES)
 
 
 @router.get("/workflows/runs/{run_id}", response_class=HTMLResponse)
@@ -96,6 +104,27 @@ def run_page(request: Request, run_id: UUID) -> HTMLResponse:
 
 
 # -- fragments: tenant data, behind the API key -------------------------------------------
+
+
+@router.get("/parts/workflows/runs", response_class=HTMLResponse)
+def runs_part(
+    request: Request,
+    container: ContainerDep,
+    tenant: TenantDep,
+    status: Annotated[list[Annotated[str, Field(max_length=20)]] | None, Query()] = None,
+    name: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 25,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    min_position: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """A page of the runs, newest first (rows and the next cursor), from the ``workflow_runs``
+    read model; an unknown status is a 422 naming ``status``."""
+    filters = WorkflowRunFilters(status=[s for s in status or () if s] or None,
+                                 name=name or None)
+    with container.read_models.reading("workflow_runs", min_position) as (curs, freshness):
+        page = list_workflow_runs(curs, tenant, filters, limit=limit, cursor=cursor or None)
+    meta = _meta("workflow_runs", freshness, Response())
+    return _part(request, "_workflow_runs.html", {"page": page, "meta": meta})
 
 
 @router.get("/parts/workflows/runs/{run_id}", response_class=HTMLResponse)

@@ -1,9 +1,10 @@
 """The dashboard's workflow pages over real HTTP against a real `duecall serve` (API and
 workers) on a real PostgreSQL, the runs' steps calling a real local target: the run fragment
 behind the API key (tenant-scoped, escaped) with its DAG drawn as SVG whose nodes carry the
-run's step states; the run's events on the live event stream (only to its tenant); and the
-pages in a real browser (headless Chromium): the navigation's Workflows page opens a run by
-id, and the run's page follows the run to its end without a reload.
+run's step states; the runs list (filters, pages); the run's events on the live event stream
+(only to its tenant); and the pages in a real browser (headless Chromium): a run submitted
+through the API appears in the Workflows list, and its page follows it to its end without a
+reload.
 
 Each test's tenant is its own, so the session server's other modules never see them.
 """
@@ -30,6 +31,7 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 RUNS = "/v1/workflows/runs"
 PART = "/ui/parts/workflows/runs"
+LIST = PART
 HOSTILE = '"><script>alert(1)</script>'
 QUICK = {"max_attempts": 2, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.05}
 
@@ -245,7 +247,50 @@ def _stream(
     raise AssertionError(f"the stream ended first: {seen}")
 
 
-def test_the_workflows_page_opens_a_run_that_then_updates_live(
+def test_the_runs_fragment_lists_filters_pages_and_is_the_tenants_only(
+    tenant_api: httpx.Client, target: TargetServer, duecall_server: DuecallProcess
+) -> None:
+    runs = [_submit(tenant_api, _diamond(target)) for _ in range(3)]
+    for run in runs:
+        _finished(tenant_api, run["id"])
+    failing = _diamond(target, first="/status/500")
+    failing["steps"][0]["retry_policy"] = {"max_attempts": 1}
+    failed = _submit(tenant_api, failing)
+    _finished(tenant_api, failed["id"])
+    head = tenant_api.get("/v1/service-calls", params={"limit": 1}).headers["X-Duecall-Head"]
+
+    answer = tenant_api.get(LIST, params={"min_position": head})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    rows = re.findall(r'<tr data-id="([^"]+)" data-status="([a-z]+)">', answer.text)
+    assert rows == [(failed["id"], "failed"), *[(r["id"], "succeeded") for r in runs[::-1]]]
+    assert f'href="/ui/workflows/runs/{failed["id"]}"' in answer.text
+    assert "halted by a" in answer.text
+    only_failed = tenant_api.get(LIST, params={"status": "failed"}).text
+    assert failed["id"] in only_failed
+    assert runs[0]["id"] not in only_failed
+    by_name = tenant_api.get(LIST, params={"name": runs[1]["name"]}).text
+    assert re.findall(r'<tr data-id="([^"]+)"', by_name) == [runs[1]["id"]]
+    assert "No runs match" in tenant_api.get(LIST, params={"name": HOSTILE}).text
+
+    first = tenant_api.get(LIST, params={"limit": 2}).text
+    cursor = re.search(r'data-next-cursor="([^"]+)"', first)
+    assert cursor, first
+    rest = tenant_api.get(LIST, params={"limit": 2, "cursor": html.unescape(cursor[1])}).text
+    assert re.findall(r'<tr data-id="([^"]+)"', rest) == [runs[1]["id"], runs[0]["id"]]
+    assert 'data-next-cursor=""' in rest
+
+    other = _tenant(duecall_server)[1]
+    with other:
+        assert "No runs match" in other.get(LIST).text
+    problem = assert_problem(tenant_api.get(LIST, params={"status": "nonsense"}), 422)
+    assert problem["errors"][0]["field"] == "status"
+    assert_problem(tenant_api.get(LIST, params={"name": "n" * 129}), 422)
+    assert_problem(httpx.get(f"{duecall_server.url}{LIST}"), 401)
+
+
+def test_the_workflows_page_lists_a_run_whose_page_then_updates_live(
     duecall_server: DuecallProcess,
     target: TargetServer,
     page: Any,  # noqa: F811 (the fixture)
@@ -254,12 +299,15 @@ def test_the_workflows_page_opens_a_run_that_then_updates_live(
 
     key, api = _tenant(duecall_server)
     with api:
-        run = _submit(api, _diamond(target, first="/slow/2"))
         page.goto(f"{duecall_server.url}/ui#key={key}")
         page.get_by_role("link", name="Workflows").click()
         expect(page).to_have_url(re.compile("/ui/workflows$"))
-        page.get_by_label("Run id").fill(run["id"])
-        page.get_by_role("button", name="Open run").click()
+        expect(page.locator("#runs")).to_contain_text("No runs match")
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        run = _submit(api, _diamond(target, first="/slow/2"))
+        row = page.locator(f'tr[data-id="{run["id"]}"]')  # by the stream's events
+        expect(row.locator(".badge")).to_have_text("running")
+        row.get_by_role("link", name=run["name"]).click()
         expect(page).to_have_url(re.compile(f"/ui/workflows/runs/{run['id']}$"))
         node = page.locator('g.node[data-step="a"]')
         expect(node).to_have_attribute("data-state", "running")
@@ -279,3 +327,11 @@ def test_the_workflows_page_opens_a_run_that_then_updates_live(
         page.screenshot(path="/tmp/duecall-dashboard-workflow.png", full_page=True)
         page.locator('g.node[data-step="d"] a').click()
         expect(page.locator("#call-status")).to_have_text("succeeded")
+
+        page.get_by_role("link", name="Workflows").click()  # a run opened by its id
+        expect(row.locator(".badge")).to_have_text("succeeded")
+        page.screenshot(path="/tmp/duecall-dashboard-workflows.png", full_page=True)
+        page.get_by_label("Run id").fill(run["id"])
+        page.get_by_role("button", name="Open run").click()
+        expect(page).to_have_url(re.compile(f"/ui/workflows/runs/{run['id']}$"))
+        expect(page.locator("#run-status")).to_have_text("succeeded")

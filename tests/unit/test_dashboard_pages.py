@@ -92,7 +92,11 @@ def test_a_run_page_names_its_run_and_the_navigation_links_to_the_workflows(
     assert '<a href="/ui/workflows" class="on">Workflows</a>' in text
     assert client.get("/ui/workflows/runs/not-a-uuid").status_code == 422
     assert '<a href="/ui/workflows" >Workflows</a>' in client.get("/ui").text
-    assert 'id="open-run"' in client.get("/ui/workflows").text
+    runs = client.get("/ui/workflows").text
+    assert 'id="open-run"' in runs
+    assert 'data-part="/ui/parts/workflows/runs"' in runs
+    for status in ("pending", "running", "compensating", "succeeded", "failed", "cancelled"):
+        assert f'name="status" value="{status}"' in runs
 
 
 @pytest.mark.parametrize(

@@ -250,8 +250,9 @@
     });
   }
 
-  // no list of runs yet: open one by its id
+  // the runs (filtered, paged, refreshed by any run's events), and a run opened by its id
   function workflowsPage() {
+    listPage($('#runs'), RUN_EVENTS);
     const form = $('#open-run');
     form.addEventListener('submit', (e) => {
       e.preventDefault();
