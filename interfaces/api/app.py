@@ -25,6 +25,7 @@ from interfaces.api.routes import (
     schedules,
     service_calls,
     signing,
+    workflow_queries,
     workflows,
 )
 from interfaces.api.ui import install as install_ui
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(queries.router)
     app.include_router(schedule_queries.router)
     app.include_router(schedules.router)
+    app.include_router(workflow_queries.router)  # before workflows': /runs/latest is no run id
     app.include_router(workflows.router)
     app.include_router(audit.router)
     app.include_router(events.router)

@@ -1,6 +1,7 @@
 """End to end: `duecall workflows ...` against a real server on a real PostgreSQL and a real
 target: submit a definition from a file, show the run as a table and as JSON until it
-succeeds, the commands on a finished run refused as one sentence, a bad definition named."""
+succeeds, the commands on a finished run refused as one sentence, a bad definition named;
+list runs (filters, pages), show a name's latest run, re-run a step with edited input."""
 
 import json
 import uuid
@@ -97,3 +98,88 @@ def test_bad_input_json_is_refused_before_calling_the_api(run: Cli, tmp_path: Pa
 
     assert refused.exit_code != 0
     assert "--input is not valid JSON" in refused.output
+
+
+def _listed(run: Cli, *args: str) -> list[dict[str, Any]]:
+    listed = run("list", *args, "--json")
+    assert listed.exit_code == 0, listed.output
+    items: list[dict[str, Any]] = json.loads(listed.output)["items"]
+    return items
+
+
+def test_list_latest_and_rerun_a_step_with_edited_input(run: Cli, tmp_path: Path) -> None:
+    name = f"cli-list-{uuid.uuid4().hex[:6]}"
+    with TargetServer() as target:
+        file = tmp_path / "definition.json"
+        file.write_text(json.dumps({**_definition(target), "name": name}))
+        ids = []
+        for who in ("one", "two"):
+            submitted = run("submit", str(file), "--input", json.dumps({"who": who}), "--json")
+            assert submitted.exit_code == 0, submitted.output
+            ids.append(json.loads(submitted.output)["id"])
+        first, second = ids
+
+        def both_listed_done() -> list[dict[str, Any]] | None:
+            items = _listed(run, "--name", name)
+            return items if [i["status"] for i in items] == ["succeeded"] * 2 else None
+
+        items = wait_until(both_listed_done, timeout=30)
+        assert [i["id"] for i in items] == [second, first]  # newest first
+        assert items[0]["counts"]["succeeded"] == 2
+        table = run("list", "--name", name)
+        assert table.exit_code == 0, table.output
+        assert first in table.output
+        assert second in table.output
+        assert "2/2 succeeded" in table.output
+        assert "position" in table.output  # how fresh the read model is
+
+        assert [i["id"] for i in _listed(run, "--name", name, "--status",
+                                         "failed,succeeded", "--since", "1h")] == [second, first]
+        assert _listed(run, "--name", name, "--status", "failed") == []
+        assert _listed(run, "--name", name, "--until", "1h") == []
+        paged = run("list", "--name", name, "--limit", "1")
+        assert "more: --cursor" in paged.output
+        cursor = paged.output.split("--cursor", 1)[1].split()[0]
+        assert [i["id"] for i in _listed(run, "--name", name, "--limit", "1",
+                                         "--cursor", cursor)] == [first]
+
+        latest = run("latest", name, "--json")
+        assert latest.exit_code == 0, latest.output
+        shown = json.loads(latest.output)
+        assert (shown["id"], shown["status"]) == (second, "succeeded")
+        assert set(shown["steps"]) == {"first", "second"}  # the whole run, as `show`
+        latest_table = run("latest", name)
+        assert latest_table.exit_code == 0, latest_table.output
+        assert second in latest_table.output
+
+        rerun = run("rerun", second, "second", "--input", '{"who": "again"}', "--json")
+        assert rerun.exit_code == 0, rerun.output
+        assert json.loads(rerun.output)["steps"]["second"]["input_override"] == {"who": "again"}
+        again = wait_until(
+            lambda: (r := _shown(run, second)) and r["steps"]["second"]["generation"] == 2 and r,
+            timeout=30,
+        )
+        posted = [json.loads(r.body) for r in target.requests_for("/ok") if r.method == "POST"]
+
+    assert again["steps"]["second"]["state"] == "succeeded"
+    assert posted.count({"who": "again"}) == 1
+    unknown_step = run("rerun", second, "nope")
+    assert unknown_step.exit_code != 0
+    assert "step_id" in unknown_step.output
+
+
+def test_list_latest_and_rerun_refusals_are_one_sentence(run: Cli) -> None:
+    nobody = run("latest", f"nobody-{uuid.uuid4().hex[:6]}")
+    assert nobody.exit_code != 0
+    assert "no workflow run named" in nobody.output
+    bad_input = run("rerun", str(uuid.uuid4()), "a", "--input", "{not json")
+    assert "--input is not valid JSON" in bad_input.output
+    unknown_run = run("rerun", str(uuid.uuid4()), "a")
+    assert "not found" in unknown_run.output
+    bad_status = run("list", "--status", "sleeping")
+    assert "status" in bad_status.output
+    bad_since = run("list", "--since", "last week")
+    assert "neither a duration" in bad_since.output
+    for refused in (nobody, bad_input, unknown_run, bad_status, bad_since):
+        assert refused.exit_code != 0
+        assert "Traceback" not in refused.output
