@@ -2,8 +2,8 @@
 the events that cause them, and the port that claims them.
 
 A message is work to do: ``start`` (timer: a due attempt), ``execute`` (make the request),
-``schedule`` (a schedule's next fire, or a fired call's outcome for it) or ``workflow`` (a
-step's call's outcome for its workflow run); an attempt's outcome
+``schedule`` (a schedule's next fire, or a fired call's or run's outcome for it) or
+``workflow`` (a step's call's outcome for its workflow run); an attempt's outcome
 is decided in the transaction that records it. Workers claim available
 messages under a lease; the transaction that records the events a message caused also
 deletes it (``OutboxChanges.consume``) and adds the messages those events cause
@@ -40,6 +40,9 @@ SCHEDULE = "schedule"
 # outcome, with the final attempt's response (application/workflows.py)
 WORKFLOW = "workflow"
 KINDS = (START, EXECUTE, SCHEDULE, WORKFLOW)
+# a payload field: the message's key, by which a later transaction may withdraw it
+# (``OutboxChanges.withdraw``) without knowing its id (a sequence gives ids at insert)
+WITHDRAW_KEY = "withdraw_key"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def start_message(call: ServiceCall, trace_parent: str | None = None) -> OutboxM
 SCHEDULE_ORIGIN = "schedule:"  # a fired call's ``origin``: this and the schedule's id
 WORKFLOW_ORIGIN = "workflow:"  # a step's call's ``origin``: this and the run's id
 ORIGIN = "origin"  # on an ``execute`` message: its call's origin, if a producer made it
+# on an ``execute`` message: its response is recorded sealed (the call's ``seal_response``)
+SEAL_RESPONSE = "seal_response"
 
 
 def producer_outcome_message(
@@ -111,10 +116,38 @@ def producer_outcome_message(
         outcome = step_outcome(call, last)
     else:
         return None
+    return _to_producer(kind, call.tenant_id, producer, outcome)
+
+
+# a workflow run's events that end it (``WorkflowRun.Succeeded``, ``Failed``, ``Cancelled``)
+_RUN_ENDINGS = frozenset({"Succeeded", "Failed", "Cancelled"})
+
+
+def run_outcome_messages(runs: Iterable[Any]) -> list[OutboxMessage]:
+    """For each workflow run a schedule started (origin ``schedule:<id>``) that its pending
+    events end (not yet recorded: call before ``record``), the ``schedule`` message that
+    tells the schedule its terminal status, written with those events."""
+    messages = []
+    for run in runs:
+        origin = run.origin
+        if origin is None or not origin.startswith(SCHEDULE_ORIGIN) or not run.is_terminal:
+            continue
+        if any(type(e).__name__ in _RUN_ENDINGS for e in run.pending_events):
+            outcome = {"run_id": str(run.id), "status": run.status.value}
+            producer = origin.removeprefix(SCHEDULE_ORIGIN)
+            messages.append(_to_producer(SCHEDULE, run.tenant_id, producer, outcome))
+    return messages
+
+
+def _to_producer(
+    kind: str, tenant_id: str, producer: str, outcome: dict[str, Any]
+) -> OutboxMessage:
+    """A terminal outcome for the producer (a schedule, a workflow run) ``producer`` names,
+    available at once."""
     now = datetime.now(UTC)
     return OutboxMessage(
         kind,
-        call.tenant_id,
+        tenant_id,
         UUID(producer),
         0,
         available_at=now,
@@ -153,12 +186,15 @@ def execute_message(
     trace_parent: str | None = None,
     correlation_id: str | None = None,
     origin: str | None = None,
+    seal_response: bool = False,
 ) -> OutboxMessage:
     payload: dict[str, Any] = {"execution_id": str(execution_id), "request": request.as_dict()}
     if correlation_id is not None:
         payload["correlation_id"] = correlation_id
     if origin is not None:
         payload[ORIGIN] = origin
+    if seal_response:
+        payload[SEAL_RESPONSE] = True
     return OutboxMessage(
         EXECUTE,
         tenant_id,
@@ -243,6 +279,11 @@ def correlation_id_of(message: OutboxMessage) -> str | None:
     return value
 
 
+def seals_response(message: OutboxMessage) -> bool:
+    """Is the response to this ``execute`` message's request recorded sealed?"""
+    return message.payload.get(SEAL_RESPONSE) is True
+
+
 def is_fire(message: OutboxMessage) -> bool:
     """Is this ``execute`` message's call a schedule's fire?"""
     return str(message.payload.get(ORIGIN, "")).startswith(SCHEDULE_ORIGIN)
@@ -270,6 +311,10 @@ class OutboxChanges:
 
     consume: Sequence[int] = ()
     publish: Sequence[OutboxMessage] = ()
+    # the keys (``WITHDRAW_KEY``) of messages published earlier that are no longer work to
+    # do, deleted wherever they are (claimed or not; gone already is no error): a workflow
+    # step's timeout once the step has ended
+    withdraw: Sequence[str] = ()
     # the transaction ends attempts in flight (consumes ``execute`` messages): a timer held
     # back by a concurrency limit, in any worker process, looks again
     frees_slots: bool = False
@@ -340,8 +385,8 @@ class TransactionEffects:
 
     def __bool__(self) -> bool:
         outbox = self.outbox
-        return bool(outbox.consume or outbox.publish or self.idempotency or self.circuits
-                    or self.tenants)
+        return bool(outbox.consume or outbox.publish or outbox.withdraw or self.idempotency
+                    or self.circuits or self.tenants)
 
 
 NO_EFFECTS = TransactionEffects()

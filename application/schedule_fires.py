@@ -1,7 +1,9 @@
-"""A schedule's fires: the calls it submitted, newest first, read from its own events.
+"""A schedule's fires: the calls (or workflow runs) it submitted, newest first, read from its
+own events.
 
-Each ``Fired`` and ``Triggered`` event names the call it submitted; the calls' current
-statuses come from the calls themselves (one query for a page). Read page by page backwards
+Each ``Fired`` and ``Triggered`` event names the call it submitted (or, ``workflow_run``, the
+run it started); their current statuses come from the calls and runs themselves (one query
+for a page). Read page by page backwards
 through the schedule's events, so a schedule with years of fires costs a page, not a replay.
 """
 
@@ -20,9 +22,10 @@ _EVENTS_PER_READ = 500  # events read at a time, newest first (skips, outcomes, 
 
 @dataclass(frozen=True)
 class FireRecord:
-    """One fire of a schedule: the call it submitted and why."""
+    """One fire of a schedule: the call it submitted (or the workflow run it started) and
+    why."""
 
-    call_id: UUID
+    call_id: UUID | None  # None: the fire started a workflow run
     kind: str  # scheduled | catch_up | buffered | backfill | trigger
     nominal: datetime  # the nominal time (a trigger's: when it was triggered)
     due_at: datetime  # when its call was due (nominal + jitter, or later at the capped rate)
@@ -31,7 +34,9 @@ class FireRecord:
     local: datetime | None  # the wall time the spec matched (none for a trigger)
     dst_note: str | None
     version: int  # the schedule's version the fire made
-    call_status: str | None = None  # the call's status now (None: not found)
+    call_status: str | None = None  # the call's status now (None: not found, or a run)
+    run_id: UUID | None = None  # the workflow run it started (None: a call)
+    run_status: str | None = None  # the run's status now
 
 
 @dataclass(frozen=True)
@@ -60,17 +65,29 @@ def fires_of(
                 if len(found) == limit:
                     break
         lte = events[-1].originator_version - 1
+    ids = [f.call_id or f.run_id for f in found]
     statuses = {
-        call_id: str(call.status)
-        for call_id, call in load_many(calls, [f.call_id for f in found]).items()
+        fired_id: str(fired.status)
+        for fired_id, fired in load_many(calls, [i for i in ids if i is not None]).items()
     }
-    items = [replace(f, call_status=statuses.get(f.call_id)) for f in found]
+    items = [
+        replace(f, run_status=statuses.get(f.run_id)) if f.run_id is not None
+        else replace(f, call_status=statuses.get(f.call_id) if f.call_id else None)
+        for f in found
+    ]
     more = len(found) == limit and found[-1].version > 1
     return FirePage(items, found[-1].version if more else None)
 
 
 def _fire(event: Any) -> FireRecord | None:
     kind = type(event).__name__
+    record = _fired(event, kind)
+    if record is not None and getattr(event, "workflow_run", False):
+        return replace(record, call_id=None, run_id=event.call_id)  # the id is the run's
+    return record
+
+
+def _fired(event: Any, kind: str) -> FireRecord | None:
     if kind == "Fired":
         return FireRecord(
             call_id=event.call_id,

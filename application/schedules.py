@@ -16,6 +16,14 @@ transaction published its own) and is only consumed, so each schedule has one li
 chain. A fired call that ends sends back a ``schedule`` message with its outcome
 (``application.outbox.producer_outcome_message``); ``handle`` records it (counts,
 ``pause_after_failures``, the overlap buffer).
+
+Workflow runs. A schedule whose template is a workflow (``domain.schedule_workflow``) starts
+a ``WorkflowRun`` at each fire instead of a call: the same key (the run's, in the same
+Idempotency-Key table, so a nominal time never starts two runs), origin ``schedule:<id>``,
+its first steps' calls due at the fire's due time, all in the fire's transaction
+(``Workflows.fired_run``, ``started``). The overlap rules count a run until it is terminal
+(cancel_other cancels it, and its running steps' calls); the run's end comes back as a
+``schedule`` message written with its terminal event (``run_outcome_messages``).
 """
 
 import hashlib
@@ -41,22 +49,26 @@ from application.outbox import (
     Recordable,
     TransactionEffects,
     record,
+    run_outcome_messages,
     start_message,
 )
 from application.service_calls import ServiceCalls, follow_ups
-from domain.errors import DomainError
+from application.workflows import Workflows
+from domain.errors import DomainError, InvalidRequestError
 from domain.ids import new_service_call_id
 from domain.schedule import FireOrder, FireOutcome, Schedule, ScheduleStatus
 from domain.schedule_plan import DuePlan, PlannedFire
 from domain.schedule_spec import ScheduleSpec
 from domain.schedule_template import (
-    check_call_template,
     sealed_template,
     template_request,
     template_retry_policy,
 )
 from domain.schedule_times import Fire, fire_idempotency_key, next_fires
+from domain.schedule_workflow import WORKFLOW, check_template, is_workflow_template
 from domain.service_call import ServiceCall
+from domain.workflow_run import WorkflowRun
+from domain.workflow_secrets import sealed_definition
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +87,7 @@ class ScheduleNotFoundError(DomainError):
 class CreateSchedule:
     tenant_id: str
     name: str
-    template: dict[str, Any]  # checked by the aggregate (``check_call_template``)
+    template: dict[str, Any]  # a call's or a workflow's (``check_template``)
     spec: ScheduleSpec
 
 
@@ -88,24 +100,41 @@ class UpdateSchedule:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A use case's result: the schedule, the calls it fired, and the log position of the
-    last event it recorded (None: it recorded none), for read-your-writes."""
+    """A use case's result: the schedule, the calls (or workflow runs) it fired, and the log
+    position of the last event it recorded (None: it recorded none), for read-your-writes."""
 
     schedule: Schedule
     calls: list[ServiceCall] = field(default_factory=list)
     plan: DuePlan | None = None
     position: int | None = None
+    runs: list[WorkflowRun] = field(default_factory=list)
+
+
+@dataclass
+class Cancelled:
+    """What fires cancel (overlap cancel_other): recorded calls, recorded runs, and those
+    runs' running steps' calls (which publish nothing: their runs are over)."""
+
+    calls: list[ServiceCall] = field(default_factory=list)
+    runs: list[WorkflowRun] = field(default_factory=list)
+    steps: list[ServiceCall] = field(default_factory=list)
 
 
 class Schedules:
     def __init__(
-        self, calls: ServiceCalls, lookahead: float = 1.0, cache_size: int = 10_000
+        self,
+        calls: ServiceCalls,
+        lookahead: float = 1.0,
+        cache_size: int = 10_000,
+        workflows: Workflows | None = None,
     ) -> None:
         """``lookahead``: how long before its nominal time a fire is planned and its call
         submitted (due at the nominal time): the timer then starts it on time.
         ``cache_size``: how many schedules the schedule loop keeps loaded (its own cache,
-        apart from the repository's, which calls fill)."""
+        apart from the repository's, which calls fill). ``workflows``: what starts the runs
+        of schedules whose template is a workflow (None: such templates are refused)."""
         self._calls = calls
+        self._workflows = workflows
         self._loaded: LRUCache[UUID, Schedule] = LRUCache(maxsize=cache_size)
         self.lookahead = lookahead
         self._lookahead = timedelta(seconds=lookahead)
@@ -184,8 +213,18 @@ class Schedules:
 
     def _sealed(self, template: dict[str, Any]) -> dict[str, Any]:
         """The template checked, its secret header values sealed (only ciphertext is
-        recorded; the fires' calls carry them sealed to the worker, which opens them)."""
-        return sealed_template(check_call_template(template), self._calls.secret_box.seal)
+        recorded; the fires' calls carry them sealed to the worker, which opens them); a
+        workflow's definition checked against the deployment's step limit."""
+        seal = self._calls.secret_box.seal
+        if not is_workflow_template(template):
+            return sealed_template(check_template(template), seal)
+        if self._workflows is None:
+            raise InvalidRequestError(WORKFLOW, "workflow runs are not available here")
+        checked = check_template(template, self._workflows.max_steps)
+        workflow = checked[WORKFLOW]
+        return {WORKFLOW: {**workflow, "definition": sealed_definition(
+            workflow["definition"], seal
+        )}}
 
     # -- the schedule loop's ---------------------------------------------------------------
 
@@ -239,8 +278,10 @@ class Schedules:
         """One schedule's events (and its fires'), recorded: what ``_record_many`` did."""
         assert len(schedules) == 1
         pairs = [(schedules[0], order) for order in orders]
-        calls, position = self._record_many(schedules, now, pairs, [])
-        return Outcome(schedules[0], calls, position=position)
+        fired, position = self._record_many(schedules, now, pairs, [])
+        calls = [c for c in fired if isinstance(c, ServiceCall)]
+        runs = [r for r in fired if isinstance(r, WorkflowRun)]
+        return Outcome(schedules[0], calls, position=position, runs=runs)
 
     def _record_many(
         self,
@@ -250,13 +291,16 @@ class Schedules:
         consume: Sequence[int],
         woken: set[UUID] = frozenset(),  # type: ignore[assignment]
         again: set[UUID] = frozenset(),  # type: ignore[assignment]
-    ) -> tuple[list[ServiceCall], int | None]:
-        """The schedules' events, their fires' calls (with their keys and start messages),
-        the calls cancelled for them, and the next wake-up of each schedule that needs a new
-        one (``woken``: its live one is consumed; or its events moved ``wake_version``), in
-        one transaction; the calls fired, and the log position of the last event recorded."""
-        calls = [_fire_call(schedule, order) for schedule, order in orders]
-        cancelled = self._cancelled([o for _, o in orders], now, {c.id: c for c in calls})
+    ) -> tuple[list[ServiceCall | WorkflowRun], int | None]:
+        """The schedules' events, their fires' calls (with their keys and start messages) or
+        runs (with their keys and first steps' calls), the calls and runs cancelled for them,
+        and the next wake-up of each schedule that needs a new one (``woken``: its live one
+        is consumed; or its events moved ``wake_version``), in one transaction; the calls and
+        runs fired, and the log position of the last event recorded."""
+        fired = [f for s, o in orders if (f := self._fire(s, o, now)) is not None]
+        calls = [c for c in fired if isinstance(c, ServiceCall)]
+        runs = [r for r in fired if isinstance(r, WorkflowRun)]
+        cancelled = self._cancelled([o for _, o in orders], now, {f.id: f for f in fired})
         publish = [start_message(call) for call in calls if not call.is_terminal]
         publish.extend(
             w
@@ -265,35 +309,95 @@ class Schedules:
             if (w := self._wake_up(s, now, s.id in again)) is not None
         )
         # the cancelled calls' outcomes go back to their schedules (fired ones included)
-        publish.extend(follow_ups([*cancelled, *(c for c in calls if c.is_terminal)], {}))
+        publish.extend(follow_ups([*cancelled.calls, *(c for c in calls if c.is_terminal)], {}))
         keys = [
             IdempotencyRecord(c.tenant_id, str(c.idempotency_key), c.id, _key_hash(c))
-            for c in calls
+            for c in fired
         ]
-        aggregates: list[Recordable] = [*schedules, *calls, *cancelled]
+        steps = self._started(runs, {o.call_id: o.due_at for _, o in orders}, publish, keys)
+        # the runs that end here (cancelled; or nothing to run) tell their schedules
+        publish.extend(run_outcome_messages([*runs, *cancelled.runs]))
+        aggregates: list[Recordable] = [
+            *schedules, *calls, *cancelled.calls, *runs, *steps, *cancelled.runs,
+            *cancelled.steps,
+        ]
         effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
         recorded = [e for s in schedules for e in s.pending_events]
         position = record(self._calls, aggregates, effects)
         _count(recorded)
-        return calls, position
+        return fired, position
+
+    def _fire(
+        self, schedule: Schedule, order: FireOrder, now: datetime
+    ) -> ServiceCall | WorkflowRun | None:
+        """What a fire submits: its call, or its workflow run (not advanced yet); None for
+        a run that cannot start (a definition recorded before a rule it breaks): that fire
+        is recorded failed, and the batch with other tenants' fires goes on."""
+        if not order.workflow_run:
+            return _fire_call(schedule, order)
+        try:
+            if self._workflows is None:
+                raise InvalidRequestError(WORKFLOW, "workflow runs are not available here")
+            return self._workflows.fired_run(
+                schedule.tenant_id,
+                schedule.template,
+                run_id=order.call_id,
+                origin=f"{SCHEDULE_ORIGIN}{schedule.id}",
+                idempotency_key=order.idempotency_key,
+                now=now,
+            )
+        except InvalidRequestError as error:
+            log.warning("schedule_run_not_started", schedule_id=str(schedule.id),
+                        error=str(error))
+            schedule.record_outcome(order.call_id, FireOutcome.FAILED, now)
+            return None
+
+    def _started(
+        self,
+        runs: Sequence[WorkflowRun],
+        due: Mapping[UUID, datetime],
+        publish: list[OutboxMessage],
+        keys: list[IdempotencyRecord],
+    ) -> list[ServiceCall]:
+        """The fired runs advanced as of their due times: their first steps' calls (their
+        messages and keys added to ``publish`` and ``keys``)."""
+        steps: list[ServiceCall] = []
+        for run in runs:
+            assert self._workflows is not None  # a run was fired: ``_fire`` had them
+            calls, messages, step_keys = self._workflows.started(run, due[run.id])
+            steps.extend(calls)
+            publish.extend(messages)
+            keys.extend(step_keys)
+        return steps
 
     def _cancelled(
-        self, orders: Sequence[FireOrder], now: datetime, fired: Mapping[UUID, ServiceCall]
-    ) -> list[ServiceCall]:
-        """The calls that fires cancel (overlap ``cancel_other``), cancelled: the recorded
-        ones returned; one ``fired`` in this same transaction (a batch that plans several
-        fires of a schedule, late) is cancelled as it is submitted, never started."""
+        self,
+        orders: Sequence[FireOrder],
+        now: datetime,
+        fired: Mapping[UUID, ServiceCall | WorkflowRun],
+    ) -> "Cancelled":
+        """The calls and runs that fires cancel (overlap ``cancel_other``), cancelled: the
+        recorded ones returned (with the calls of a run's running steps); one ``fired`` in
+        this same transaction (a batch that plans several fires of a schedule, late) is
+        cancelled as it is submitted, never started."""
         ids = [call_id for order in orders for call_id in order.cancel_call_ids]
         if not ids:
-            return []
+            return Cancelled()
         for call_id in ids:
             if call_id in fired:
                 fired[call_id].cancel(CANCELLED_BY_OVERLAP, now)
-        done = []
-        for call in load_many(self._calls, [i for i in ids if i not in fired]).values():
-            if not call.is_terminal:
-                call.cancel(CANCELLED_BY_OVERLAP, now)
-                done.append(call)
+        done = Cancelled()
+        for found in load_many(self._calls, [i for i in ids if i not in fired]).values():
+            if found.is_terminal:
+                continue
+            if isinstance(found, WorkflowRun):
+                done.runs.append(found)
+            else:
+                found.cancel(CANCELLED_BY_OVERLAP, now)
+                done.calls.append(found)
+        if done.runs:
+            assert self._workflows is not None  # runs were fired: ``_fire`` had them
+            done.steps.extend(self._workflows.cancel_runs(done.runs, CANCELLED_BY_OVERLAP, now))
         return done
 
     def _wake_up(self, schedule: Schedule, now: datetime, again: bool) -> OutboxMessage | None:
@@ -346,7 +450,8 @@ def _outcomes_taken(schedule: Schedule, received: Iterable[OutboxMessage], now: 
     for message in received:
         outcome = message.payload.get("outcome")
         if outcome is not None:
-            schedule.record_outcome(UUID(outcome["call_id"]), FireOutcome(outcome["status"]), now)
+            fired = outcome.get("run_id") or outcome["call_id"]  # a run's, or a call's
+            schedule.record_outcome(UUID(fired), FireOutcome(outcome["status"]), now)
         elif message.payload.get("version") == recorded:
             woken = True
     return woken
@@ -376,8 +481,8 @@ def _fire_call(schedule: Schedule, order: FireOrder) -> ServiceCall:
     )
 
 
-def _key_hash(call: ServiceCall) -> str:
-    return hashlib.sha256(str(call.idempotency_key).encode()).hexdigest()
+def _key_hash(fired: ServiceCall | WorkflowRun) -> str:
+    return hashlib.sha256(str(fired.idempotency_key).encode()).hexdigest()
 
 
 def _count(recorded: Iterable[Any]) -> None:

@@ -21,6 +21,10 @@ A step with a whole-step ``timeout_seconds`` also gets a ``workflow`` message av
 when that time is up (published with its call): if the step is still running on that call
 then, the call is cancelled and the step failed (``call failed: step_timeout``) in one
 transaction; otherwise the message is only consumed.
+
+A run a schedule started (origin ``schedule:<id>``: ``fired_run``, recorded by the schedule's
+transaction) that ends sends its schedule a ``schedule`` message with its terminal status,
+in the transaction that records that end (``application.outbox.run_outcome_messages``).
 """
 
 import hashlib
@@ -44,15 +48,17 @@ from application.outbox import (
     Recordable,
     TransactionEffects,
     record,
+    run_outcome_messages,
     start_message,
 )
 from application.service_calls import ServiceCalls
 from domain.errors import DomainError, InvalidRequestError
 from domain.ids import new_service_call_id
 from domain.request import DEFAULT_MAX_BODY_BYTES
+from domain.schedule_workflow import template_definition, template_input
 from domain.service_call import ServiceCall, Status
 from domain.workflow_dag import StepState
-from domain.workflow_definition import DEFAULT_MAX_STEPS
+from domain.workflow_definition import DEFAULT_MAX_STEPS, HARD_MAX_STEPS
 from domain.workflow_run import StepOrder, WorkflowRun
 from domain.workflow_secrets import seal_once, sealed_definition
 
@@ -235,6 +241,17 @@ class Workflows:
         Idempotency-Keys and their steps' timeouts), the calls cancelled for them, and the
         messages consumed, in one transaction. The cancelled calls publish nothing: their
         outcomes would only be no-ops for steps that are over already."""
+        calls, publish, keys = self.step_calls(orders, now)
+        publish.extend(run_outcome_messages(runs))  # a schedule's run that ended tells it
+        effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
+        aggregates: list[Recordable] = [*runs, *calls, *cancelled]
+        return calls, record(self._calls, aggregates, effects)
+
+    def step_calls(
+        self, orders: Sequence[tuple[WorkflowRun, StepOrder]], now: datetime
+    ) -> tuple[list[ServiceCall], list[OutboxMessage], list[IdempotencyRecord]]:
+        """The steps' new calls (due ``now``), with their ``start`` messages and their
+        steps' timeouts, and their Idempotency-Keys: what a transaction records with them."""
         calls = [self._step_call(run, order, now) for run, order in orders]
         keys = [
             IdempotencyRecord(c.tenant_id, str(c.idempotency_key), c.id, _key_hash(c))
@@ -243,9 +260,54 @@ class Workflows:
         publish = [start_message(call) for call in calls]
         publish.extend(_timeout_message(run, order, now) for run, order in orders
                        if order.timeout_seconds is not None)
-        effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
-        aggregates: list[Recordable] = [*runs, *calls, *cancelled]
-        return calls, record(self._calls, aggregates, effects)
+        return calls, publish, keys
+
+    # -- a producer's runs (a schedule's fires: application/schedules.py) -------------------
+
+    def fired_run(
+        self,
+        tenant_id: str,
+        template: Mapping[str, Any],
+        *,
+        run_id: UUID,
+        origin: str,
+        idempotency_key: str,
+        now: datetime,
+    ) -> WorkflowRun:
+        """The run a schedule's fire starts, not advanced yet (``started``): its template's
+        definition was checked and sealed when the schedule recorded it (the deployment's
+        step limit included; the hard one here, so a lowered limit fails no fire)."""
+        return WorkflowRun.submit(
+            id=run_id,
+            tenant_id=tenant_id,
+            definition=template_definition(template),
+            input=template_input(template),
+            now=now,
+            max_steps=HARD_MAX_STEPS,
+            origin=origin,
+            idempotency_key=idempotency_key,
+        )
+
+    def started(
+        self, run: WorkflowRun, at: datetime
+    ) -> tuple[list[ServiceCall], list[OutboxMessage], list[IdempotencyRecord]]:
+        """``run`` advanced as of ``at`` (its fire's due time: its first steps' calls are
+        due then): what ``step_calls`` gives for its orders."""
+        orders = run.advance(at, _new_call_id, self._max_body_bytes)
+        return self.step_calls([(run, order) for order in orders], at)
+
+    def cancel_runs(
+        self, runs: Sequence[WorkflowRun], reason: str, now: datetime
+    ) -> list[ServiceCall]:
+        """Cancel ``runs`` (a newer fire of their schedule replaced them): the calls of
+        their running steps, cancelled, to record with them (they publish nothing)."""
+        running = [call_id for run in runs for call_id in run.cancel(reason, now)]
+        return self._cancel_calls(running, now, reason)
+
+    @property
+    def max_steps(self) -> int:
+        """The deployment's limit on a definition's steps."""
+        return self._max_steps
 
     def _step_call(self, run: WorkflowRun, order: StepOrder, now: datetime) -> ServiceCall:
         """The call a step order submits, due now, its secret header values sealed (only

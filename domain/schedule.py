@@ -1,6 +1,7 @@
-"""The Schedule aggregate: a recurring schedule whose fires are service calls.
+"""The Schedule aggregate: a recurring schedule whose fires are service calls (or, with a
+workflow template, workflow runs: ``domain.schedule_workflow``).
 
-It never makes a request: each fire is a call (``FireOrder``) the application submits with
+It never makes a request: each fire is a call or run (``FireOrder``) the application submits with
 the idempotency key ``sched:<schedule id>:<nominal UTC time>``, so two timers, a replay or a
 restart cannot fire one nominal time twice; the call's terminal outcome comes back as a
 message (``record_outcome``). Events say why: a fire, a skip and its reason, a catch-up.
@@ -41,7 +42,7 @@ from domain.schedule_status import (
     ScheduleTransitionError,
     check_schedule_name,
 )
-from domain.schedule_template import check_call_template, redacted_template
+from domain.schedule_template import redacted_template
 from domain.schedule_times import (
     Fire,
     check_fires_after,
@@ -49,6 +50,7 @@ from domain.schedule_times import (
     first_fire,
     trigger_idempotency_key,
 )
+from domain.schedule_workflow import check_template, is_workflow_template, redacted_workflow
 from domain.wall_clock import DstNote, tzdata_version
 
 __all__ = [
@@ -151,6 +153,11 @@ class Schedule(Aggregate):
         self.wake_version = 1  # the version its live wake-up carries (``Event.mutate``)
 
     @property
+    def starts_runs(self) -> bool:
+        """Whether its fires start workflow runs (its template is a workflow), not calls."""
+        return is_workflow_template(self.template)
+
+    @property
     def wake_moved(self) -> bool:
         """Whether an event not yet collected moved ``wake_version``: the wake-up published
         before is stale once they are recorded, and the schedule needs a new one."""
@@ -167,13 +174,14 @@ class Schedule(Aggregate):
         spec: ScheduleSpec,
         now: datetime,
     ) -> "Schedule":
-        """A new schedule; its template sealed by the caller (``sealed_template``)."""
+        """A new schedule; its template (a call's or a workflow's: ``check_template``)
+        sealed by the caller (``sealed_template``, ``sealed_definition``)."""
         check_fires_after(spec, now)
         return cls(
             id=id,
             tenant_id=tenant_id,
             name=check_schedule_name(name),
-            template=check_call_template(template),
+            template=check_template(template),
             spec=spec.to_dict(),
             created_at=now,
             next_nominal=_nominal(first_fire(spec, now)),
@@ -256,6 +264,7 @@ class Schedule(Aggregate):
             cancelled_call_ids=list(cancelled),
             tzdata=tzdata_version(),
             fired_at=now,
+            workflow_run=self.starts_runs,
             next_nominal=self._next_nominal_after(
                 fire.nominal if moves_cursor else self.cursor,
                 runs=self.runs + int(not backfill),
@@ -263,7 +272,9 @@ class Schedule(Aggregate):
             ),
         )
         self._finish_if_done(now)
-        return FireOrder(call_id, fire.nominal, planned.due_at, key, cancelled)
+        return FireOrder(
+            call_id, fire.nominal, planned.due_at, key, cancelled, workflow_run=self.starts_runs
+        )
 
     def record_skip(self, fire: Fire, reason: SkipReason, now: datetime) -> bool:
         if self.status != ScheduleStatus.ACTIVE or fire.nominal <= self.cursor:
@@ -313,8 +324,12 @@ class Schedule(Aggregate):
         if self.status == ScheduleStatus.DELETED:
             raise ScheduleTransitionError("trigger", self.status)
         key = trigger_idempotency_key(self.id, call_id)
-        self._triggered(call_id=call_id, idempotency_key=key, at=now, tzdata=tzdata_version())
-        return FireOrder(call_id, now, now, key)
+        runs = self.starts_runs
+        self._triggered(
+            call_id=call_id, idempotency_key=key, at=now, tzdata=tzdata_version(),
+            workflow_run=runs,
+        )
+        return FireOrder(call_id, now, now, key, workflow_run=runs)
 
     def record_outcome(self, call_id: UUID, outcome: FireOutcome, now: datetime) -> bool:
         """A fire's call is terminal; after ``pause_after_failures`` failed fires in a row the
@@ -376,7 +391,7 @@ class Schedule(Aggregate):
             next_nominal = _nominal(first_fire(spec, cursor, runs_done=done))
         self._updated(
             name=self.name if name is None else check_schedule_name(name),
-            template=self.template if template is None else check_call_template(template),
+            template=self.template if template is None else check_template(template),
             spec=(spec or self.spec).to_dict(),
             cursor=cursor,
             updated_at=now,
@@ -435,6 +450,7 @@ class Schedule(Aggregate):
         tzdata: str,
         fired_at: datetime,
         next_nominal: datetime | None,
+        workflow_run: bool = False,  # ``call_id`` is the id of the workflow run it started
     ) -> None:
         for cancelled in cancelled_call_ids:
             self.in_flight.pop(cancelled, None)
@@ -495,7 +511,14 @@ class Schedule(Aggregate):
         self.next_nominal = next_nominal
 
     @event("Triggered", topic="duecall:Schedule.Triggered")
-    def _triggered(self, call_id: UUID, idempotency_key: str, at: datetime, tzdata: str) -> None:
+    def _triggered(
+        self,
+        call_id: UUID,
+        idempotency_key: str,
+        at: datetime,
+        tzdata: str,
+        workflow_run: bool = False,  # ``call_id`` is the id of the workflow run it started
+    ) -> None:
         self.in_flight[call_id] = at
         self.triggered += 1
         self.last_triggered_at = at
@@ -570,7 +593,8 @@ class Schedule(Aggregate):
             "name": self.name,
             "status": self.status.value,
             "pause_reason": self.pause_reason,
-            "call": redacted_template(self.template),
+            "call": None if self.starts_runs else redacted_template(self.template),
+            "workflow": redacted_workflow(self.template) if self.starts_runs else None,
             "spec": self.spec.to_dict(),
             "next_fire_at": self.next_nominal,
             "last_fired_nominal": self.last_fired,

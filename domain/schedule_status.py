@@ -47,14 +47,16 @@ class ScheduleTransitionError(InvalidTransitionError):
 
 @dataclass(frozen=True)
 class FireOrder:
-    """A call to submit, due at ``due_at`` with ``idempotency_key``, after cancelling
-    ``cancel_call_ids`` (overlap cancel_other)."""
+    """A call to submit (``workflow_run``: a workflow run to start, ``call_id`` its id),
+    due at ``due_at`` with ``idempotency_key``, after cancelling ``cancel_call_ids`` (overlap
+    cancel_other: calls, or runs)."""
 
     call_id: UUID
     nominal: datetime
     due_at: datetime
     idempotency_key: str
     cancel_call_ids: tuple[UUID, ...] = ()
+    workflow_run: bool = False
 
 
 def check_schedule_name(name: object) -> str:

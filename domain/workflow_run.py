@@ -104,6 +104,8 @@ class WorkflowRun(Aggregate):
         definition_version: int | None  # of a stored definition; None: given inline
         input: dict[str, Any]  # the run's own; laid over the definition's
         submitted_at: datetime
+        origin: str | None  # its producer: "schedule:<id>" for a schedule's fire; None: the API
+        idempotency_key: str | None  # a schedule's fire's: sched:<schedule id>:<nominal UTC>
 
     class Snapshot(AggregateSnapshot):
         """The run's state in plain values (steps as dicts); the parsed definition is not
@@ -141,8 +143,12 @@ class WorkflowRun(Aggregate):
         definition_version: int | None,
         input: dict[str, Any],
         submitted_at: datetime,
+        origin: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         self.tenant_id = tenant_id
+        self.origin = origin  # told of the run's outcome when it ends (a schedule)
+        self.idempotency_key = idempotency_key
         self.name = name
         self.definition_json = definition
         self.definition_version = definition_version
@@ -171,9 +177,13 @@ class WorkflowRun(Aggregate):
         now: datetime,
         definition_version: int | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
+        origin: str | None = None,
+        idempotency_key: str | None = None,
     ) -> "WorkflowRun":
         """A new run of ``definition`` (its JSON, checked here against ``max_steps``, the
-        deployment's limit) with ``input`` laid over the definition's."""
+        deployment's limit) with ``input`` laid over the definition's; ``origin``: the
+        producer that started it (a schedule), told of its outcome, with the fire's
+        ``idempotency_key``."""
         values = _json_copy(definition, "definition")
         parsed = parse_definition(values, max_steps)
         run_input = _json_copy(input or {}, "input")
@@ -186,6 +196,8 @@ class WorkflowRun(Aggregate):
             definition_version=definition_version,
             input=run_input,
             submitted_at=now,
+            origin=origin,
+            idempotency_key=idempotency_key,
         )
         run.__dict__["definition"] = parsed  # the cache ``definition`` would fill
         return run
@@ -967,6 +979,8 @@ class WorkflowRun(Aggregate):
             "tenant_id": self.tenant_id,
             "name": self.name,
             "definition_version": self.definition_version,
+            "origin": self.origin,
+            "idempotency_key": self.idempotency_key,
             "status": self.status.value,
             "input": self.input,
             "halted_by": self.halted_by,
