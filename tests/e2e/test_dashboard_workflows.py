@@ -10,6 +10,7 @@ Each test's tenant is its own, so the session server's other modules never see t
 """
 
 import html
+import itertools
 import json
 import re
 import uuid
@@ -141,6 +142,38 @@ def test_a_diamond_run_is_drawn_with_its_steps_states_calls_and_events(
         assert_problem(other.get(path), 404)
     assert_problem(tenant_api.get(f"{PART}/{uuid.uuid4()}"), 404)
     assert_problem(tenant_api.get(f"{PART}/not-a-uuid"), 422)
+
+
+def test_a_100_step_run_of_24_branches_is_drawn_without_overlapping_nodes(
+    tenant_api: httpx.Client, target: TargetServer
+) -> None:
+    def step(step_id: str, needs: list[str]) -> dict[str, Any]:
+        return {"id": step_id, "needs": needs,
+                "request": {"method": "POST", "url": f"{target.url}/ok"}}
+
+    steps = [step("root", [])]
+    for b in range(24):
+        steps += [step(f"b{b}-s{s}", [f"b{b}-s{s - 1}"] if s else ["root"]) for s in range(4)]
+    steps += [step("join", [f"b{b}-s3" for b in range(24)]), step("tail", ["join"]),
+              step("end", ["tail"])]
+    assert len(steps) == 100  # the default limit
+    run = _submit(tenant_api, {"name": "wide", "steps": steps})
+    done = _finished(tenant_api, run["id"])
+    assert done["status"] == "succeeded", done
+
+    text = _part(tenant_api, run["id"])
+
+    assert _node_states(text) == dict.fromkeys(done["steps"], "succeeded")
+    places = re.findall(r'data-state="[a-z]+"\s+transform="translate\((\d+),(\d+)\)"', text)
+    assert len(set(places)) == 100  # a cell each: same-sized nodes on a grid never overlap
+    size = re.search(r'<rect width="(\d+)" height="(\d+)"', text)
+    assert size, text
+    width, height = int(size[1]), int(size[2])
+    for (x1, y1), (x2, y2) in itertools.combinations([(int(x), int(y)) for x, y in places], 2):
+        assert abs(x1 - x2) >= width or abs(y1 - y2) >= height
+    assert len({x for x, _ in places}) == 8  # levels: root, 4 per branch, join, tail, end
+    assert text.count('<path class="edge"') == 24 * 4 + 24 + 2
+    assert "every event of the run" in text  # 202 events: all shown
 
 
 def test_failed_skipped_cancelled_and_compensated_steps_are_drawn_as_the_run_says(
