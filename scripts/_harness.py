@@ -15,7 +15,8 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,20 @@ def check_env_items(parser: argparse.ArgumentParser, items: Sequence[str]) -> No
     for item in items:
         if "=" not in item:
             parser.error(f"--env {item!r} is not KEY=VALUE")
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> Any:
+    """The options of a run's stack (scripts/chaos_stack.py, one per phase): the database, the
+    processes' extra environment, their start-up time. Returns the group, for more."""
+    stack = parser.add_argument_group("the stack and output")
+    stack.add_argument("--database-url", default=None,
+                       help="an external PostgreSQL server (a fresh database is made there "
+                       "and dropped); default: a private embedded server")
+    stack.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra environment of the duecall processes (repeatable)")
+    stack.add_argument("--start-timeout", type=float, default=60.0,
+                       help="s a process may take to come up")
+    return stack
 
 
 def apply_env_items(env: dict[str, str], items: Sequence[str]) -> None:
@@ -109,3 +124,38 @@ def machine_info(packages: Sequence[str], *, cpus_usable: bool = False,
 
         info["versions"] = {p: version(p) for p in packages}
     return info
+
+
+# -- a run of phases ------------------------------------------------------------------------------
+
+Phase = Callable[[argparse.Namespace, Path], dict[str, Any]]
+
+
+def run_phases(args: argparse.Namespace, phases: Mapping[str, Phase], log_dir: Path,
+               packages: Sequence[str]) -> tuple[dict[str, Any], int]:
+    """Run ``args.phase_list``'s phases in order, each with its logs in ``log_dir/<phase>``;
+    the result for the record (the machine, the arguments, each phase's figures, the error
+    that stopped the run, if any) and the exit code: 0, or 2 on an error."""
+    from harness.processes import HarnessError, console
+
+    result: dict[str, Any] = {
+        "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": machine_info(packages),
+        "logs": str(log_dir),
+        "phases": {},
+        "error": None,
+    }
+    code = 0
+    try:
+        for phase in args.phase_list:
+            result["phases"][phase] = phases[phase](args, log_dir / phase)
+    except (HarnessError, KeyboardInterrupt) as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+        code = 2
+    except Exception as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+        console.print_exception()
+        code = 2
+    result["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result, code

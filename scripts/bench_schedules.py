@@ -85,10 +85,11 @@ import orjson
 import psycopg
 from _harness import (  # puts the repository root on sys.path, for harness.* below
     HelpFormatter,
+    add_stack_options,
     check_env_items,
-    machine_info,
     percentile,
     rounded,
+    run_phases,
 )
 from bench_phases import ProgressLike
 from bench_proc import PostgresProcesses, cpu_seconds, machine_busy_seconds
@@ -183,23 +184,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="catchup_rate_per_second of the all schedules [10]",
     )
-    stack = parser.add_argument_group("the stack and output")
-    stack.add_argument(
-        "--database-url",
-        default=None,
-        help="an external PostgreSQL server (a fresh database is made there "
-        "and dropped); default: a private embedded server",
-    )
-    stack.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment of the duecall processes (repeatable)",
-    )
-    stack.add_argument(
-        "--start-timeout", type=float, default=60.0, help="s a process may take to come up"
-    )
+    stack = add_stack_options(parser)
     stack.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
     stack.add_argument(
         "--logs",
@@ -315,11 +300,38 @@ def api_client(stack: Stack, concurrency: int) -> httpx.AsyncClient:
     )
 
 
+async def post_created(
+    client: httpx.AsyncClient,
+    path: str,
+    content: bytes,
+    errors: list[str],
+    latencies_ms: list[float],
+) -> str | None:
+    """POST ``content`` to ``path``: the id of what it created (201), else None with the
+    error in ``errors``; 429/503 are sent again (a few times, backing off), a transport error
+    is not (the thing may exist)."""
+    for attempt in range(6):
+        began = time.perf_counter()
+        try:
+            response = await client.post(path, content=content)
+        except httpx.HTTPError as error:
+            errors.append(f"{type(error).__name__}: {error}")
+            return None
+        if response.status_code in (429, 503) and attempt < 5:
+            await asyncio.sleep(0.2 * (attempt + 1))
+            continue
+        latencies_ms.append((time.perf_counter() - began) * 1000)
+        if response.status_code == 201:
+            return str(orjson.loads(response.content)["id"])
+        errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+        return None
+    return None
+
+
 async def create_schedules(
     stack: Stack, bodies: Sequence[dict[str, Any]], concurrency: int, advance: Callable[[int], None]
 ) -> Created:
-    """POST each body to /v1/schedules, ``concurrency`` at a time; 429/503 are sent again (a
-    few times, backing off); a transport error is not (the schedule may exist)."""
+    """POST each body to /v1/schedules, ``concurrency`` at a time (``post_created``)."""
     out = Created()
     next_index = 0
 
@@ -328,23 +340,11 @@ async def create_schedules(
         while next_index < len(bodies):
             index = next_index
             next_index += 1
-            content = orjson.dumps(bodies[index])
-            for attempt in range(6):
-                began = time.perf_counter()
-                try:
-                    response = await client.post("/v1/schedules", content=content)
-                except httpx.HTTPError as error:
-                    out.errors.append(f"{type(error).__name__}: {error}")
-                    break
-                if response.status_code in (429, 503) and attempt < 5:
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                out.latencies_ms.append((time.perf_counter() - began) * 1000)
-                if response.status_code == 201:
-                    out.ids[index] = orjson.loads(response.content)["id"]
-                else:
-                    out.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
-                break
+            created = await post_created(
+                client, "/v1/schedules", orjson.dumps(bodies[index]), out.errors, out.latencies_ms
+            )
+            if created is not None:
+                out.ids[index] = created
             advance(1)
 
     began = time.monotonic()
@@ -1144,27 +1144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
     log_dir = args.logs or REPO_ROOT / "bench-results" / f"schedules-{stamp}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": machine_info(("eventsourcing", "psycopg", "fastapi", "uvicorn", "httpx")),
-        "logs": str(log_dir),
-        "phases": {},
-        "error": None,
-    }
-    code = 0
-    try:
-        for phase in args.phase_list:
-            run = phase_scale if phase == "scale" else phase_downtime
-            result["phases"][phase] = run(args, log_dir / phase)
-    except (ChaosError, KeyboardInterrupt) as error:
-        result["error"] = f"{type(error).__name__}: {error}"
-        code = 2
-    except Exception as error:
-        result["error"] = f"{type(error).__name__}: {error}"
-        console.print_exception()
-        code = 2
-    result["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result, code = run_phases(
+        args,
+        {"scale": phase_scale, "downtime": phase_downtime},
+        log_dir,
+        ("eventsourcing", "psycopg", "fastapi", "uvicorn", "httpx"),
+    )
     if args.json is not None:
         with contextlib.suppress(OSError):
             args.json.parent.mkdir(parents=True, exist_ok=True)
