@@ -337,20 +337,25 @@ def test_the_workflows_page_lists_a_run_whose_page_then_updates_live(
         expect(page).to_have_url(re.compile("/ui/workflows$"))
         expect(page.locator("#runs")).to_contain_text("No runs match")
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        run = _submit(api, _diamond(target, first="/slow/2"))
+        # paused while its first step runs: it then holds, a done and the rest pending
+        run = _submit(api, _diamond(target, first="/slow/1"))
+        assert api.post(f"{RUNS}/{run['id']}/pause").status_code == 200
         row = page.locator(f'tr[data-id="{run["id"]}"]')  # by the stream's events
-        expect(row.locator(".badge")).to_have_text("running")
+        expect(row.locator(".badge")).to_have_text("paused")
+        wait_until(lambda: api.get(f"{RUNS}/{run['id']}").json()["steps"]["a"]["state"]
+                   == "succeeded", timeout=20.0)
         row.get_by_role("link", name=run["name"]).click()
         expect(page).to_have_url(re.compile(f"/ui/workflows/runs/{run['id']}$"))
-        node = page.locator('g.node[data-step="a"]')
-        expect(node).to_have_attribute("data-state", "running")
+        expect(page.locator("#run-status")).to_have_text("paused")
+        expect(page.locator('g.node[data-step="a"]')).to_have_attribute("data-state", "succeeded")
         expect(page.locator('g.node[data-step="d"]')).to_have_attribute("data-state", "pending")
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
         page.evaluate("window.notReloaded = true")
-        page.screenshot(path="/tmp/duecall-dashboard-workflow-running.png", full_page=True)
+        page.screenshot(path="/tmp/duecall-dashboard-workflow-paused.png", full_page=True)
 
-        # the run goes on in the workers; the page follows its events on the stream
-        expect(page.locator("#run-status")).to_have_text("succeeded", timeout=30_000)
+        # resumed, the run goes on in the workers; the page follows its events on the stream
+        assert api.post(f"{RUNS}/{run['id']}/resume").status_code == 200
+        expect(page.locator("#run-status")).to_have_text("succeeded")
         assert page.evaluate("window.notReloaded") is True
         done = api.get(f"{RUNS}/{run['id']}").json()
         for step, state in _expected_states(done).items():
