@@ -26,11 +26,14 @@ EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the table's name on every
 # come back in insert order). Sent alone on an autocommit connection it is its own transaction:
 # one round trip. A fresh outbox row has id 0 (the sequence numbers it); a row leased to its
 # publisher (``application.outbox.leased_here``) comes with its id and claims, replacing the
-# ``start`` row (its id negated) consumed here: it stays leased to that row's worker.
+# ``start`` row (its id negated) consumed here: it stays leased to that row's worker. Rows
+# withdrawn by key (``OutboxChanges.withdraw``: a payload's ``withdraw_key``, found through
+# a partial index) are deleted wherever they are, claimed or not.
 RECORD_FUNCTION = "duecall_record"
+WITHDRAW_INDEX = f"{OUTBOX_TABLE}_withdraw_key"
 _RECORD = f"""
 CREATE OR REPLACE FUNCTION {RECORD_FUNCTION}(
-    lock_timeout text, consume bigint[],
+    lock_timeout text, consume bigint[], withdraw text[],
     o_id bigint[], o_kind text[], o_tenant text[], o_call uuid[], o_attempt integer[],
     o_due timestamptz[], o_available timestamptz[], o_lease double precision[], o_host text[],
     o_payload jsonb[], o_claims integer[], notify text[],
@@ -50,6 +53,10 @@ BEGIN
     END IF;
     IF cardinality(consume) > 0 THEN
         DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(consume);
+    END IF;
+    IF cardinality(withdraw) > 0 THEN
+        DELETE FROM {OUTBOX_TABLE}
+        WHERE payload ? 'withdraw_key' AND payload->>'withdraw_key' = ANY(withdraw);
     END IF;
     IF cardinality(k_key) > 0 THEN  -- a key taken fails the whole transaction
         INSERT INTO {IDEMPOTENCY_TABLE} (tenant_id, key, service_call_id, request_hash)
@@ -215,6 +222,17 @@ CORE_MIGRATIONS = [
         ALTER TABLE {OUTBOX_TABLE} ADD COLUMN IF NOT EXISTS worker_id uuid;
         {_RECORD}
         {_CLAIM_STARTS}
+        """,
+    ),
+    Migration(
+        9,
+        "messages withdrawn by key (a workflow step's timeout once the step ended)",
+        # the function with one parameter more: an overload (the old one stays for processes
+        # not yet upgraded); the index holds only the few rows that have a key
+        f"""
+        CREATE INDEX IF NOT EXISTS {WITHDRAW_INDEX} ON {OUTBOX_TABLE}
+            ((payload->>'withdraw_key')) WHERE payload ? 'withdraw_key';
+        {_RECORD}
         """,
     ),
 ]
