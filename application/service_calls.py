@@ -52,6 +52,7 @@ from domain.request import RequestSpec
 from domain.schedule import Schedule
 from domain.service_call import ServiceCall, Status
 from domain.workflow_run import WorkflowRun
+from domain.workflow_stored_definition import StoredWorkflowDefinition
 
 log = structlog.get_logger(__name__)
 SUBMIT_CHUNK = 250  # calls per transaction: 500 events, well under the pipeline's limit
@@ -104,7 +105,8 @@ class Decision:
 class ServiceCalls(Application[UUID]):
     name = "duecall"
     snapshotting_intervals: ClassVar = {
-        Schedule: SNAPSHOT_EVERY, Circuit: SNAPSHOT_EVERY, WorkflowRun: SNAPSHOT_EVERY
+        Schedule: SNAPSHOT_EVERY, Circuit: SNAPSHOT_EVERY, WorkflowRun: SNAPSHOT_EVERY,
+        StoredWorkflowDefinition: SNAPSHOT_EVERY,
     }
 
     def __init__(

@@ -52,6 +52,7 @@ from application.outbox import (
     start_message,
 )
 from application.service_calls import ServiceCalls
+from application.workflow_definitions import WorkflowDefinitionNotFoundError, WorkflowDefinitions
 from domain.errors import DomainError, InvalidRequestError
 from domain.ids import new_service_call_id
 from domain.request import DEFAULT_MAX_BODY_BYTES
@@ -101,13 +102,21 @@ class Workflows:
         self._max_body_bytes = max_body_bytes
         self._max_steps = max_steps
         self._loaded: LRUCache[UUID, WorkflowRun] = LRUCache(maxsize=cache_size)
+        self.definitions = WorkflowDefinitions(
+            calls, max_steps=max_steps, max_body_bytes=max_body_bytes
+        )
 
     # -- the use cases ---------------------------------------------------------------------
 
     def submit(
-        self, tenant_id: str, definition: Mapping[str, Any], input: Mapping[str, Any] | None
+        self,
+        tenant_id: str,
+        definition: Mapping[str, Any],
+        input: Mapping[str, Any] | None,
+        definition_version: int | None = None,
     ) -> Outcome:
-        """A new run of ``definition`` (checked here), its first steps ordered."""
+        """A new run of ``definition`` (checked here; ``definition_version``: of the stored
+        definition it is), its first steps ordered."""
         now = utcnow()
         if isinstance(definition, Mapping):  # else the aggregate names the error
             definition = sealed_definition(definition, self._calls.secret_box.seal)
@@ -117,10 +126,31 @@ class Workflows:
             definition=definition,
             input=input,
             now=now,
+            definition_version=definition_version,
             max_steps=self._max_steps,
         )
         orders = run.advance(now, _new_call_id, self._max_body_bytes)
         return self._record(run, orders, now)
+
+    def submit_stored(
+        self,
+        tenant_id: str,
+        name: str,
+        version: int | None,
+        input: Mapping[str, Any] | None,
+    ) -> Outcome:
+        """A new run of the tenant's stored definition ``name`` at ``version`` (None: the
+        newest); the run records the version (its name is the definition's). An unknown
+        name or version is the request's error, naming its field."""
+        try:
+            stored = self.definitions.get(tenant_id, name, version)
+        except WorkflowDefinitionNotFoundError as error:
+            field = "definition_name" if error.version is None else "definition_version"
+            raise InvalidRequestError(field, str(error)) from None
+        except InvalidRequestError as error:  # a name or version no definition can have
+            field = "definition_name" if error.field == "name" else "definition_version"
+            raise InvalidRequestError(field, error.message) from None
+        return self.submit(tenant_id, stored.definition, input, stored.version)
 
     def get(self, tenant_id: str, run_id: UUID) -> WorkflowRun:
         try:

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from domain.errors import InvalidRequestError
-from domain.workflow_graph import ancestors, find_cycle, topological_order
+from domain.workflow_graph import ancestors, find_cycle, levels, topological_order
 from domain.workflow_step import (
     FIELDS,
     OnFailure,
@@ -63,6 +63,12 @@ class WorkflowDefinition:
         return topological_order(self.needs)
 
     @cached_property
+    def levels(self) -> tuple[tuple[str, ...], ...]:
+        """The steps by level (``workflow_graph.levels``): a step needs only steps of
+        earlier levels, so those of one level may run side by side."""
+        return levels(self.needs)
+
+    @cached_property
     def _by_id(self) -> Mapping[str, Step]:
         return MappingProxyType({step.id: step for step in self.steps})
 
@@ -81,6 +87,13 @@ def definition_problems(
 ) -> list[InvalidRequestError]:
     """Every problem found: the graph's first, or else each step's first (in order)."""
     return _parse(values, max_steps)[1]
+
+
+def checked_definition(
+    values: object, max_steps: int = DEFAULT_MAX_STEPS
+) -> tuple[WorkflowDefinition | None, list[InvalidRequestError]]:
+    """The definition and no problem, or None and every problem (``definition_problems``)."""
+    return _parse(values, max_steps)
 
 
 def _parse(
@@ -118,17 +131,17 @@ def _graph(
     if not isinstance(values, Mapping):
         raise InvalidRequestError("definition", "must be an object")
     check_known(values, _TOP, "")
-    name = _name(values.get("name"))
+    name = check_definition_name(values.get("name"))
     on_failure = parse_on_failure(values.get("on_failure", OnFailure.FAIL_FAST), "on_failure")
     input_values = _input(values.get("input", {}))
     raw_steps = _raw_steps(values.get("steps"), max_steps)
     return name, on_failure, input_values, raw_steps, _needs(raw_steps)
 
 
-def _name(name: object) -> str:
+def check_definition_name(name: object, field: str = "name") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidRequestError(
-            "name", "is required: 1 to 128 letters, digits, '_', '.' or '-' (not first)"
+            field, "is required: 1 to 128 letters, digits, '_', '.' or '-' (not first)"
         )
     return name
 

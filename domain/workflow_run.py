@@ -184,9 +184,9 @@ class WorkflowRun(Aggregate):
         deployment's limit) with ``input`` laid over the definition's; ``origin``: the
         producer that started it (a schedule), told of its outcome, with the fire's
         ``idempotency_key``."""
-        values = _json_copy(definition, "definition")
+        values = json_copy(definition, "definition")
         parsed = parse_definition(values, max_steps)
-        run_input = _json_copy(input or {}, "input")
+        run_input = json_copy(input or {}, "input")
         check_json_value(run_input, "input")
         run = cls(
             id=id,
@@ -365,7 +365,7 @@ class WorkflowRun(Aggregate):
             raise WorkflowRunTransitionError("re-run a step of", self.status)
         if self.steps[step_id].state not in FINISHED:  # never, in a finished run
             raise WorkflowRunTransitionError("re-run a step of", self.status)
-        values = _json_copy(input_override, "input")
+        values = json_copy(input_override, "input")
         check_json_value(values, "input")
         generation = self.steps[step_id].generation + 1
         self._step_rerun_requested(
@@ -413,9 +413,9 @@ class WorkflowRun(Aggregate):
         if compensation:
             assert step.compensate is not None  # only steps with one are compensated
             field = f"steps[{step_id}].compensate.request"
-            return _render_checked(step.compensate.request, context, field, max_body_bytes)
+            return render_checked(step.compensate.request, context, field, max_body_bytes)
         field = f"steps[{step_id}].request"
-        return _render_checked(step.request, context, field, max_body_bytes)
+        return render_checked(step.request, context, field, max_body_bytes)
 
     def _order(
         self, step_id: str, record: StepRun, max_body_bytes: int, *, compensation: bool
@@ -978,6 +978,8 @@ class WorkflowRun(Aggregate):
             "id": str(self.id),
             "tenant_id": self.tenant_id,
             "name": self.name,
+            # a stored definition's name is the run's (stored under the name it carries)
+            "definition_name": None if self.definition_version is None else self.name,
             "definition_version": self.definition_version,
             "origin": self.origin,
             "idempotency_key": self.idempotency_key,
@@ -1006,7 +1008,7 @@ class WorkflowRun(Aggregate):
         }
 
 
-def _render_checked(
+def render_checked(
     request: StepRequest, context: Mapping[str, object], field: str, max_body_bytes: int
 ) -> RequestSpec:
     """The rendered request, its body within the deployment's limit (as a call's)."""
@@ -1036,7 +1038,7 @@ def _parsed(definition: str) -> WorkflowDefinition:
     return parse_definition(json.loads(definition), HARD_MAX_STEPS)
 
 
-def _json_copy(values: Mapping[str, Any], field: str) -> dict[str, Any]:
+def json_copy(values: Mapping[str, Any], field: str) -> dict[str, Any]:
     """``values`` through a JSON round trip: the very values a replay reads from the stored
     event (a definition is parsed from this copy)."""
     if not isinstance(values, Mapping):

@@ -5,7 +5,9 @@ request's ``secret_headers``) and whose value is literal (no ``{{``) is sealed, 
 schedule's call template is: only ciphertext is recorded in the run's ``Created`` event, the
 step's call carries it sealed, and the worker opens it to send. A templated value cannot be
 sealed before it is rendered: its call seals it (its parts come from the run's input and
-outputs, which are recorded as given).
+outputs, which are recorded as given). A stored definition's versions are recorded sealed
+the same way; ``opened_definition`` gives its values back as given, to compare a definition
+stored again with its newest version.
 """
 
 import copy
@@ -20,16 +22,20 @@ def sealed_definition(
 ) -> dict[str, Any]:
     """A copy of ``definition`` with its literal secret header values sealed; anything of
     the wrong shape is left for the definition's own checks to name."""
-    values: dict[str, Any] = copy.deepcopy(dict(definition))
-    steps = values.get("steps")
-    for step in steps if isinstance(steps, list) else ():
-        if not isinstance(step, dict):
-            continue
-        _seal(step.get("request"), seal)
-        compensate = step.get("compensate")
-        if isinstance(compensate, dict):
-            _seal(compensate.get("request", compensate), seal)
-    return values
+    return _secret_values(
+        definition, lambda value: value if "{{" in value or is_sealed(value) else seal(value)
+    )
+
+
+def opened_definition(
+    definition: Mapping[str, Any], open_value: Callable[[str], str]
+) -> dict[str, Any]:
+    """A copy of a recorded ``definition`` with its sealed secret header values opened: the
+    definition as it was given (a stored definition's newest version compared with one
+    given again)."""
+    return _secret_values(
+        definition, lambda value: open_value(value) if is_sealed(value) else value
+    )
 
 
 def seal_once(seal: Callable[[str], str]) -> Callable[[str], str]:
@@ -38,7 +44,24 @@ def seal_once(seal: Callable[[str], str]) -> Callable[[str], str]:
     return lambda value: value if is_sealed(value) else seal(value)
 
 
-def _seal(request: object, seal: Callable[[str], str]) -> None:
+def _secret_values(
+    definition: Mapping[str, Any], change: Callable[[str], str]
+) -> dict[str, Any]:
+    """A copy of ``definition`` with ``change`` applied to each secret header's value (in
+    the steps' requests and compensations)."""
+    values: dict[str, Any] = copy.deepcopy(dict(definition))
+    steps = values.get("steps")
+    for step in steps if isinstance(steps, list) else ():
+        if not isinstance(step, dict):
+            continue
+        _change(step.get("request"), change)
+        compensate = step.get("compensate")
+        if isinstance(compensate, dict):
+            _change(compensate.get("request", compensate), change)
+    return values
+
+
+def _change(request: object, change: Callable[[str], str]) -> None:
     if not isinstance(request, dict):
         return
     headers, extra = request.get("headers"), request.get("secret_headers", [])
@@ -46,6 +69,5 @@ def _seal(request: object, seal: Callable[[str], str]) -> None:
         return
     names = secret_header_names(n for n in extra if isinstance(n, str))
     for name, value in headers.items():
-        literal = isinstance(value, str) and "{{" not in value and not is_sealed(value)
-        if isinstance(name, str) and name.lower() in names and literal:
-            headers[name] = seal(value)
+        if isinstance(name, str) and name.lower() in names and isinstance(value, str):
+            headers[name] = change(value)

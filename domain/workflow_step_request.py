@@ -141,6 +141,9 @@ def _check_shape(values: Mapping[str, Any], field: str) -> None:
 
 
 def _under(field: str, error: InvalidRequestError) -> InvalidRequestError:
-    """A ``RequestSpec`` error (``request.url``) named under ``field`` (``steps[a].request``)."""
+    """A ``RequestSpec`` error (``request.url``) named under ``field`` (``steps[a].request``);
+    a template's error names its own field already."""
+    if error.field.startswith(field):
+        return error
     name = error.field.removeprefix("request")
     return InvalidRequestError(f"{field}{name}", error.message)

@@ -1,7 +1,6 @@
 """`duecall workflows ...`: workflow runs over the API (submit, show, list, latest, cancel,
 pause, resume, retry, rerun); the guide is docs/workflows.md."""
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -11,9 +10,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from interfaces.cli_errors import CliError
 from interfaces.cli_queries import when
-from interfaces.cli_schedules import json_document
 from interfaces.cli_stats import parse_time
 from interfaces.cli_support import (
     DEFAULT_API,
@@ -24,6 +21,8 @@ from interfaces.cli_support import (
     console,
     print_json,
 )
+from interfaces.cli_workflow_definitions import parse_input as _input
+from interfaces.cli_workflow_definitions import register, submit_body
 
 app = typer.Typer(
     help="Workflow runs: DAGs of steps, each a service call, data passed between them.\n\n"
@@ -37,11 +36,15 @@ STATE_STYLE = {
     "pending": "yellow", "skipped": "dim", "paused": "magenta", "compensating": "magenta",
 }
 IdArgument = Annotated[str, typer.Argument(help="The run's id.")]
+register(app)  # validate, definitions put|list|show
 
 
 @app.command()
 def submit(
-    file: Annotated[str, typer.Argument(help="The definition, a JSON object ('-': stdin).")],
+    file: Annotated[str | None, typer.Argument(
+        help="The definition, a JSON object ('-': stdin).")] = None,
+    definition: Annotated[str | None, typer.Option(
+        help="Instead of FILE: a stored definition, NAME or NAME@VERSION.")] = None,
     run_input: Annotated[
         str | None, typer.Option("--input", help="The run's input, a JSON object.")
     ] = None,
@@ -49,23 +52,16 @@ def submit(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a run of the workflow defined in FILE.
+    """Start a run of the workflow defined in FILE (or stored: --definition).
 
     Example:
       duecall workflows submit charge.json --input '{"key": "k-1"}'
+      duecall workflows submit --definition charge-customer@2
     """
-    body: dict[str, Any] = {"definition": json_document(file)}
+    body = submit_body(file, definition)
     if run_input is not None:
         body["input"] = _input(run_input)
     _show(call_api("POST", api_url, PATH, api_key, json=body), as_json)
-
-
-def _input(text: str) -> Any:
-    """``--input``'s JSON (the API says if it is not an object)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CliError(f"--input is not valid JSON: {error.msg}") from None
 
 
 @app.command()

@@ -21,9 +21,11 @@ from domain.service_call import ServiceCall
 from domain.tenant import Tenant
 from domain.tenant_settings import TenantSettings
 from domain.workflow_run import WorkflowRun
+from domain.workflow_stored_definition import StoredWorkflowDefinition
 
 AGGREGATES: tuple[type[Aggregate], ...] = (
-    ServiceCall, Execution, Schedule, Circuit, Tenant, TenantSettings, WorkflowRun
+    ServiceCall, Execution, Schedule, Circuit, Tenant, TenantSettings, WorkflowRun,
+    StoredWorkflowDefinition,
 )
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "events.md"
 COMMON = ("originator_id", "originator_version", "timestamp", "originator_topic")

@@ -42,3 +42,5 @@ URL = (
 )
 # domain.tenant.check_tenant_name
 TENANT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# domain.workflow_definition.NAME: a workflow definition's (and a stored one's) name
+WORKFLOW_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"

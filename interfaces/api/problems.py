@@ -18,6 +18,7 @@ from application.group_commit import NotRecordedError
 from application.idempotency import IdempotencyKeyReusedError
 from application.schedules import ScheduleNotFoundError
 from application.tenants import TenantExistsError, TenantNotFoundError
+from application.workflow_definitions import WorkflowDefinitionNotFoundError
 from application.workflows import WorkflowRunNotFoundError
 from domain.errors import (
     InvalidRequestError,
@@ -199,6 +200,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceCallNotFoundError, _not_found)
     app.add_exception_handler(ScheduleNotFoundError, _not_found)
     app.add_exception_handler(WorkflowRunNotFoundError, _not_found)
+    app.add_exception_handler(WorkflowDefinitionNotFoundError, _not_found)
     app.add_exception_handler(CircuitNotFoundError, _not_found)
     app.add_exception_handler(TenantNotFoundError, _not_found)
     app.add_exception_handler(ApiKeyNotFoundError, _not_found)

@@ -13,8 +13,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.errors import InvalidRequestError
 from domain.workflow_run_status import RunStatus
-from interfaces.api.fields import SafeText
+from domain.workflow_stored_definition import MAX_VERSIONS
+from interfaces.api.fields import IntegerOrNone, SafeText
+from interfaces.api.patterns import WORKFLOW_NAME
 
 MAX_REASON_LENGTH = 1000
 
@@ -22,7 +25,8 @@ MAX_REASON_LENGTH = 1000
 class WorkflowRunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    definition: dict[str, Any] = Field(
+    definition: dict[str, Any] | None = Field(
+        default=None,
         examples=[{
             "name": "charge-customer",
             "steps": [
@@ -37,12 +41,39 @@ class WorkflowRunCreate(BaseModel):
         description="The workflow definition (docs/workflows.md): `name`, `steps` (each "
         "`id`, `request`, `needs`, `when`, `success`, `outputs`, `retry_policy`, "
         "`on_failure`, `compensate`, `timeout_seconds`), `input`, `on_failure`. Checked "
-        "whole by the domain; a refusal is a 422 naming the field (`definition.steps[1]...`).",
+        "whole by the domain; a refusal is a 422 naming the field (`definition.steps[1]...`). "
+        "Either this or `definition_name`.",
+    )
+    definition_name: str | None = Field(
+        default=None, max_length=128, pattern=WORKFLOW_NAME,
+        description="Instead of `definition`: the name of a stored definition "
+        "(`PUT /v1/workflows/definitions/{name}`) to run.",
+    )
+    definition_version: IntegerOrNone = Field(
+        default=None, ge=1, le=MAX_VERSIONS,
+        description="With `definition_name`: the version to run (default: the newest).",
     )
     input: dict[str, Any] | None = Field(
         default=None,
         description="The run's input, laid over the definition's `input` (`{{ input.* }}`).",
     )
+
+    def stored(self) -> tuple[str, int | None] | None:
+        """The stored definition to run, (name, version); None: ``definition`` is given.
+        Exactly one of the two forms (else an error naming the field)."""
+        if self.definition is not None:
+            if self.definition_name is not None:
+                raise InvalidRequestError(
+                    "definition_name", "give either definition or definition_name, not both"
+                )
+            if self.definition_version is not None:
+                raise InvalidRequestError("definition_version", "is given with definition_name")
+            return None
+        if self.definition_name is None:
+            raise InvalidRequestError(
+                "definition", "is required (or definition_name: a stored definition's)"
+            )
+        return self.definition_name, self.definition_version
 
 
 class WorkflowCancel(BaseModel):
@@ -104,6 +135,9 @@ class WorkflowRunPublic(BaseModel):
     id: UUID
     tenant_id: str
     name: str
+    definition_name: str | None = Field(
+        description="The stored definition it ran (its `name`); null: given inline."
+    )
     definition_version: int | None = Field(description="A stored definition's version.")
     status: RunStatus = Field(
         description="`pending`, `running`, `paused`, `compensating`, `succeeded`, `failed` "

@@ -70,13 +70,18 @@ def _in_definition(field: str) -> str:
 def submit_run(
     body: WorkflowRunCreate, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> WorkflowRunPublic:
-    """A new run of the definition (checked whole: 422 naming the field), its first steps
-    ordered at once."""
+    """A new run of the definition (checked whole: 422 naming the field), or of a stored
+    one (`definition_name`, `definition_version`), its first steps ordered at once."""
     _check_input(body.input)
-    try:
-        outcome = container.workflows.submit(tenant, body.definition, body.input)
-    except InvalidRequestError as error:  # the same kind: a too large body stays a 413
-        raise type(error)(_in_definition(error.field), error.message) from None
+    stored = body.stored()
+    if stored is not None:  # errors name definition_name or definition_version
+        outcome = container.workflows.submit_stored(tenant, *stored, body.input)
+    else:
+        assert body.definition is not None  # one of the two forms: stored() checked
+        try:
+            outcome = container.workflows.submit(tenant, body.definition, body.input)
+        except InvalidRequestError as error:  # the same kind: a too large body stays a 413
+            raise type(error)(_in_definition(error.field), error.message) from None
     response.headers["Location"] = f"/v1/workflows/runs/{outcome.run.id}"
     return _written(outcome, response)
 
