@@ -272,6 +272,7 @@ class ServiceCalls(Application[UUID]):
                 trace_parent_of(message),
                 call.correlation_id,
                 call.origin,
+                call.seal_response,
             )
             if hand_off and defer and message.claims == 1:
                 consume.pop()  # its outcome's transaction consumes it

@@ -42,6 +42,7 @@ from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyRecord
 from application.loading import handle_by_aggregate, load_current, load_many
 from application.outbox import (
+    WITHDRAW_KEY,
     WORKFLOW,
     OutboxChanges,
     OutboxMessage,
@@ -51,10 +52,12 @@ from application.outbox import (
     run_outcome_messages,
     start_message,
 )
+from application.ports import SecretBox
 from application.service_calls import ServiceCalls
 from application.workflow_definitions import WorkflowDefinitionNotFoundError, WorkflowDefinitions
 from domain.errors import DomainError, InvalidRequestError
 from domain.ids import new_service_call_id
+from domain.redaction import is_sealed
 from domain.request import DEFAULT_MAX_BODY_BYTES
 from domain.schedule_workflow import template_definition, template_input
 from domain.service_call import ServiceCall, Status
@@ -68,6 +71,7 @@ log = structlog.get_logger(__name__)
 CANCELLED_BY_RUN = "workflow run cancelled"  # the reason recorded on a step's cancelled call
 CANCELLED_BY_TIMEOUT = "workflow step timed out"
 STEP_TIMEOUT = "step_timeout"  # the error kind a step that ran out of time fails with
+RESPONSE_UNREADABLE = "response_unreadable"  # a sealed response that could not be opened
 
 
 class WorkflowRunNotFoundError(DomainError):
@@ -128,8 +132,9 @@ class Workflows:
             now=now,
             definition_version=definition_version,
             max_steps=self._max_steps,
+            secrets=self._calls.secret_box,
         )
-        orders = run.advance(now, _new_call_id, self._max_body_bytes)
+        orders = run.advance(now, _new_call_id, self._max_body_bytes, self._calls.secret_box)
         return self._record(run, orders, now)
 
     def submit_stored(
@@ -168,9 +173,9 @@ class Workflows:
             now = utcnow()
             run = self.get(tenant_id, run_id)
             running = run.cancel(reason, now)
-            orders = run.advance(now, _new_call_id, self._max_body_bytes)
+            orders = run.advance(now, _new_call_id, self._max_body_bytes, self._calls.secret_box)
             cancelled = self._cancel_calls(running, now)
-            return self._record(run, orders, now, cancelled)
+            return self._record(run, orders, now, cancelled, _timeout_keys(run, running))
 
         return retry_on_conflict(once, f"workflow run {run_id}")
 
@@ -194,7 +199,9 @@ class Workflows:
         return self._command(
             tenant_id,
             run_id,
-            lambda run, now: run.rerun_step(step_id, input_override, actor, now),
+            lambda run, now: run.rerun_step(
+                step_id, input_override, actor, now, self._calls.secret_box
+            ),
         )
 
     # -- the workflow loop's -----------------------------------------------------------------
@@ -209,6 +216,7 @@ class Workflows:
         changed: list[WorkflowRun] = []
         orders: list[tuple[WorkflowRun, StepOrder]] = []
         timed_out: list[UUID] = []
+        withdraw: list[str] = []  # the timeouts of steps that ended
         for run_id, received in by_run.items():
             run = found.get(run_id)
             if not isinstance(run, WorkflowRun):
@@ -219,12 +227,15 @@ class Workflows:
                 if "timeout" in message.payload:
                     timed_out.extend(_take_timeout(run, message, now))
                 else:
-                    _take_outcome(run, message, now)
-            orders.extend((run, o) for o in run.advance(now, _new_call_id, self._max_body_bytes))
+                    withdraw.extend(_take_outcome(run, message, now, self._calls.secret_box))
+            advanced = run.advance(now, _new_call_id, self._max_body_bytes, self._calls.secret_box)
+            orders.extend((run, o) for o in advanced)
             if run.version != recorded:
                 changed.append(run)
         cancelled = self._cancel_calls(timed_out, now, CANCELLED_BY_TIMEOUT)
-        self._record_many(changed, orders, now, consume=consume, cancelled=cancelled)
+        self._record_many(
+            changed, orders, now, consume=consume, cancelled=cancelled, withdraw=withdraw
+        )
 
     # -- recording -------------------------------------------------------------------------
 
@@ -241,7 +252,7 @@ class Workflows:
             now = utcnow()
             run = self.get(tenant_id, run_id)
             apply(run, now)
-            orders = run.advance(now, _new_call_id, self._max_body_bytes)
+            orders = run.advance(now, _new_call_id, self._max_body_bytes, self._calls.secret_box)
             return self._record(run, orders, now)
 
         return retry_on_conflict(once, f"workflow run {run_id}")
@@ -252,10 +263,13 @@ class Workflows:
         orders: Sequence[StepOrder],
         now: datetime,
         cancelled: Sequence[ServiceCall] = (),
+        withdraw: Sequence[str] = (),
     ) -> Outcome:
         """One run's events and its calls: what ``_record_many`` did."""
         pairs = [(run, order) for order in orders]
-        calls, position = self._record_many([run], pairs, now, cancelled=cancelled)
+        calls, position = self._record_many(
+            [run], pairs, now, cancelled=cancelled, withdraw=withdraw
+        )
         return Outcome(run, [*calls, *cancelled], position)
 
     def _record_many(
@@ -266,14 +280,16 @@ class Workflows:
         *,
         consume: Sequence[int] = (),
         cancelled: Sequence[ServiceCall] = (),
+        withdraw: Sequence[str] = (),
     ) -> tuple[list[ServiceCall], int | None]:
         """The runs' events, their steps' new calls (with their ``start`` messages, their
         Idempotency-Keys and their steps' timeouts), the calls cancelled for them, and the
         messages consumed, in one transaction. The cancelled calls publish nothing: their
-        outcomes would only be no-ops for steps that are over already."""
+        outcomes would only be no-ops for steps that are over already. ``withdraw``: the
+        timeout messages of steps that ended, deleted in the same transaction."""
         calls, publish, keys = self.step_calls(orders, now)
         publish.extend(run_outcome_messages(runs))  # a schedule's run that ended tells it
-        effects = TransactionEffects(OutboxChanges(consume, publish), idempotency=keys)
+        effects = TransactionEffects(OutboxChanges(consume, publish, withdraw), idempotency=keys)
         aggregates: list[Recordable] = [*runs, *calls, *cancelled]
         return calls, record(self._calls, aggregates, effects)
 
@@ -314,6 +330,7 @@ class Workflows:
             input=template_input(template),
             now=now,
             max_steps=HARD_MAX_STEPS,
+            secrets=self._calls.secret_box,
             origin=origin,
             idempotency_key=idempotency_key,
         )
@@ -323,7 +340,7 @@ class Workflows:
     ) -> tuple[list[ServiceCall], list[OutboxMessage], list[IdempotencyRecord]]:
         """``run`` advanced as of ``at`` (its fire's due time: its first steps' calls are
         due then): what ``step_calls`` gives for its orders."""
-        orders = run.advance(at, _new_call_id, self._max_body_bytes)
+        orders = run.advance(at, _new_call_id, self._max_body_bytes, self._calls.secret_box)
         return self.step_calls([(run, order) for order in orders], at)
 
     def cancel_runs(
@@ -353,6 +370,7 @@ class Workflows:
             idempotency_key=order.idempotency_key,
             retry_policy=order.retry_policy,
             origin=order.origin,
+            seal_response=order.seal_response,  # its response holds a secret output
         )
 
     def _cancel_calls(
@@ -366,27 +384,72 @@ class Workflows:
         return done
 
 
-def _take_outcome(run: WorkflowRun, message: OutboxMessage, now: datetime) -> None:
-    """Record a step's call's outcome (a malformed message is logged and dropped)."""
+def _take_outcome(
+    run: WorkflowRun, message: OutboxMessage, now: datetime, secrets: SecretBox
+) -> list[str]:
+    """Record a step's call's outcome (a malformed message is logged and dropped); the key
+    of the step's timeout message to withdraw, if it has one."""
     outcome = message.payload.get("outcome")
     if not isinstance(outcome, dict):
         log.warning("workflow_message_without_outcome", workflow_run_id=str(run.id))
-        return
+        return []
     try:
+        call_id = UUID(outcome["call_id"])
+        opened = _opened_response(outcome, secrets)
+        if opened is None:  # the step fails: it cannot read its outputs
+            log.error("step_response_unreadable", workflow_run_id=str(run.id))
+            outcome = {**outcome, "status": Status.FAILED, "status_code": None,
+                       "error_kind": RESPONSE_UNREADABLE}
+        headers, body = opened or ({}, None)
         taken = run.record_step_outcome(
-            UUID(outcome["call_id"]),
+            call_id,
             outcome["status"],
             outcome.get("status_code"),
-            outcome.get("headers") or {},
-            outcome.get("body"),
+            headers,
+            body,
             now,
             outcome.get("error_kind"),
+            secrets,
         )
     except (InvalidRequestError, KeyError, ValueError) as error:
         log.warning("workflow_outcome_unusable", workflow_run_id=str(run.id), error=str(error))
-        return
+        return []
     if not taken:
         log.info("stale_step_outcome_ignored", workflow_run_id=str(run.id))
+        return []
+    return _timeout_keys(run, [call_id])
+
+
+def _opened_response(
+    outcome: Mapping[str, Any], secrets: SecretBox
+) -> tuple[dict[str, str], str | None] | None:
+    """The response's headers and body, opened where the call recorded them sealed (a step
+    with secret outputs): in clear only here, to take the outputs (sealed again). None:
+    they cannot be opened (tampered with, sealed under another key)."""
+
+    def opened(value: Any) -> Any:
+        return secrets.open(value) if is_sealed(value) else value
+
+    headers = outcome.get("headers") or {}
+    try:
+        return {name: opened(v) for name, v in headers.items()}, opened(outcome.get("body"))
+    except Exception:
+        return None
+
+
+def _timeout_keys(run: WorkflowRun, call_ids: Sequence[UUID]) -> list[str]:
+    """The keys of the timeout messages of the steps ``call_ids`` ran, those with a
+    whole-step timeout (withdrawn once the step has ended)."""
+    timed = {
+        record.call_id
+        for step_id, record in run.steps.items()
+        if run.definition.step(step_id).timeout_seconds is not None
+    }
+    return [_timeout_key(call_id) for call_id in call_ids if call_id in timed]
+
+
+def _timeout_key(call_id: UUID) -> str:
+    return f"wf-timeout:{call_id}"
 
 
 def _timeout_message(run: WorkflowRun, order: StepOrder, now: datetime) -> OutboxMessage:
@@ -400,7 +463,10 @@ def _timeout_message(run: WorkflowRun, order: StepOrder, now: datetime) -> Outbo
         0,
         available_at=at,
         due_at=at,
-        payload={"timeout": {"step": order.step_id, "call_id": str(order.call_id)}},
+        payload={
+            "timeout": {"step": order.step_id, "call_id": str(order.call_id)},
+            WITHDRAW_KEY: _timeout_key(order.call_id),  # withdrawn when the step ends first
+        },
     )
 
 

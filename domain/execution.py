@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.outcome import AttemptOutcome, AttemptResult
-from domain.redaction import redact_headers
+from domain.redaction import REDACTED, is_sealed, redact_headers
 from domain.request import RequestSpec
 from domain.retry_after import parse_retry_after
 
@@ -187,5 +187,6 @@ class Execution(Aggregate):
             "response_headers": (
                 None if self.response_headers is None else redact_headers(self.response_headers)
             ),
-            "body_snippet": self.body_snippet,
+            # recorded sealed for a workflow step with secret outputs
+            "body_snippet": REDACTED if is_sealed(self.body_snippet) else self.body_snippet,
         }

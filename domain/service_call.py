@@ -54,6 +54,8 @@ class ServiceCall(Aggregate):
         follow_redirects: bool
         secret_headers: list[str]
         origin: str | None  # what produced the call: None (a client) or "schedule:<id>"
+        # its responses are recorded sealed (a workflow step with secret outputs)
+        seal_response: bool
 
     @event(Submitted)
     def __init__(
@@ -74,9 +76,11 @@ class ServiceCall(Aggregate):
         follow_redirects: bool,
         secret_headers: list[str],
         origin: str | None = None,
+        seal_response: bool = False,  # recorded before it existed: False
     ) -> None:
         self.tenant_id = tenant_id
         self.origin = origin
+        self.seal_response = seal_response
         self.name = name
         self.request = RequestSpec.restored(
             method, url, dict(headers), body, timeout_seconds, follow_redirects, secret_headers
@@ -108,6 +112,7 @@ class ServiceCall(Aggregate):
         idempotency_key: str | None = None,
         retry_policy: RetryPolicy | None = None,
         origin: str | None = None,
+        seal_response: bool = False,
     ) -> "ServiceCall":
         call = cls(
             id=id,
@@ -126,6 +131,7 @@ class ServiceCall(Aggregate):
             idempotency_key=idempotency_key,
             retry_policy=(retry_policy or RetryPolicy()).as_dict(),
             origin=origin,
+            seal_response=seal_response,
         )
         call._schedule(attempt=1, due_at=due_at, reason=ScheduleReason.SUBMITTED)
         return call

@@ -9,7 +9,9 @@
 Every error is an ``InvalidRequestError`` naming the step and field: ``steps[charge].needs``
 once the step's id is known, ``steps[1].id`` before (a step's own fields: ``workflow_step``).
 ``input`` holds the run's default input, data rather than templates (a run's own input is
-laid over it). The graph is checked first (ids, needs, cycles, output names), then each
+laid over it); ``secret_input`` lists its keys whose values are secret (as outputs marked
+``secret``: sealed before a run records them, readable by secret headers only). The graph
+is checked first (ids, needs, cycles, output names), then each
 step; ``definition_problems`` reports every step's first problem (a dry run), where
 ``parse_definition`` stops at the first.
 """
@@ -23,6 +25,8 @@ from typing import Any
 
 from domain.errors import InvalidRequestError
 from domain.workflow_graph import ancestors, find_cycle, levels, topological_order
+from domain.workflow_paths import SecretPaths
+from domain.workflow_secret_values import parse_secret_input
 from domain.workflow_step import (
     FIELDS,
     OnFailure,
@@ -31,6 +35,7 @@ from domain.workflow_step import (
     output_names,
     parse_on_failure,
     parse_step,
+    secret_output_names,
 )
 from domain.workflow_templates import check_json_value
 from domain.workflow_tokens import shown
@@ -39,7 +44,7 @@ DEFAULT_MAX_STEPS = 100
 HARD_MAX_STEPS = 250
 STEP_ID = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_TOP = ("name", "on_failure", "input", "steps")
+_TOP = ("name", "on_failure", "input", "secret_input", "steps")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class WorkflowDefinition:
     on_failure: OnFailure
     input: Mapping[str, Any]
     steps: tuple[Step, ...]
+    secret_input: frozenset[str] = frozenset()  # input keys sealed before a run records them
 
     def step(self, step_id: str) -> Step:
         return self._by_id[step_id]
@@ -104,6 +110,12 @@ def _parse(
     try:
         name, on_failure, input_values, raw_steps, needs = _graph(values, max_steps)
         outputs = {step_id: output_names(raw, step_id) for step_id, raw in raw_steps.items()}
+        assert isinstance(values, Mapping)  # _graph refused anything else
+        secret_input = parse_secret_input(values.get("secret_input", []))
+        secrets = SecretPaths(
+            secret_input,
+            {step_id: secret_output_names(raw, step_id) for step_id, raw in raw_steps.items()},
+        )
     except InvalidRequestError as error:
         return None, [error]
     seen = ancestors(needs)
@@ -113,13 +125,17 @@ def _parse(
         visible = {other: outputs[other] for other in seen[step_id]}
         try:
             steps.append(
-                parse_step(raw, step_id, needs[step_id], on_failure, visible, outputs[step_id])
+                parse_step(
+                    raw, step_id, needs[step_id], on_failure, visible, outputs[step_id], secrets
+                )
             )
         except InvalidRequestError as error:
             problems.append(error)
     if problems:
         return None, problems
-    return WorkflowDefinition(name, on_failure, MappingProxyType(input_values), tuple(steps)), []
+    return WorkflowDefinition(
+        name, on_failure, MappingProxyType(input_values), tuple(steps), secret_input
+    ), []
 
 
 def _graph(

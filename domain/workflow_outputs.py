@@ -16,12 +16,13 @@ holds at most one ``..`` (each nests a walk of the whole response) and selects a
 Storage: a step's outputs take at most ``MAX_OUTPUT_BYTES`` together (compact UTF-8 JSON),
 in the order they are declared. One that does not fit is kept truncated (its JSON text cut
 to what is left) with the size and SHA-256 of its whole value; it cannot be used in a
-template or expression (a truncated value would be sent as if whole).
+template or expression (a truncated value would be sent as if whole). A secret output is
+stored as its JSON text sealed (``workflow_secret_values``), whole or not at all.
 """
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -30,7 +31,7 @@ from jsonpath_rfc9535 import JSONPathEnvironment, JSONPathError, JSONPathQuery
 
 from domain.errors import InvalidRequestError
 from domain.text import text_problem
-from domain.workflow_paths import Unavailable
+from domain.workflow_paths import Sealed, Unavailable
 
 MAX_OUTPUT_BYTES = 256 * 1024
 MAX_QUERY_LENGTH = 512
@@ -53,9 +54,10 @@ _ENVIRONMENT = _Environment()
 @dataclass(frozen=True)
 class StoredOutput:
     value: object  # the whole value; when not usable, the part kept (text) or None
-    size_bytes: int  # of the whole value, as compact UTF-8 JSON
-    sha256: str  # of the same
+    size_bytes: int  # of the whole value, as compact UTF-8 JSON (a secret's: sealed)
+    sha256: str  # of the same ("" for a secret: a short one's hash could be guessed back)
     unusable: str | None = None  # why it cannot be used (truncated, unstorable)
+    secret: bool = False  # value: its JSON text sealed (None when unusable: nothing kept)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,11 +65,18 @@ class StoredOutput:
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
             "unusable": self.unusable,
+            "secret": self.secret,
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "StoredOutput":
-        return cls(values["value"], values["size_bytes"], values["sha256"], values["unusable"])
+        return cls(
+            values["value"],
+            values["size_bytes"],
+            values["sha256"],
+            values["unusable"],
+            values.get("secret", False),  # recorded before secret outputs: none was
+        )
 
 
 def compile_query(query: object, field: str) -> JSONPathQuery:
@@ -118,13 +127,22 @@ def extract_outputs(
 
 
 def stored_outputs(
-    values: Mapping[str, object], max_bytes: int = MAX_OUTPUT_BYTES
+    values: Mapping[str, object],
+    max_bytes: int = MAX_OUTPUT_BYTES,
+    secret: frozenset[str] = frozenset(),
+    seal: Callable[[str], str] | None = None,
 ) -> dict[str, StoredOutput]:
-    """The outputs as stored: whole while they fit in ``max_bytes`` together, in order."""
+    """The outputs as stored: whole while they fit in ``max_bytes`` together, in order;
+    those named in ``secret`` sealed by ``seal`` (their sealed text counts)."""
     left = max_bytes
     stored: dict[str, StoredOutput] = {}
     for name, value in values.items():
         text, problem = _json_text(value)
+        if name in secret:
+            assert seal is not None, "secret outputs need a seal"
+            stored[name] = _sealed_output(text, problem, left, max_bytes, seal)
+            left -= stored[name].size_bytes if stored[name].unusable is None else 0
+            continue
         data = text.encode("utf-8", errors="surrogatepass")
         digest = hashlib.sha256(data).hexdigest()
         if problem is not None:
@@ -138,6 +156,20 @@ def stored_outputs(
             note = f"truncated: {len(data)} bytes, over the {max_bytes} bytes a step's outputs keep"
             stored[name] = StoredOutput(kept, len(data), digest, note)
     return stored
+
+
+def _sealed_output(
+    text: str, problem: str | None, left: int, max_bytes: int, seal: Callable[[str], str]
+) -> StoredOutput:
+    """A secret output: its JSON text sealed; nothing of it kept when it cannot be
+    stored or does not fit (a truncated part would be stored in clear)."""
+    if problem is not None:
+        return StoredOutput(None, 0, "", f"cannot be stored: {problem}", secret=True)
+    sealed = seal(text)
+    if len(sealed) > left:
+        note = f"too large: {len(sealed)} bytes sealed, over the {max_bytes} bytes kept"
+        return StoredOutput(None, len(sealed), "", note, secret=True)
+    return StoredOutput(sealed, len(sealed), "", secret=True)
 
 
 def _json_text(value: object) -> tuple[str, str | None]:
@@ -170,7 +202,12 @@ def _strings_problem(value: object) -> str | None:
 
 def usable_outputs(stored: Mapping[str, StoredOutput]) -> dict[str, object]:
     """The values templates and expressions read: ``Unavailable`` for the unusable ones."""
-    return {
-        name: output.value if output.unusable is None else Unavailable(output.unusable)
-        for name, output in stored.items()
-    }
+    return {name: _usable(output) for name, output in stored.items()}
+
+
+def _usable(output: StoredOutput) -> object:
+    if output.unusable is not None:
+        return Unavailable(output.unusable)
+    if output.secret and isinstance(output.value, str):
+        return Sealed(output.value)  # only a secret header's template opens it
+    return output.value

@@ -60,7 +60,7 @@ from domain.workflow_outputs import (
     stored_outputs,
     usable_outputs,
 )
-from domain.workflow_paths import evaluation_context
+from domain.workflow_paths import Reveal, evaluation_context
 from domain.workflow_run_status import (
     ADVANCING,
     CALL_CANCELLED,
@@ -73,6 +73,16 @@ from domain.workflow_run_status import (
     WorkflowRunTransitionError,
     step_idempotency_key,
     workflow_origin,
+)
+from domain.workflow_secret_values import (
+    NO_SECRETS,
+    Secrets,
+    in_context,
+    redacted,
+    revealer,
+    sealed_input,
+    sealing,
+    with_secret_defaults,
 )
 from domain.workflow_step_request import StepRequest, render_request
 from domain.workflow_templates import check_json_value
@@ -179,15 +189,18 @@ class WorkflowRun(Aggregate):
         max_steps: int = DEFAULT_MAX_STEPS,
         origin: str | None = None,
         idempotency_key: str | None = None,
+        secrets: Secrets = NO_SECRETS,
     ) -> "WorkflowRun":
         """A new run of ``definition`` (its JSON, checked here against ``max_steps``, the
         deployment's limit) with ``input`` laid over the definition's; ``origin``: the
         producer that started it (a schedule), told of its outcome, with the fire's
-        ``idempotency_key``."""
-        values = json_copy(definition, "definition")
+        ``idempotency_key``. The values of ``secret_input`` keys (the definition's and the
+        run's) are sealed with ``secrets`` before ``Created`` records them."""
+        values = with_secret_defaults(json_copy(definition, "definition"), sealing(secrets.seal))
         parsed = parse_definition(values, max_steps)
         run_input = json_copy(input or {}, "input")
         check_json_value(run_input, "input")
+        run_input = sealed_input(run_input, parsed.secret_input, secrets.seal)
         run = cls(
             id=id,
             tenant_id=tenant_id,
@@ -215,16 +228,23 @@ class WorkflowRun(Aggregate):
     # --- commands -----------------------------------------------------------------------
 
     def advance(
-        self, now: datetime, new_call_id: NewCallId, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        now: datetime,
+        new_call_id: NewCallId,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        secrets: Secrets = NO_SECRETS,
     ) -> list[StepOrder]:
         """Record the run's next moves: the calls to submit now. Skips, failures found
         before a call (a ``when`` or template reading an unusable output, a request that
         does not render) and cancels are recorded as they come, until nothing more moves;
-        a settled run records its outcome. Nothing happens to a paused or finished run."""
+        a settled run records its outcome. Nothing happens to a paused or finished run.
+        ``secrets`` opens the secret values secret headers read (the orders' requests
+        hold them in clear: the application seals those headers on the calls)."""
         if self.status not in ADVANCING:
             return []
+        reveal = revealer(secrets.open)
         if self.rerunning is not None:
-            return self._advance_rerun(self.rerunning, now, new_call_id, max_body_bytes)
+            return self._advance_rerun(self.rerunning, now, new_call_id, max_body_bytes, reveal)
         orders: list[StepOrder] = []
         while True:
             moves = next_moves(self.definition, self.states, self.completion_order)
@@ -246,14 +266,16 @@ class WorkflowRun(Aggregate):
                 )
                 changed = True
             for step_id in moves.start:
-                order = self._start_step(step_id, now, new_call_id, max_body_bytes, when=True)
+                order = self._start_step(
+                    step_id, now, new_call_id, max_body_bytes, when=True, reveal=reveal
+                )
                 if order is None:
                     changed = True
                 else:
                     orders.append(order)
             if not changed:
                 break
-        return orders + self._settle(moves, now, new_call_id, max_body_bytes)
+        return orders + self._settle(moves, now, new_call_id, max_body_bytes, reveal)
 
     def record_step_outcome(
         self,
@@ -264,18 +286,20 @@ class WorkflowRun(Aggregate):
         body: str | None,
         now: datetime,
         error_kind: str | None = None,
+        secrets: Secrets = NO_SECRETS,
     ) -> bool:
         """A step's (or compensation's) call is terminal: ``status`` its status (succeeded,
         failed, cancelled), with its last response (``body``: its text, bounded by the
         caller). The step's ``success`` (default: a 2xx status) decides, so a call that
-        failed on a 404 may be a step that succeeded. An unknown call, or one of an
-        earlier generation, is a no-op (False)."""
+        failed on a 404 may be a step that succeeded; its secret outputs are sealed with
+        ``secrets``. An unknown call, or one of an earlier generation, is a no-op (False)."""
         if status not in _CALL_OUTCOMES:
             raise InvalidRequestError("status", f"must be one of {sorted(_CALL_OUTCOMES)}")
         for step_id, record in self.steps.items():
             if record.call_id == call_id and record.state is StepState.RUNNING:
                 self._step_outcome(
-                    step_id, call_id, record, status, status_code, headers, body, now, error_kind
+                    step_id, call_id, record, status, status_code, headers, body, now, error_kind,
+                    secrets.seal,
                 )
                 return True
         for step_id, record in self.compensations.items():
@@ -286,17 +310,24 @@ class WorkflowRun(Aggregate):
                 return True
         return False
 
-    def running_orders(self, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> list[StepOrder]:
+    def running_orders(
+        self, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, secrets: Secrets = NO_SECRETS
+    ) -> list[StepOrder]:
         """The orders of the calls running now, made again (the same call ids, keys and
         requests, rendered from the same recorded values): for an application that lost
         them before they were submitted."""
         orders = []
+        reveal = revealer(secrets.open)
         for step_id, record in self.steps.items():
             if record.state is StepState.RUNNING and record.call_id is not None:
-                orders.append(self._order(step_id, record, max_body_bytes, compensation=False))
+                orders.append(
+                    self._order(step_id, record, max_body_bytes, compensation=False, reveal=reveal)
+                )
         for step_id, record in self.compensations.items():
             if record.state is StepState.RUNNING and record.call_id is not None:
-                orders.append(self._order(step_id, record, max_body_bytes, compensation=True))
+                orders.append(
+                    self._order(step_id, record, max_body_bytes, compensation=True, reveal=reveal)
+                )
         return orders
 
     def cancel(self, reason: str | None, now: datetime) -> list[UUID]:
@@ -353,12 +384,18 @@ class WorkflowRun(Aggregate):
         return retried
 
     def rerun_step(
-        self, step_id: str, input_override: Mapping[str, Any], actor: str, now: datetime
+        self,
+        step_id: str,
+        input_override: Mapping[str, Any],
+        actor: str,
+        now: datetime,
+        secrets: Secrets = NO_SECRETS,
     ) -> int:
         """Run one settled step of a finished run again, alone (nothing after it runs), with
         ``input_override`` laid over the run's input; its ``when`` is not asked. Recorded
-        with the edited input and who asked. Returns the step's new generation; the
-        application then calls ``advance``. The run's status follows once it is done."""
+        with the edited input (``secret_input`` values sealed with ``secrets``) and who
+        asked. Returns the step's new generation; the application then calls ``advance``.
+        The run's status follows once it is done."""
         if step_id not in self.steps:
             raise InvalidRequestError("step_id", f"no step {shown(step_id)} in this run")
         if self.status not in TERMINAL:
@@ -367,6 +404,7 @@ class WorkflowRun(Aggregate):
             raise WorkflowRunTransitionError("re-run a step of", self.status)
         values = json_copy(input_override, "input")
         check_json_value(values, "input")
+        values = sealed_input(values, self.definition.secret_input, secrets.seal)
         generation = self.steps[step_id].generation + 1
         self._step_rerun_requested(
             step=step_id,
@@ -387,7 +425,10 @@ class WorkflowRun(Aggregate):
         """What templates and expressions read: the input, and each step's state, status
         and usable outputs (a step's fields see only the steps it needs)."""
         return evaluation_context(
-            input_values={**self.definition.input, **self.input, **(input_override or {})},
+            input_values=in_context(
+                {**self.definition.input, **self.input, **(input_override or {})},
+                self.definition.secret_input,
+            ),
             run_id=str(self.id),
             run_name=self.name,
             steps={
@@ -408,21 +449,32 @@ class WorkflowRun(Aggregate):
         max_body_bytes: int,
         *,
         compensation: bool,
+        reveal: Reveal | None,
     ) -> RequestSpec:
         step = self.definition.step(step_id)
         if compensation:
             assert step.compensate is not None  # only steps with one are compensated
             field = f"steps[{step_id}].compensate.request"
-            return render_checked(step.compensate.request, context, field, max_body_bytes)
+            return render_checked(
+                step.compensate.request, context, field, max_body_bytes, reveal
+            )
         field = f"steps[{step_id}].request"
-        return render_checked(step.request, context, field, max_body_bytes)
+        return render_checked(step.request, context, field, max_body_bytes, reveal)
 
     def _order(
-        self, step_id: str, record: StepRun, max_body_bytes: int, *, compensation: bool
+        self,
+        step_id: str,
+        record: StepRun,
+        max_body_bytes: int,
+        *,
+        compensation: bool,
+        reveal: Reveal | None,
     ) -> StepOrder:
         """The order of a step's (compensation's) call recorded as started, rendered."""
         context = self._context(self.steps[step_id].input_override)
-        request = self._render(step_id, context, max_body_bytes, compensation=compensation)
+        request = self._render(
+            step_id, context, max_body_bytes, compensation=compensation, reveal=reveal
+        )
         return self._make_order(step_id, record, request, compensation=compensation)
 
     def _make_order(
@@ -444,6 +496,7 @@ class WorkflowRun(Aggregate):
             generation=record.generation,
             origin=workflow_origin(self.id),
             compensation=compensation,
+            seal_response=not compensation and bool(step.secret_outputs),
         )
 
     def _start_step(
@@ -454,6 +507,7 @@ class WorkflowRun(Aggregate):
         max_body_bytes: int,
         *,
         when: bool,
+        reveal: Reveal | None,
     ) -> StepOrder | None:
         """Start a ready step: its order, or None when it was skipped (its ``when``) or
         failed before a call (recorded)."""
@@ -467,7 +521,9 @@ class WorkflowRun(Aggregate):
                     step=step_id, reason=str(skip), generation=generation, skipped_at=now
                 )
                 return None
-            request = self._render(step_id, context, max_body_bytes, compensation=False)
+            request = self._render(
+                step_id, context, max_body_bytes, compensation=False, reveal=reveal
+            )
         except InvalidRequestError as error:
             self._step_failed(
                 step=step_id,
@@ -490,13 +546,18 @@ class WorkflowRun(Aggregate):
         return self._make_order(step_id, self.steps[step_id], request, compensation=False)
 
     def _settle(
-        self, moves: Moves, now: datetime, new_call_id: NewCallId, max_body_bytes: int
+        self,
+        moves: Moves,
+        now: datetime,
+        new_call_id: NewCallId,
+        max_body_bytes: int,
+        reveal: Reveal | None,
     ) -> list[StepOrder]:
         """The run's outcome, once nothing moves: compensations first, if asked for."""
         if moves.outcome is RunOutcome.RUNNING:
             return []
         if moves.outcome is RunOutcome.COMPENSATING:
-            return self._compensate(moves, now, new_call_id, max_body_bytes)
+            return self._compensate(moves, now, new_call_id, max_body_bytes, reveal)
         if moves.outcome is RunOutcome.SUCCEEDED:
             self._succeeded(finished_at=now)
         elif moves.outcome is RunOutcome.FAILED:
@@ -511,7 +572,12 @@ class WorkflowRun(Aggregate):
         return []
 
     def _compensate(
-        self, moves: Moves, now: datetime, new_call_id: NewCallId, max_body_bytes: int
+        self,
+        moves: Moves,
+        now: datetime,
+        new_call_id: NewCallId,
+        max_body_bytes: int,
+        reveal: Reveal | None,
     ) -> list[StepOrder]:
         """One compensation at a time, the last step to succeed first; then the run fails."""
         if any(r.state is StepState.RUNNING for r in self.compensations.values()):
@@ -522,7 +588,9 @@ class WorkflowRun(Aggregate):
             generation = self.steps[step_id].generation
             context = self._context(self.steps[step_id].input_override)
             try:
-                request = self._render(step_id, context, max_body_bytes, compensation=True)
+                request = self._render(
+                    step_id, context, max_body_bytes, compensation=True, reveal=reveal
+                )
             except InvalidRequestError as error:
                 self._compensation_failed(
                     step=step_id,
@@ -555,13 +623,20 @@ class WorkflowRun(Aggregate):
         return []
 
     def _advance_rerun(
-        self, step_id: str, now: datetime, new_call_id: NewCallId, max_body_bytes: int
+        self,
+        step_id: str,
+        now: datetime,
+        new_call_id: NewCallId,
+        max_body_bytes: int,
+        reveal: Reveal | None,
     ) -> list[StepOrder]:
         """A re-run by hand: order the step; once it is done, the run's status follows
         from its steps' (no halt, no compensation: one step ran, alone)."""
         record = self.steps[step_id]
         if record.state is StepState.PENDING:
-            order = self._start_step(step_id, now, new_call_id, max_body_bytes, when=False)
+            order = self._start_step(
+                step_id, now, new_call_id, max_body_bytes, when=False, reveal=reveal
+            )
             if order is not None:
                 return [order]
         elif record.state is StepState.RUNNING:
@@ -591,6 +666,7 @@ class WorkflowRun(Aggregate):
         body: str | None,
         now: datetime,
         error_kind: str | None,
+        seal: Callable[[str], str],
     ) -> None:
         generation = record.generation
         duration_ms = _duration_ms(record.started_at, now)
@@ -611,7 +687,10 @@ class WorkflowRun(Aggregate):
                 if response_succeeds(step, status_code, context):
                     field = f"steps[{step_id}].outputs"
                     values = extract_outputs(step.outputs, document, field)
-                    outputs = {n: o.as_dict() for n, o in stored_outputs(values).items()}
+                    stored = stored_outputs(
+                        values, secret=step.secret_outputs, seal=seal
+                    )  # its secret ones sealed before the event records them
+                    outputs = {n: o.as_dict() for n, o in stored.items()}
                     reason = None
                 else:
                     reason = f"status {status_code} is not a success"
@@ -984,11 +1063,11 @@ class WorkflowRun(Aggregate):
             "origin": self.origin,
             "idempotency_key": self.idempotency_key,
             "status": self.status.value,
-            "input": self.input,
+            "input": redacted(self.input),  # a secret value: [REDACTED]
             "halted_by": self.halted_by,
             "compensation": self.compensation,
             "cancel_reason": self.cancel_reason,
-            "steps": {step: record.as_dict() for step, record in self.steps.items()},
+            "steps": {step: redacted(record.as_dict()) for step, record in self.steps.items()},
             "compensations": {s: r.as_dict() for s, r in self.compensations.items()},
             "counts": {
                 "total": self.steps_total,
@@ -1009,10 +1088,15 @@ class WorkflowRun(Aggregate):
 
 
 def render_checked(
-    request: StepRequest, context: Mapping[str, object], field: str, max_body_bytes: int
+    request: StepRequest,
+    context: Mapping[str, object],
+    field: str,
+    max_body_bytes: int,
+    reveal: Reveal | None = None,
 ) -> RequestSpec:
-    """The rendered request, its body within the deployment's limit (as a call's)."""
-    spec = render_request(request, context, field)
+    """The rendered request, its body within the deployment's limit (as a call's);
+    ``reveal`` opens the secret values its secret headers read."""
+    spec = render_request(request, context, field, reveal)
     try:
         check_body_size(spec.body, max_body_bytes)
     except InvalidRequestError as error:

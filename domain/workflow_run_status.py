@@ -68,6 +68,7 @@ class StepOrder:
     generation: int
     origin: str
     compensation: bool = False
+    seal_response: bool = False  # the step has secret outputs: its responses recorded sealed
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ step's call carries it sealed, and the worker opens it to send. A templated valu
 sealed before it is rendered: its call seals it (its parts come from the run's input and
 outputs, which are recorded as given). A stored definition's versions are recorded sealed
 the same way; ``opened_definition`` gives its values back as given, to compare a definition
-stored again with its newest version.
+stored again with its newest version. The ``input`` defaults of its ``secret_input`` keys
+are sealed (and opened) with them (``workflow_secret_values``).
 """
 
 import copy
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from domain.redaction import is_sealed, secret_header_names
+from domain.workflow_secret_values import opening, sealing, with_secret_defaults
 
 
 def sealed_definition(
@@ -22,9 +24,10 @@ def sealed_definition(
 ) -> dict[str, Any]:
     """A copy of ``definition`` with its literal secret header values sealed; anything of
     the wrong shape is left for the definition's own checks to name."""
-    return _secret_values(
+    values = _secret_values(
         definition, lambda value: value if "{{" in value or is_sealed(value) else seal(value)
     )
+    return with_secret_defaults(values, sealing(seal))  # its secret_input defaults
 
 
 def opened_definition(
@@ -33,9 +36,10 @@ def opened_definition(
     """A copy of a recorded ``definition`` with its sealed secret header values opened: the
     definition as it was given (a stored definition's newest version compared with one
     given again)."""
-    return _secret_values(
+    values = _secret_values(
         definition, lambda value: open_value(value) if is_sealed(value) else value
     )
+    return with_secret_defaults(values, opening(open_value))
 
 
 def seal_once(seal: Callable[[str], str]) -> Callable[[str], str]:

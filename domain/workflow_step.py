@@ -5,6 +5,8 @@ Errors name the step and field (``steps[charge].retry_policy.max_attempts``). A 
 ``request.timeout_seconds`` bounds one attempt. ``compensate`` may also be written as the
 request itself (``{"method": ..., "url": ...}``). A step's templates and expressions see
 only the steps it needs, directly or through others; its compensation also sees the step.
+An output is ``"name": "$.query"``, or ``{"path": "$.query", "secret": true}`` for a secret
+one (sealed before the run records it; only a secret header may read it).
 """
 
 import re
@@ -21,7 +23,7 @@ from domain.retry_policy import MAX_DELAY_SECONDS, RetryPolicy
 from domain.text import check_text
 from domain.workflow_expressions import Expression, parse_expression
 from domain.workflow_outputs import compile_query
-from domain.workflow_paths import RESPONSE_ROOTS, RUN_ROOTS, Scope
+from domain.workflow_paths import RESPONSE_ROOTS, RUN_ROOTS, Scope, SecretPaths
 from domain.workflow_step_request import StepRequest, parse_step_request
 
 MAX_OUTPUTS = 32  # per step
@@ -56,6 +58,7 @@ class Step:
     timeout_seconds: float | None = None
     outputs: Mapping[str, JSONPathQuery] = field(default_factory=dict)
     compensate: Compensation | None = None
+    secret_outputs: frozenset[str] = frozenset()  # sealed before the run records them
 
 
 def parse_on_failure(value: object, field_name: str) -> OnFailure:
@@ -64,19 +67,43 @@ def parse_on_failure(value: object, field_name: str) -> OnFailure:
     return OnFailure(str(value))
 
 
-def output_names(raw: Mapping[str, Any], step_id: str) -> frozenset[str]:
+def output_specs(raw: Mapping[str, Any], step_id: str) -> dict[str, tuple[object, bool]]:
+    """Each output's query (unchecked) and whether it is secret: ``"name": "$.q"`` or
+    ``"name": {"path": "$.q", "secret": true}``."""
     outputs = raw.get("outputs", {})
     field_name = f"steps[{step_id}].outputs"
     if not isinstance(outputs, Mapping):
         raise InvalidRequestError(field_name, "must be an object of name: JSONPath query")
     if len(outputs) > MAX_OUTPUTS:
         raise InvalidRequestError(field_name, f"at most {MAX_OUTPUTS} outputs ({len(outputs)})")
-    for name in outputs:
+    specs: dict[str, tuple[object, bool]] = {}
+    for name, spec in outputs.items():
         if not isinstance(name, str) or not OUTPUT_NAME.fullmatch(name):
             raise InvalidRequestError(
                 field_name, "output names are 1 to 63 letters, digits or '_', not a digit first"
             )
-    return frozenset(outputs)
+        specs[name] = _output_spec(spec, f"{field_name}.{name}")
+    return specs
+
+
+def _output_spec(spec: object, field_name: str) -> tuple[object, bool]:
+    if not isinstance(spec, Mapping):
+        return spec, False  # a query, checked when compiled
+    check_known(spec, ("path", "secret"), f"{field_name}.")
+    secret = spec.get("secret", False)
+    if not isinstance(secret, bool):
+        raise InvalidRequestError(f"{field_name}.secret", "must be true or false")
+    if "path" not in spec:
+        raise InvalidRequestError(f"{field_name}.path", "is required: a JSONPath query")
+    return spec["path"], secret
+
+
+def output_names(raw: Mapping[str, Any], step_id: str) -> frozenset[str]:
+    return frozenset(output_specs(raw, step_id))
+
+
+def secret_output_names(raw: Mapping[str, Any], step_id: str) -> frozenset[str]:
+    return frozenset(n for n, (_, secret) in output_specs(raw, step_id).items() if secret)
 
 
 def parse_step(
@@ -86,14 +113,18 @@ def parse_step(
     run_on_failure: OnFailure,
     visible: Mapping[str, frozenset[str]],
     own_outputs: frozenset[str],
+    secrets: SecretPaths | None = None,
 ) -> Step:
-    """The step; ``visible``: the steps it needs (transitively), with their output names."""
+    """The step; ``visible``: the steps it needs (transitively), with their output names;
+    ``secrets``: the run's secret values (a secret header's template alone may read one)."""
     prefix = f"steps[{step_id}]"
-    run_scope = Scope(RUN_ROOTS, visible)
-    response_scope = Scope(RUN_ROOTS | RESPONSE_ROOTS, visible)
-    own_scope = Scope(RUN_ROOTS, {**visible, step_id: own_outputs})
+    secrets = secrets or SecretPaths()
+    run_scope = Scope(RUN_ROOTS, visible, secrets)
+    response_scope = Scope(RUN_ROOTS | RESPONSE_ROOTS, visible, secrets)
+    own_scope = Scope(RUN_ROOTS, {**visible, step_id: own_outputs}, secrets)
     if "request" not in raw:
         raise InvalidRequestError(f"{prefix}.request", "is required")
+    specs = output_specs(raw, step_id)
     return Step(
         id=step_id,
         request=parse_step_request(raw["request"], f"{prefix}.request", run_scope),
@@ -105,12 +136,18 @@ def parse_step(
         timeout_seconds=_timeout(raw.get("timeout_seconds"), f"{prefix}.timeout_seconds"),
         outputs=MappingProxyType(
             {
-                name: compile_query(query, f"{prefix}.outputs.{name}")
-                for name, query in raw.get("outputs", {}).items()
+                name: compile_query(query, _query_field(f"{prefix}.outputs.{name}", raw, name))
+                for name, (query, _) in specs.items()
             }
         ),
+        secret_outputs=frozenset(name for name, (_, secret) in specs.items() if secret),
         compensate=_compensation(raw.get("compensate"), f"{prefix}.compensate", own_scope),
     )
+
+
+def _query_field(field_name: str, raw: Mapping[str, Any], name: str) -> str:
+    """Where an output's query is written: the output, or its ``path``."""
+    return f"{field_name}.path" if isinstance(raw["outputs"][name], Mapping) else field_name
 
 
 def _expression(raw: Mapping[str, Any], name: str, prefix: str, scope: Scope) -> Expression | None:

@@ -7,17 +7,22 @@ builds a ``RequestSpec``, which checks the rendered URL, headers and body as a c
 caller checks the body's size against the deployment's limit (``check_body_size``) as for
 a call. A body given as JSON is sent as compact JSON with ``Content-Type:
 application/json`` unless a Content-Type header is given, as a call's JSON body is.
+
+A secret value (``workflow_paths.Sealed``) may be read only by a secret header's template
+(a name in ``SENSITIVE_HEADERS`` or the request's ``secret_headers``): anywhere else the
+definition is refused, since it would be recorded in clear with the call's request.
 """
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from domain.errors import InvalidRequestError
 from domain.headers import check_headers
+from domain.redaction import secret_header_names
 from domain.request import DEFAULT_TIMEOUT_SECONDS, MAX_URL_LENGTH, RequestSpec
-from domain.workflow_paths import Scope
+from domain.workflow_paths import Reveal, Scope
 from domain.workflow_templates import (
     JsonTemplate,
     Template,
@@ -79,11 +84,16 @@ def parse_step_request(values: object, field: str, scope: Scope) -> StepRequest:
         raise InvalidRequestError(f"{field}.url", "cannot contain whitespace or control characters")
     body = values.get("body")
     body_is_json = body is not None and not isinstance(body, str)
+    secret_scope = replace(scope, secrets_allowed=True)  # a secret header's: sealed on its call
     return StepRequest(
         probe.method,
         url_template,
         tuple(
-            (name, parse_template(value, f"{field}.headers.{name}", scope))
+            (name, parse_template(
+                value,
+                f"{field}.headers.{name}",
+                secret_scope if name.lower() in probe.secret_names else scope,
+            ))
             for name, value in headers.items()
         ),
         parse_json_template(body, f"{field}.body", scope),
@@ -94,9 +104,20 @@ def parse_step_request(values: object, field: str, scope: Scope) -> StepRequest:
     )
 
 
-def render_request(request: StepRequest, context: Mapping[str, object], field: str) -> RequestSpec:
-    """The request to send in this run, checked as a call's (errors under ``field``)."""
-    headers = {name: render_text(value, context) for name, value in request.headers}
+def render_request(
+    request: StepRequest,
+    context: Mapping[str, object],
+    field: str,
+    reveal: Reveal | None = None,
+) -> RequestSpec:
+    """The request to send in this run, checked as a call's (errors under ``field``);
+    ``reveal`` opens the secret values its secret headers read (in clear here only: the
+    caller seals those headers' values on the call)."""
+    secret = secret_header_names(request.secret_headers)
+    headers = {
+        name: render_text(value, context, reveal if name.lower() in secret else None)
+        for name, value in request.headers
+    }
     body: str | None
     if request.body_is_json:
         try:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from domain.errors import InvalidRequestError
 from domain.text import check_text, text_problem
 from domain.workflow_expressions import Literal, Path
-from domain.workflow_paths import MISSING, Scope, Unavailable, check_path, resolve
+from domain.workflow_paths import MISSING, Reveal, Scope, Unavailable, check_path, resolve
 from domain.workflow_tokens import Kind, Token, shown, syntax_error, tokenize
 
 MAX_TEMPLATE_LENGTH = 1024 * 1024  # characters in one string, or a JSON value's strings
@@ -103,11 +103,14 @@ def check_json_value(value: object, field: str) -> None:
     _JsonParser(None).parse(value, field, 0)
 
 
-def render_text(template: Template, context: Mapping[str, object]) -> str:
-    """The template's text with every look-up replaced by its value's text."""
+def render_text(
+    template: Template, context: Mapping[str, object], reveal: Reveal | None = None
+) -> str:
+    """The template's text with every look-up replaced by its value's text; ``reveal``
+    opens secret values (a secret header's only: elsewhere a secret is refused)."""
     field = template.field
     return "".join(
-        part if isinstance(part, str) else _text(_evaluate(part, context, field), field)
+        part if isinstance(part, str) else _text(_evaluate(part, context, field, reveal), field)
         for part in template.parts
     )
 
@@ -188,11 +191,13 @@ def _unexpected(field: str, token: Token, hint: str) -> InvalidRequestError:
     return syntax_error(field, f"unexpected {what} ({hint})", token.position)
 
 
-def _evaluate(lookup: Lookup, context: Mapping[str, object], field: str) -> object:
+def _evaluate(
+    lookup: Lookup, context: Mapping[str, object], field: str, reveal: Reveal | None = None
+) -> object:
     if isinstance(lookup.value, Literal):
         value = lookup.value.value
     else:
-        value = resolve(context, lookup.value.segments)
+        value = resolve(context, lookup.value.segments, reveal)
     for function in lookup.functions:
         value = _apply(function, value, lookup, field)
     if isinstance(value, Unavailable):

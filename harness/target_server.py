@@ -14,6 +14,7 @@ Paths:
     /sequence/<name>         successive codes from set_sequence(name, ...); the last repeats
     /redirect?to=<url>       302 to <url> (/redirect/<code>?to=<url> for another 3xx code)
     /large/<bytes>           200 with a body of <bytes> "x" (streamed in 64 KiB writes)
+    /token                   200 {"token": <a new random token>} (``issued_tokens`` lists them)
     anything else            200 {"ok": true}
 
 Every request is recorded (before any sleep) as a ReceivedRequest.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import socket
 import threading
 import time
@@ -69,6 +71,7 @@ class TargetServer:
         self._requests: list[ReceivedRequest] = []
         self._sequences: dict[str, tuple[list[int], int]] = {}
         self._changed = threading.Condition()
+        self.issued_tokens: list[str] = []  # by /token, in order
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -278,6 +281,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"ok": True}, {"Set-Cookie": "session=s3cr3t; Path=/"})
         elif kind == "large" and arg:
             self._send_large(int(arg))
+        elif kind == "token":  # a secret the request never held: only the response has it
+            token = f"tok-{secrets.token_hex(16)}"
+            self._httpd.target.issued_tokens.append(token)
+            self._send(200, {"token": token, "expires_in": 3600})
         else:
             self._send(200, {"ok": True})
 

@@ -203,7 +203,7 @@ def _zoned(stamp: str | None, timezone: str) -> str:
 
 
 def print_schedule(schedule: dict[str, Any]) -> None:
-    spec, request, counts = schedule["spec"], schedule["call"]["request"], schedule["counts"]
+    spec, counts = schedule["spec"], schedule["counts"]
     console.print(
         Text.assemble((schedule["id"], "bold"), f"  {schedule['name']}  ", _status(schedule))
     )
@@ -213,7 +213,7 @@ def print_schedule(schedule: dict[str, Any]) -> None:
         markup=False,
         soft_wrap=True,
     )
-    console.print(f"{request['method']} {request['url']}", markup=False, soft_wrap=True)
+    console.print(_what_it_fires(schedule), markup=False, soft_wrap=True)
     facts = {
         "next fire": _zoned(schedule["next_fire_at"], spec["timezone"]),
         "last fired": _zoned(schedule["last_fired_nominal"], spec["timezone"]),
@@ -222,6 +222,16 @@ def print_schedule(schedule: dict[str, Any]) -> None:
     }
     console.print("  ".join(f"{k}: {v}" for k, v in facts.items() if v), markup=False)
     console.print("  ".join(f"{k} {v}" for k, v in counts.items()), style="dim")
+
+
+def _what_it_fires(schedule: dict[str, Any]) -> str:
+    """The call each fire submits, or the workflow each fire starts a run of."""
+    if schedule.get("workflow"):
+        definition = schedule["workflow"]["definition"]
+        steps = len(definition.get("steps", []))
+        return f"workflow run of {definition.get('name')} ({steps} steps)"
+    request = schedule["call"]["request"]
+    return f"{request['method']} {request['url']}"
 
 
 def _show(schedule: dict[str, Any], as_json: bool) -> None:
@@ -296,6 +306,9 @@ def create(
       duecall schedules create https://example.com/hooks/report --name nightly-report \\
         --cron '30 2 * * *' --tz America/New_York --overlap skip
       duecall schedules create -f schedule.json --name copy-of-it
+
+    Each fire starts a workflow run instead of a call when the file's body has
+    {"workflow": {"definition": {...}, "input": {...}}} in place of "call".
     """
     call = {
         "method": method,
@@ -560,8 +573,13 @@ def trigger(
         print_json(result)
         return
     call = result["call"]
-    console.print(f"fired [bold]{call['id']}[/] due {call['due_at']} ({call['status']})")
-    console.print(f"idempotency key {call['idempotency_key']}", style="dim", soft_wrap=True)
+    if call is None:  # a workflow schedule: a run started now
+        run = result["run"]
+        console.print(f"started run [bold]{run['id']}[/] ({run['status']})")
+    else:
+        console.print(f"fired [bold]{call['id']}[/] due {call['due_at']} ({call['status']})")
+    fired = call or result["run"]
+    console.print(f"idempotency key {fired['idempotency_key']}", style="dim", soft_wrap=True)
 
 
 @app.command()
@@ -589,7 +607,7 @@ def backfill(
     if as_json:
         print_json(result)
         return
-    table = Table("nominal (UTC)", "local", "DST", "action", "due / reason", "call")
+    table = Table("nominal (UTC)", "local", "DST", "action", "due / reason", "call / run")
     for item in result["items"]:
         table.add_row(
             when(item["nominal"]),
@@ -597,7 +615,7 @@ def backfill(
             item["dst_note"] or "",
             Text(item["action"], ACTION_STYLE[item["action"]]),
             when(item["due_at"]) or item["reason"] or "",
-            item["call_id"] or "",
+            item["call_id"] or item.get("run_id") or "",
         )
     console.print(table)
     verb = "would fire" if dry_run else "fired"
@@ -667,7 +685,8 @@ def fires(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A schedule's fires (the calls it made), newest first, with each call's status now.
+    """A schedule's fires (the calls it made, or runs it started), newest first, with each
+    one's status now.
 
     Example:
       duecall schedules fires $SID --limit 50
@@ -678,23 +697,23 @@ def fires(
         print_json(page)
         return
     table = Table(
-        Column("call", no_wrap=True, min_width=36),
+        Column("call / run", no_wrap=True, min_width=36),
         "kind",
         "nominal (UTC)",
         "due (UTC)",
         "local",
         "DST",
-        "call status",
+        "status",
     )
     for f in page["items"]:
         table.add_row(
-            f["call_id"],
+            f["call_id"] or f.get("run_id") or "",
             f["kind"],
             when(f["nominal"]),
             when(f["due_at"]),
             (f["local"] or "").replace("T", " "),
             f["dst_note"] or "",
-            f["call_status"] or "",
+            f["call_status"] or f.get("run_status") or "",
         )
     console.print(table)
     if page["next_cursor"]:

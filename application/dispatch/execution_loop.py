@@ -14,7 +14,8 @@ returns within ``shutdown_timeout``.
 
 Secret header values travel sealed (in the ``execute`` message and the Execution's events);
 the worker opens them just before sending, and cuts them out of what it records (an error
-message or a response that quotes them).
+message or a response that quotes them). A response whose call says ``seal_response`` (a
+workflow step with secret outputs) is recorded sealed: its body snippet and header values.
 
 One module over 300 lines on purpose: the claim, early-start, send and record paths share
 the loop's state (free slots, messages in hand, attempts in flight) on one event loop.
@@ -24,7 +25,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import structlog
@@ -44,6 +45,7 @@ from application.outbox import (
     OutboxMessage,
     is_fire,
     is_unstarted,
+    seals_response,
     started_version_of,
     still_leased,
 )
@@ -288,7 +290,10 @@ class ExecutionLoop:
             # when no secret was sent
             log.error("sender_raised", error=scrub_text(repr(error), secrets), exc_info=not secrets)
             result = AttemptResult(0.0, error_kind=ErrorKind.NETWORK, message=str(error))
-        return _scrubbed(result, secrets)
+        result = _scrubbed(result, secrets)
+        if seals_response(attempt.message):  # a workflow step's secret output is in it
+            return _sealed_response(result, self._secret_box.seal)
+        return result
 
     async def _record_results(self) -> None:
         """Record finished attempts in batches; lingering a moment after the first result
@@ -371,6 +376,25 @@ def _count_finished(result: AttemptResult) -> None:
     outcome = "succeeded" if result.succeeded else "failed"
     kind = result.error_kind.value if result.error_kind else ""
     ATTEMPTS_FINISHED.labels(outcome, kind).inc()
+
+
+# a response header whose value decides the retry (read from the recorded headers): no secret
+_CLEAR_HEADERS = frozenset({"retry-after"})
+
+
+def _sealed_response(result: AttemptResult, seal: Callable[[str], str]) -> AttemptResult:
+    """The result with its response sealed, to be recorded (the call's ``seal_response``:
+    a workflow step whose outputs are secret reads them from it): its body snippet and its
+    header values, but ``Retry-After``. Its workflow run opens them to take the outputs."""
+    headers = result.headers
+    return replace(
+        result,
+        body_snippet=None if result.body_snippet is None else seal(result.body_snippet),
+        headers=None if headers is None else {
+            name: value if name.lower() in _CLEAR_HEADERS else seal(value)
+            for name, value in headers.items()
+        },
+    )
 
 
 def _scrubbed(result: AttemptResult, secrets: Sequence[str]) -> AttemptResult:

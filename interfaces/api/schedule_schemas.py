@@ -199,26 +199,59 @@ class ScheduleCallCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
+class ScheduleWorkflowCreate(BaseModel):
+    """What each fire starts instead of a call: a workflow run of this definition (inline,
+    as ``POST /v1/workflows/runs`` takes it) with this input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definition: dict[str, Any] = Field(
+        examples=[{"name": "nightly", "steps": [
+            {"id": "export", "request": {"method": "POST", "url": "https://a.example/export"}},
+            {"id": "notify", "needs": ["export"],
+             "request": {"method": "POST", "url": "https://b.example/hook"}},
+        ]}],
+        description="The workflow definition (docs/workflows.md), checked whole by the "
+        "domain: a refusal is a 422 naming the field (`workflow.definition.steps[a].needs`).",
+    )
+    input: dict[str, Any] | None = Field(
+        default=None, description="Each run's input, laid over the definition's `input`."
+    )
+
+
 ScheduleName = Annotated[SafeText, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+# exactly one of ``call`` and ``workflow`` (checked by the route: a 422 naming the field)
+_CALL_OR_WORKFLOW: dict[str, Any] = {
+    "oneOf": [{"required": ["call"]}, {"required": ["workflow"]}]
+}
 
 
 class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A schedule: its name, its spec, and what each fire submits, exactly one of a `call`
+    and a `workflow` run."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_CALL_OR_WORKFLOW)
 
     name: ScheduleName = Field(examples=["nightly-report"])
     spec: ScheduleSpecCreate
-    call: ScheduleCallCreate
+    call: ScheduleCallCreate | None = Field(
+        default=None, description="Each fire submits this service call."
+    )
+    workflow: ScheduleWorkflowCreate | None = Field(
+        default=None, description="Each fire starts a run of this workflow instead."
+    )
 
 
 class ScheduleUpdate(BaseModel):
-    """Any of name, spec and call; each given replaces the one in force (a spec whole: its
-    fields left out take their defaults), from now on."""
+    """Any of name, spec and call (or workflow: at most one of the two); each given replaces
+    the one in force (a spec whole: its fields left out take their defaults), from now on."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: ScheduleName | None = None
     spec: ScheduleSpecCreate | None = None
     call: ScheduleCallCreate | None = None
+    workflow: ScheduleWorkflowCreate | None = None
 
 
 class SchedulePreviewRequest(BaseModel):
@@ -280,6 +313,11 @@ class ScheduleCallPublic(BaseModel):
     tags: list[str]
 
 
+class ScheduleWorkflowPublic(BaseModel):
+    definition: dict[str, Any] = Field(description="Secret header values `[REDACTED]`.")
+    input: dict[str, Any]
+
+
 class ScheduleCounts(BaseModel):
     runs: int = Field(description="Fires that count towards `max_runs` (not backfills).")
     fired: int
@@ -297,7 +335,10 @@ class SchedulePublic(BaseModel):
     name: str
     status: str = Field(description="`active`, `paused`, `finished` or `deleted`.")
     pause_reason: str | None = Field(description="`client`, or `failures`.")
-    call: ScheduleCallPublic
+    call: ScheduleCallPublic | None = Field(description="What each fire submits (or null).")
+    workflow: ScheduleWorkflowPublic | None = Field(
+        description="What each fire starts instead of a call: a workflow run (or null)."
+    )
     spec: ScheduleSpecPublic
     next_fire_at: datetime | None = Field(description="The next nominal fire time.")
     last_fired_nominal: datetime | None = Field(
@@ -308,7 +349,7 @@ class SchedulePublic(BaseModel):
     )
     counts: ScheduleCounts
     consecutive_failures: int
-    running: int = Field(description="Fired or triggered calls not yet terminal.")
+    running: int = Field(description="Fired or triggered calls (or runs) not yet terminal.")
     buffered: int = Field(description="Fires waiting for the one running (overlap buffer).")
     created_at: datetime
     updated_at: datetime
@@ -346,8 +387,18 @@ class FiredCall(BaseModel):
     status: str = Field(description="The call's status.")
 
 
+class FiredRun(BaseModel):
+    id: UUID = Field(description="The workflow run: `GET /v1/workflows/runs/{id}`.")
+    nominal: datetime
+    idempotency_key: str = Field(description="As a fired call's.")
+    status: str = Field(description="The run's status.")
+
+
 class TriggerResult(BaseModel):
-    call: FiredCall
+    call: FiredCall | None = Field(description="The call fired (a call schedule's).")
+    run: FiredRun | None = Field(
+        default=None, description="The workflow run started (a workflow schedule's)."
+    )
     schedule: SchedulePublic
 
 
@@ -359,6 +410,9 @@ class BackfillAction(BaseModel):
     due_at: datetime | None = Field(description="A fire's: when its call is due.")
     reason: str | None = Field(description="A skip's: `overlap` or `dst_gap`.")
     call_id: UUID | None = Field(description="Not a dry run: the call fired.")
+    run_id: UUID | None = Field(
+        default=None, description="Not a dry run: the workflow run started."
+    )
 
 
 class BackfillResult(BaseModel):
@@ -371,11 +425,14 @@ class BackfillResult(BaseModel):
         "again from after the last one here."
     )
     calls: list[FiredCall] = Field(description="Not a dry run: the calls fired.")
+    runs: list[FiredRun] = Field(
+        default_factory=list, description="Not a dry run: the workflow runs started."
+    )
     schedule: SchedulePublic
 
 
 class ScheduleFire(BaseModel):
-    call_id: UUID
+    call_id: UUID | None = Field(description="The call fired (null: it started a run).")
     kind: Literal["scheduled", "catch_up", "buffered", "backfill", "trigger"]
     nominal: datetime = Field(description="Its nominal time (a trigger's: when triggered).")
     due_at: datetime = Field(description="When its call was due.")
@@ -384,6 +441,10 @@ class ScheduleFire(BaseModel):
     local: LocalTime | None = Field(description="The wall time the spec matched.")
     dst_note: DstNote | None
     call_status: str | None = Field(description="The call's status now.")
+    run_id: UUID | None = Field(
+        default=None, description="The workflow run it started: `GET /v1/workflows/runs/{id}`."
+    )
+    run_status: str | None = Field(default=None, description="The run's status now.")
     version: int = Field(description="The schedule's version the fire made.")
 
 

@@ -31,7 +31,7 @@ class WorkflowRunCreate(BaseModel):
             "name": "charge-customer",
             "steps": [
                 {"id": "auth", "request": {"method": "POST", "url": "https://a.example/token"},
-                 "outputs": {"token": "$.body.token"}},
+                 "outputs": {"token": {"path": "$.body.token", "secret": True}}},
                 {"id": "charge", "needs": ["auth"],
                  "request": {"method": "POST", "url": "https://p.example/charges",
                              "headers": {"Authorization":
@@ -40,7 +40,8 @@ class WorkflowRunCreate(BaseModel):
         }],
         description="The workflow definition (docs/workflows.md): `name`, `steps` (each "
         "`id`, `request`, `needs`, `when`, `success`, `outputs`, `retry_policy`, "
-        "`on_failure`, `compensate`, `timeout_seconds`), `input`, `on_failure`. Checked "
+        "`on_failure`, `compensate`, `timeout_seconds`), `input`, `secret_input`, "
+        "`on_failure`. Checked "
         "whole by the domain; a refusal is a 422 naming the field (`definition.steps[1]...`). "
         "Either this or `definition_name`.",
     )
@@ -96,11 +97,17 @@ class StepRerun(BaseModel):
 
 class StepOutputPublic(BaseModel):
     value: Any = Field(
-        description="The query's value (JSON); when `unusable`, the part kept (or null)."
+        description="The query's value (JSON); when `unusable`, the part kept (or null); "
+        "`[REDACTED]` when `secret`."
     )
-    size_bytes: int = Field(description="Of the whole value, as compact UTF-8 JSON.")
-    sha256: str = Field(description="Of the whole value.")
+    size_bytes: int = Field(
+        description="Of the whole value, as compact UTF-8 JSON (a secret's: sealed)."
+    )
+    sha256: str = Field(description="Of the whole value (empty for a secret).")
     unusable: str | None = Field(description="Why it cannot be used (truncated, unstorable).")
+    secret: bool = Field(
+        default=False, description="Marked secret: recorded sealed, never shown."
+    )
 
 
 class StepRunPublic(BaseModel):
@@ -143,7 +150,9 @@ class WorkflowRunPublic(BaseModel):
         description="`pending`, `running`, `paused`, `compensating`, `succeeded`, `failed` "
         "or `cancelled`."
     )
-    input: dict[str, Any] | None = Field(description="The run's input as submitted.")
+    input: dict[str, Any] | None = Field(
+        description="The run's input as submitted (`secret_input` values `[REDACTED]`)."
+    )
     halted_by: str | None = Field(description="The step whose failure halted the run.")
     compensation: str | None = Field(description="`compensated` or `compensation_failed`.")
     cancel_reason: str | None

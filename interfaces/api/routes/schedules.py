@@ -28,6 +28,7 @@ from domain.schedule_spec import ScheduleSpec
 from domain.schedule_times import Fire, check_fires_after, fire_idempotency_key, next_fires
 from domain.service_call import ServiceCall
 from domain.wall_clock import tzdata_version
+from domain.workflow_run import WorkflowRun
 from infrastructure.container import Container
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.fields import AwareDateTime
@@ -39,6 +40,7 @@ from interfaces.api.schedule_schemas import (
     BackfillRequest,
     BackfillResult,
     FiredCall,
+    FiredRun,
     FirePreview,
     FireTime,
     ScheduleCallCreate,
@@ -48,6 +50,7 @@ from interfaces.api.schedule_schemas import (
     SchedulePreviewRequest,
     SchedulePublic,
     ScheduleUpdate,
+    ScheduleWorkflowCreate,
     TriggerResult,
     in_range,
 )
@@ -91,9 +94,21 @@ def _with_position(status: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"headers": POSITION_HEADER}}
 
 
-def _template(call: ScheduleCallCreate, tenant: str, container: Container) -> dict[str, Any]:
-    """The call template each fire submits, checked as a call's submit is (sizes included),
-    the tenant's default retry policy filled in; an error names its field under ``call.``."""
+def _template(
+    call: ScheduleCallCreate | None,
+    workflow: ScheduleWorkflowCreate | None,
+    tenant: str,
+    container: Container,
+) -> dict[str, Any]:
+    """What each fire submits: the call template, checked as a call's submit is (sizes
+    included), the tenant's default retry policy filled in, an error naming its field under
+    ``call.``; or the workflow template, which the domain checks (``workflow.``)."""
+    if (call is None) == (workflow is None):
+        raise InvalidRequestError("workflow" if workflow else "call",
+                                  "give exactly one of call and workflow")
+    if workflow is not None:
+        return {"workflow": {"definition": workflow.definition, "input": workflow.input or {}}}
+    assert call is not None
     try:
         request = call.request.spec()
         check_body_size(request.body, container.settings.max_request_body_bytes)
@@ -105,6 +120,9 @@ def _template(call: ScheduleCallCreate, tenant: str, container: Container) -> di
     return {"request": request.as_dict(), "retry_policy": policy.as_dict(), "tags": call.tags}
 
 
+Fired = ServiceCall | WorkflowRun  # what a fire submitted
+
+
 def _fired(call: ServiceCall, nominal: datetime | None = None) -> FiredCall:
     return FiredCall(
         id=call.id,
@@ -112,6 +130,15 @@ def _fired(call: ServiceCall, nominal: datetime | None = None) -> FiredCall:
         due_at=call.due_at,
         idempotency_key=str(call.idempotency_key),
         status=str(call.status),
+    )
+
+
+def _started(run: WorkflowRun, nominal: datetime | None = None) -> FiredRun:
+    return FiredRun(
+        id=run.id,
+        nominal=nominal or run.submitted_at,
+        idempotency_key=str(run.idempotency_key),
+        status=str(run.status),
     )
 
 
@@ -137,9 +164,10 @@ def _preview(spec: ScheduleSpec, fires: list[Fire]) -> FirePreview:
 def create_schedule(
     body: ScheduleCreate, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> SchedulePublic:
-    """A new schedule, active at once: its first fire is the spec's first time after now."""
+    """A new schedule, active at once: its first fire is the spec's first time after now.
+    Each fire submits its `call`, or starts a run of its `workflow` (exactly one of them)."""
     spec = body.spec.to_domain()
-    template = _template(body.call, tenant, container)
+    template = _template(body.call, body.workflow, tenant, container)
     outcome = container.schedules.create(CreateSchedule(tenant, body.name, template, spec))
     response.headers["Location"] = f"/v1/schedules/{outcome.schedule.id}"
     return _written(outcome, response)
@@ -181,7 +209,9 @@ def update_schedule(
     """A new name, spec or call (each whole), in force from now: a new spec's first fire is
     its first time after now; a finished schedule whose new spec fires is active again."""
     spec = None if body.spec is None else body.spec.to_domain()
-    template = None if body.call is None else _template(body.call, tenant, container)
+    template = None
+    if body.call is not None or body.workflow is not None:
+        template = _template(body.call, body.workflow, tenant, container)
     if body.name is None and spec is None and template is None:  # nothing to change
         schedule = container.schedules.get(tenant, schedule_id)
         if schedule.status == ScheduleStatus.DELETED:
@@ -230,9 +260,13 @@ def resume_schedule(
 def trigger_schedule(
     schedule_id: UUID, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> TriggerResult:
-    """Fire now, out of schedule (any status but deleted): a call due now, with its own
-    idempotency key; no overlap rule applies and it is not a run."""
+    """Fire now, out of schedule (any status but deleted): a call due now (or a workflow
+    run started now), with its own idempotency key; no overlap rule applies and it does not
+    count towards `max_runs`."""
     outcome = container.schedules.trigger(tenant, schedule_id)
+    for run in outcome.runs:
+        response.headers["Location"] = f"/v1/workflows/runs/{run.id}"
+        return TriggerResult(call=None, run=_started(run), schedule=_written(outcome, response))
     (call,) = outcome.calls
     response.headers["Location"] = f"/v1/service-calls/{call.id}"
     return TriggerResult(call=_fired(call), schedule=_written(outcome, response))
@@ -255,20 +289,22 @@ def backfill_schedule(
     )
     schedule = outcome.schedule
     plan = outcome.plan or DuePlan()
-    calls = {str(call.idempotency_key): call for call in outcome.calls}
+    fired: list[Fired] = [*outcome.calls, *outcome.runs]
+    calls = {str(c.idempotency_key): c for c in fired}
     items = [_backfill_action(schedule, action, calls) for action in plan.actions]
-    fired = [_fired(call, nominal) for call, nominal in _by_nominal(schedule, plan, calls)]
+    found = _by_nominal(schedule, plan, calls)
     return BackfillResult(
         dry_run=body.dry_run,
         items=items,
         more=plan.more,
-        calls=fired,
+        calls=[_fired(c, nominal) for c, nominal in found if isinstance(c, ServiceCall)],
+        runs=[_started(r, nominal) for r, nominal in found if isinstance(r, WorkflowRun)],
         schedule=_written(outcome, response),  # a dry run records nothing: no position
     )
 
 
 def _backfill_action(
-    schedule: Schedule, action: Any, calls: dict[str, ServiceCall]
+    schedule: Schedule, action: Any, calls: dict[str, Fired]
 ) -> BackfillAction:
     fire: Fire = action.fire
     values: dict[str, Any] = {
@@ -278,10 +314,12 @@ def _backfill_action(
         "due_at": None,
         "reason": None,
         "call_id": None,
+        "run_id": None,
     }
     if isinstance(action, PlannedFire):
         call = calls.get(fire_idempotency_key(schedule.id, fire.nominal))
-        values.update(action="fire", due_at=action.due_at, call_id=call.id if call else None)
+        kind = "run_id" if isinstance(call, WorkflowRun) else "call_id"
+        values.update({"action": "fire", "due_at": action.due_at, kind: call and call.id})
     elif isinstance(action, PlannedSkip):
         values.update(action="skip", reason=str(action.reason))
     else:
@@ -290,8 +328,8 @@ def _backfill_action(
 
 
 def _by_nominal(
-    schedule: Schedule, plan: DuePlan, calls: dict[str, ServiceCall]
-) -> list[tuple[ServiceCall, datetime]]:
+    schedule: Schedule, plan: DuePlan, calls: dict[str, Fired]
+) -> list[tuple[Fired, datetime]]:
     found = []
     for planned in plan.fires:
         call = calls.get(fire_idempotency_key(schedule.id, planned.fire.nominal))
@@ -334,7 +372,8 @@ def list_fires(
     ] = None,
 ) -> ScheduleFirePage:
     """The schedule's fires (scheduled, caught up, buffered, backfilled, triggered), newest
-    first: each one's nominal time, due time and call (with its status now)."""
+    first: each one's nominal time, due time and call (or, a workflow schedule's, the run
+    it started: `run_id`), with its status now."""
     schedule = container.schedules.get(tenant, schedule_id)
     page = fires_of(container.service_calls, schedule, limit, cursor)
     items = [ScheduleFire.model_validate(asdict(fire)) for fire in page.items]

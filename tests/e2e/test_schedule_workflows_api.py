@@ -1,0 +1,160 @@
+"""Schedules that start workflow runs, over real HTTP against a real `duecall serve` (API and
+workers) on a real PostgreSQL: `POST /v1/schedules` with a `workflow` instead of a `call`
+(exactly one: 422 naming the field otherwise; a bad definition: 422 naming its field),
+GET shows it (secrets redacted), runs fire every second and are listed among the fires,
+and a trigger starts a run now."""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.databases import fresh_database
+from harness.duecall_process import DuecallProcess
+from harness.target_server import TargetServer
+from tests.support.problems import assert_problem
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+YEARLY = {"cron": "0 0 1 1 *"}  # fires on 1 January only: never while a test runs
+
+
+@pytest.fixture(scope="module")
+def duecall_server(server_url: str) -> Iterator[DuecallProcess]:
+    """This module's server (overrides the e2e conftest's), on a database of its own."""
+    with fresh_database(server_url, prefix="duecall_schedwf") as url, DuecallProcess(url) as server:
+        yield server
+
+
+def definition(target: TargetServer) -> dict[str, Any]:
+    return {
+        "name": "nightly-export",
+        "steps": [
+            {"id": "export", "request": {
+                "method": "POST", "url": f"{target.url}/ok",
+                "headers": {"Authorization": "Bearer top-secret-token"}}},
+            {"id": "notify", "needs": ["export"], "request": {
+                "method": "POST", "url": f"{target.url}/echo", "body": "{{ input.team }}"}},
+        ],
+    }
+
+
+def body(target: TargetServer, spec: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": f"runs-{uuid.uuid4().hex[:6]}",
+        "spec": dict(YEARLY) if spec is None else spec,
+        "workflow": {"definition": definition(target), "input": {"team": "ops"}},
+        **fields,
+    }
+
+
+def fields_of(answer: httpx.Response) -> list[str]:
+    problem = assert_problem(answer, 422)
+    return [error["field"] for error in problem["errors"]]
+
+
+def test_a_workflow_schedule_is_created_and_shown_with_secrets_redacted(
+    api: httpx.Client, target: TargetServer
+) -> None:
+    answer = api.post("/v1/schedules", json=body(target))
+
+    assert answer.status_code == 201, answer.text
+    schedule = answer.json()
+    assert schedule["call"] is None
+    assert schedule["workflow"]["input"] == {"team": "ops"}
+    shown = api.get(f"/v1/schedules/{schedule['id']}").json()
+    assert shown["workflow"] == schedule["workflow"]
+    step = shown["workflow"]["definition"]["steps"][0]
+    assert step["request"]["headers"]["Authorization"] == "[REDACTED]"
+    assert "top-secret-token" not in answer.text
+    events = api.get(f"/v1/schedules/{schedule['id']}/events").text
+    assert "top-secret-token" not in events  # sealed at rest, redacted when shown
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"call": {"request": {"url": "https://a.example"}}}, "workflow"),  # both given
+        ({"workflow": None}, "call"),  # neither
+        ({"workflow": {"definition": {"name": "x", "steps": []}}}, "workflow.definition.steps"),
+        ({"workflow": {"definition": {"name": "x", "steps": [
+            {"id": "a", "needs": ["b"], "request": {"method": "GET", "url": "https://a.example"}},
+        ]}}}, "workflow.definition.steps[a].needs"),
+        ({"workflow": {"definition": {"name": "x", "steps": [
+            {"id": "a", "request": {"method": "GET", "url": "ftp://a.example"}},
+        ]}}}, "workflow.definition.steps[a].request.url"),
+        ({"workflow": {"input": {}}}, "workflow.definition"),
+        ({"workflow": {"definition": {}, "colour": 1}}, "workflow.colour"),
+    ],
+)
+def test_a_bad_workflow_template_is_422_naming_its_field(
+    api: httpx.Client, target: TargetServer, change: dict[str, Any], field: str
+) -> None:
+    given = {**body(target), **change}
+    if given.get("workflow") is None:
+        given.pop("workflow")
+    assert fields_of(api.post("/v1/schedules", json=given)) == [field]
+
+
+def test_runs_fire_every_second_and_are_the_schedules_fires(
+    api: httpx.Client, target: TargetServer
+) -> None:
+    answer = api.post("/v1/schedules", json=body(target, {"interval_seconds": 1}))
+    assert answer.status_code == 201, answer.text
+    path = f"/v1/schedules/{answer.json()['id']}"
+
+    wait_until(lambda: api.get(path).json()["counts"]["succeeded"] >= 2, timeout=15)
+    api.post(f"{path}/pause")
+
+    fires = api.get(f"{path}/fires").json()["items"]
+    done = [f for f in fires if f["run_status"] == "succeeded"]
+    assert len(done) >= 2
+    for fire in fires:
+        assert fire["call_id"] is None
+        assert fire["idempotency_key"].startswith(f"sched:{answer.json()['id']}:")
+    run = api.get(f"/v1/workflows/runs/{done[0]['run_id']}").json()
+    assert run["status"] == "succeeded"
+    assert run["input"] == {"team": "ops"}
+    assert run["steps"]["notify"]["state"] == "succeeded"
+    notified = [r for r in target.requests_for("/echo") if r.body == b"ops"]
+    assert len(notified) >= 2
+
+
+def test_trigger_starts_a_run_now(api: httpx.Client, target: TargetServer) -> None:
+    schedule = api.post("/v1/schedules", json=body(target)).json()
+    path = f"/v1/schedules/{schedule['id']}"
+
+    answer = api.post(f"{path}/trigger")
+
+    assert answer.status_code == 201, answer.text
+    started = answer.json()
+    assert started["call"] is None
+    run = started["run"]
+    assert answer.headers["location"] == f"/v1/workflows/runs/{run['id']}"
+    assert run["idempotency_key"] == f"sched:{schedule['id']}:trigger:{run['id']}"
+    wait_until(lambda: api.get(f"/v1/workflows/runs/{run['id']}").json()["status"]
+               == "succeeded", timeout=15)
+    wait_until(lambda: api.get(path).json()["counts"]["succeeded"] == 1, timeout=10)
+    (fire,) = api.get(f"{path}/fires").json()["items"]
+    assert (fire["kind"], fire["run_id"], fire["run_status"]) == ("trigger", run["id"],
+                                                                   "succeeded")
+
+
+def test_patch_turns_a_call_schedule_into_a_workflow_schedule(
+    api: httpx.Client, target: TargetServer
+) -> None:
+    call = {"request": {"url": f"{target.url}/ok"}}
+    created = api.post("/v1/schedules", json={**body(target), "workflow": None, "call": call})
+    assert created.status_code == 201, created.text
+    path = f"/v1/schedules/{created.json()['id']}"
+
+    both = api.patch(path, json={"call": call, "workflow": {"definition": definition(target)}})
+    assert fields_of(both) == ["workflow"]
+    answer = api.patch(path, json={"workflow": {"definition": definition(target)}})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["call"] is None
+    assert answer.json()["workflow"]["definition"]["name"] == "nightly-export"
