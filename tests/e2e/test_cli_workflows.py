@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 from harness.duecall_process import DuecallProcess
 from harness.target_server import TargetServer
 from interfaces import cli
+from interfaces.cli_support import console
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -107,7 +108,10 @@ def _listed(run: Cli, *args: str) -> list[dict[str, Any]]:
     return items
 
 
-def test_list_latest_and_rerun_a_step_with_edited_input(run: Cli, tmp_path: Path) -> None:
+def test_list_latest_and_rerun_a_step_with_edited_input(
+    run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "_width", 250)  # the tables' cells whole, whatever COLUMNS
     name = f"cli-list-{uuid.uuid4().hex[:6]}"
     with TargetServer() as target:
         file = tmp_path / "definition.json"
