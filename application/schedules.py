@@ -68,6 +68,7 @@ from domain.schedule_times import Fire, fire_idempotency_key, next_fires
 from domain.schedule_workflow import WORKFLOW, check_template, is_workflow_template
 from domain.service_call import ServiceCall
 from domain.workflow_run import WorkflowRun
+from domain.workflow_secret_values import sealed_input, secret_input_of
 from domain.workflow_secrets import sealed_definition
 
 log = structlog.get_logger(__name__)
@@ -222,9 +223,13 @@ class Schedules:
             raise InvalidRequestError(WORKFLOW, "workflow runs are not available here")
         checked = check_template(template, self._workflows.max_steps)
         workflow = checked[WORKFLOW]
-        return {WORKFLOW: {**workflow, "definition": sealed_definition(
-            workflow["definition"], seal
-        )}}
+        definition = workflow["definition"]
+        return {WORKFLOW: {
+            **workflow,
+            "definition": sealed_definition(definition, seal),
+            # the runs' input: its secret_input values sealed too (each run keeps them so)
+            "input": sealed_input(workflow["input"], secret_input_of(definition), seal),
+        }}
 
     # -- the schedule loop's ---------------------------------------------------------------
 

@@ -93,9 +93,15 @@ def seal_value(value: object, seal: Callable[[str], str]) -> str:
 def sealed_input(
     values: Mapping[str, Any], keys: frozenset[str], seal: Callable[[str], str]
 ) -> dict[str, Any]:
-    """A copy of a run's input ``values`` with the values of ``keys`` sealed (all of them:
-    a client's value is never taken as sealed already)."""
-    return {key: seal_value(value, seal) if key in keys else value for key, value in values.items()}
+    """A copy of a run's input ``values`` with the values of ``keys`` sealed (one sealed
+    already is kept: a schedule's template input, sealed when the schedule recorded it)."""
+    once = sealing(seal)
+    return {key: once(value) if key in keys else value for key, value in values.items()}
+
+
+def secret_input_of(definition: Mapping[str, Any]) -> frozenset[str]:
+    """The ``secret_input`` keys of a definition already checked."""
+    return frozenset(key for key in definition.get("secret_input", []) if isinstance(key, str))
 
 
 def in_context(values: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import pytest
 from eventsourcing.cryptography import AESCipher
 from fastapi.testclient import TestClient
 
+from application.schedules import CreateSchedule
+from domain.schedule_spec import ScheduleSpec
 from harness.target_server import TargetServer
 from infrastructure.container import Container
 from infrastructure.settings import Settings
@@ -195,3 +197,32 @@ def test_a_cancelled_runs_step_timeouts_are_withdrawn_with_the_cancel(
         container.workflows.cancel(TENANT, run_id, "no longer wanted")
         assert _timeout_rows(clean_database, run_id) == 0
         time.sleep(0.1)
+
+
+def test_a_schedules_runs_get_their_secret_input_sealed_from_the_schedules_own_events(
+    container: Container, clean_database: str
+) -> None:
+    with TargetServer() as target:
+        definition = {
+            "name": "nightly-secret",
+            "secret_input": ["password"],
+            "steps": [{"id": "a", "request": {
+                "method": "GET", "url": f"{target.url}/ok",
+                "headers": {"X-Password": "{{ input.password }}"},
+                "secret_headers": ["x-password"]}}],
+        }
+        template = {"workflow": {"definition": definition, "input": {"password": PASSWORD}}}
+        schedule = container.schedules.create(CreateSchedule(
+            TENANT, "secret-runs", template, ScheduleSpec.from_dict({"interval_seconds": 1})
+        )).schedule
+        container.start_workers()
+        [received] = target.wait_for(1, path="/ok", timeout=15)
+        container.schedules.pause(TENANT, schedule.id)
+
+    assert received.headers["x-password"] == PASSWORD  # each run opens it to send
+    states = b"\n".join(
+        bytes(row[0]) for row in psycopg.connect(clean_database).execute(
+            "SELECT state FROM duecall_events"
+        )
+    )
+    assert PASSWORD.encode() not in states  # neither the schedule's events nor its runs'
