@@ -8,7 +8,6 @@ name the field under ``workflow.`` (``workflow.definition.steps[a].needs``,
 takes either.
 """
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from domain.errors import InvalidRequestError
 from domain.redaction import redact_payload
 from domain.schedule_template import check_call_template
 from domain.workflow_definition import HARD_MAX_STEPS, parse_definition
+from domain.workflow_run import json_copy
 from domain.workflow_templates import check_json_value
 
 WORKFLOW = "workflow"  # the template's key (a call template has ``request``)
@@ -49,8 +49,8 @@ def check_workflow_template(values: Mapping[str, Any], max_steps: int) -> dict[s
             raise InvalidRequestError(f"{WORKFLOW}.{name}", "unknown field")
     if "definition" not in workflow:
         raise InvalidRequestError(f"{WORKFLOW}.definition", "is required")
-    definition = _json(workflow["definition"], "definition")
-    run_input = _json(workflow.get("input") or {}, "input")
+    definition = json_copy(workflow["definition"], f"{WORKFLOW}.definition")
+    run_input = json_copy(workflow.get("input") or {}, f"{WORKFLOW}.input")
     try:
         parse_definition(definition, max_steps)
         check_json_value(run_input, "input")
@@ -83,14 +83,3 @@ def _named(field: str) -> str:
         return f"{WORKFLOW}.{field}"
     return f"{WORKFLOW}.definition.{field}"
 
-
-def _json(value: object, name: str) -> dict[str, Any]:
-    """``value`` as a JSON object, through a round trip (what a replay reads back)."""
-    field = f"{WORKFLOW}.{name}"
-    if not isinstance(value, Mapping):
-        raise InvalidRequestError(field, "must be an object")
-    try:
-        copy: dict[str, Any] = json.loads(json.dumps(dict(value), allow_nan=False))
-    except (TypeError, ValueError, RecursionError):
-        raise InvalidRequestError(field, "must be a JSON object") from None
-    return copy

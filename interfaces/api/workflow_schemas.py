@@ -146,6 +146,12 @@ class WorkflowRunPublic(BaseModel):
         description="The stored definition it ran (its `name`); null: given inline."
     )
     definition_version: int | None = Field(description="A stored definition's version.")
+    origin: str | None = Field(
+        default=None, description="`schedule:<id>`: a schedule's fire started it; null: a submit."
+    )
+    idempotency_key: str | None = Field(
+        default=None, description="A schedule's fire's: `sched:<schedule id>:<nominal UTC>`."
+    )
     status: RunStatus = Field(
         description="`pending`, `running`, `paused`, `compensating`, `succeeded`, `failed` "
         "or `cancelled`."

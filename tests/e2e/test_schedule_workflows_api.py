@@ -2,18 +2,22 @@
 workers) on a real PostgreSQL: `POST /v1/schedules` with a `workflow` instead of a `call`
 (exactly one: 422 naming the field otherwise; a bad definition: 422 naming its field),
 GET shows it (secrets redacted), runs fire every second and are listed among the fires,
-and a trigger starts a run now."""
+a trigger starts a run now; and `duecall schedules` creates, shows and triggers one."""
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
 from harness.databases import fresh_database
 from harness.duecall_process import DuecallProcess
 from harness.target_server import TargetServer
+from interfaces import cli
 from tests.support.problems import assert_problem
 from tests.support.waiting import wait_until
 
@@ -117,6 +121,8 @@ def test_runs_fire_every_second_and_are_the_schedules_fires(
         assert fire["idempotency_key"].startswith(f"sched:{answer.json()['id']}:")
     run = api.get(f"/v1/workflows/runs/{done[0]['run_id']}").json()
     assert run["status"] == "succeeded"
+    assert run["origin"] == f"schedule:{answer.json()['id']}"
+    assert run["idempotency_key"] == done[0]["idempotency_key"]
     assert run["input"] == {"team": "ops"}
     assert run["steps"]["notify"]["state"] == "succeeded"
     notified = [r for r in target.requests_for("/echo") if r.body == b"ops"]
@@ -158,3 +164,32 @@ def test_patch_turns_a_call_schedule_into_a_workflow_schedule(
     assert answer.status_code == 200, answer.text
     assert answer.json()["call"] is None
     assert answer.json()["workflow"]["definition"]["name"] == "nightly-export"
+
+
+def test_the_cli_creates_one_from_a_file_shows_it_and_triggers_a_run(
+    duecall_server: DuecallProcess, target: TargetServer, tmp_path: Path
+) -> None:
+    key = duecall_server.tenant_key(f"cliwf-{uuid.uuid4().hex[:8]}")
+
+    def duecall(*args: str) -> Result:
+        options = ["--url", duecall_server.url, "--api-key", key]
+        result = CliRunner().invoke(cli.app, ["schedules", *args, *options])
+        assert result.exit_code == 0, result.output
+        return result
+
+    file = tmp_path / "schedule.json"
+    file.write_text(json.dumps(body(target)))
+    created = json.loads(duecall("create", "-f", str(file), "--json").stdout)
+    assert created["workflow"]["definition"]["name"] == "nightly-export"
+    sid = created["id"]
+    assert "workflow run of nightly-export (2 steps)" in duecall("show", sid).stdout
+    assert "started run" in duecall("trigger", sid).stdout
+
+    def fires() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(duecall("fires", sid, "--json").stdout)["items"]
+        return items
+
+    wait_until(lambda: fires()[0]["run_status"] == "succeeded", timeout=15)
+    table = duecall("fires", sid).stdout
+    assert fires()[0]["run_id"] in table
+    assert "succeeded" in table
