@@ -148,6 +148,32 @@ def test_trigger_starts_a_run_now(api: httpx.Client, target: TargetServer) -> No
     assert (fire["kind"], fire["run_id"], fire["run_status"]) == ("trigger", run["id"],
                                                                    "succeeded")
 
+    # the dashboard's page of the schedule shows the workflow and links the fire to its run
+    page = api.get(f"/ui/parts/schedules/{schedule['id']}")
+    assert page.status_code == 200, page.text
+    assert "a run of workflow" in page.text
+    assert f'href="/ui/workflows/runs/{run["id"]}"' in page.text
+    assert "top-secret-token" not in page.text
+
+
+def test_a_backfill_starts_a_run_per_time_never_fired(
+    api: httpx.Client, target: TargetServer
+) -> None:
+    schedule = api.post("/v1/schedules", json=body(target, {"cron": "0 * * * *"})).json()
+    path = f"/v1/schedules/{schedule['id']}"
+    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T02:00:00Z"}
+
+    answer = api.post(f"{path}/backfill", json=window)
+
+    assert answer.status_code == 200, answer.text
+    done = answer.json()
+    assert done["calls"] == []
+    assert [r["nominal"][:19] for r in done["runs"]] == [
+        "2026-01-01T00:00:00", "2026-01-01T01:00:00", "2026-01-01T02:00:00"]
+    assert [i["run_id"] for i in done["items"]] == [r["id"] for r in done["runs"]]
+    again = api.post(f"{path}/backfill", json=window).json()  # each time started once
+    assert (again["items"], again["runs"]) == ([], [])
+
 
 def test_patch_turns_a_call_schedule_into_a_workflow_schedule(
     api: httpx.Client, target: TargetServer
