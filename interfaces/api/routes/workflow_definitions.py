@@ -102,10 +102,7 @@ def get_definition_version(
     return _public(container.workflows.definitions.get(tenant, name, version))
 
 
-@router.post(
-    "/validate", response_model=WorkflowValidation,
-    responses={422: {"description": "Every problem found, each naming the step and field."}},
-)
+@router.post("/validate", response_model=WorkflowValidation)
 def validate_definition(
     body: WorkflowValidate, container: ContainerDep, tenant: TenantDep
 ) -> WorkflowValidation | JSONResponse:
