@@ -188,3 +188,27 @@ def latest_executions(
             (tenant_id, name, name),
         )
     return [dict(row) for row in curs.fetchall()]
+
+
+# Each call's newest attempts (a manual retry can add more than a retry policy's 50), oldest
+# first, by the index on service_call_id; tenant-scoped as every query here.
+_OF_CALLS = f"""
+SELECT * FROM (
+    SELECT *, row_number() OVER (PARTITION BY service_call_id ORDER BY attempt DESC) AS nth
+    FROM {TABLE} WHERE service_call_id = ANY(%s) AND tenant_id = %s
+) AS newest WHERE nth <= %s ORDER BY service_call_id, attempt
+"""
+
+
+def executions_of_calls(
+    curs: Cursor[DictRow], tenant_id: str, call_ids: Sequence[UUID], per_call: int
+) -> dict[UUID, list[dict[str, Any]]]:
+    """The attempts of each of these calls that is the tenant's (a workflow run's steps'),
+    at most ``per_call`` of each (its newest), first attempt first, in one query."""
+    if not call_ids:
+        return {}
+    curs.execute(_OF_CALLS, (list(call_ids), tenant_id, per_call))
+    found: dict[UUID, list[dict[str, Any]]] = {}
+    for row in curs.fetchall():
+        found.setdefault(row["service_call_id"], []).append(dict(row))
+    return found

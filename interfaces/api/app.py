@@ -26,6 +26,7 @@ from interfaces.api.routes import (
     service_calls,
     signing,
     workflow_definitions,
+    workflow_events,
     workflow_queries,
     workflows,
 )
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
     app.include_router(schedules.router)
     app.include_router(workflow_queries.router)  # before workflows': /runs/latest is no run id
     app.include_router(workflows.router)
+    app.include_router(workflow_events.router)
     app.include_router(workflow_definitions.router)
     app.include_router(audit.router)
     app.include_router(events.router)

@@ -11,7 +11,7 @@ model: one query by primary key) and its newest events. Another tenant's run is 
 The page follows the event stream: the run's events, and its steps' calls starting attempts.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,8 +24,9 @@ from interfaces.api.dag_layout import StepView, dag_layout, node_state
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.routes.audit import RecordedEventPublic, public
 from interfaces.api.routes.queries import _meta
-from interfaces.api.ui import Describe, _page, _part, described
+from interfaces.api.ui import _page, _part, described
 from interfaces.api.workflow_schemas import StepRunPublic, WorkflowRunPublic, run_public
+from interfaces.workflow_timeline import RUN_EVENTS
 from projections.query import MAX_LIMIT
 from projections.service_calls import attempts_of
 from projections.workflow_runs import WorkflowRunFilters, list_workflow_runs
@@ -35,59 +36,6 @@ STATUSES = tuple(s.value for s in RunStatus)
 # The newest events shown: a whole run of the default 100 steps (created, each step started
 # and finished, the run's end) fits; a longer history says how many are left out.
 RECENT_EVENTS = 250
-Payload = dict[str, Any]
-
-
-# -- what each of a run's events says, in words, with a timeline style ----------------------
-
-
-def _step(p: Payload) -> str:
-    return str(p.get("step", ""))
-
-
-def _why(p: Payload) -> str:
-    return f": {p['reason']}" if p.get("reason") else ""
-
-
-def _code(p: Payload) -> str:
-    return f" ({p['status_code']})" if p.get("status_code") is not None else ""
-
-
-def _failed(p: Payload) -> tuple[str, str]:
-    halted = f", halted by {p['halted_by']}" if p.get("halted_by") else ""
-    compensation = f", {p['compensation']}" if p.get("compensation") else ""
-    return f"run failed{halted}{compensation}", "bold red"
-
-
-_EVENTS: dict[str, Describe] = {
-    "Created": lambda p: (
-        f"submitted {p.get('name')!r}: {len(p.get('definition', {}).get('steps', []))} steps",
-        "bold",
-    ),
-    "StepStarted": lambda p: (
-        f"{_step(p)} started (generation {p.get('generation', 1)}) → call", "cyan"
-    ),
-    "StepSkipped": lambda p: (f"{_step(p)} skipped{_why(p)}", "dim"),
-    "StepSucceeded": lambda p: (f"{_step(p)} succeeded{_code(p)}", "green"),
-    "StepFailed": lambda p: (f"{_step(p)} failed{_code(p)}{_why(p)}", "red"),
-    "StepCancelled": lambda p: (f"{_step(p)} cancelled{_why(p)}", "dim"),
-    "CompensationStarted": lambda p: (f"{_step(p)} compensating → call", "magenta"),
-    "Compensated": lambda p: (f"{_step(p)} compensated{_code(p)}", "magenta"),
-    "CompensationFailed": lambda p: (
-        f"{_step(p)} compensation failed{_code(p)}{_why(p)}", "red"
-    ),
-    "Succeeded": lambda p: ("run succeeded", "bold green"),
-    "Failed": _failed,
-    "Cancelled": lambda p: (f"run cancelled{_why(p)}", "bold red"),
-    "Paused": lambda p: ("paused", "magenta"),
-    "Resumed": lambda p: ("resumed", "magenta"),
-    "RetryRequested": lambda p: (
-        f"retry from the failed steps: {', '.join(p.get('steps', []))}", "yellow"
-    ),
-    "StepRerunRequested": lambda p: (
-        f"{_step(p)} re-run by {p.get('actor')} (generation {p.get('generation')})", "yellow"
-    ),
-}
 
 
 # -- pages: shells without tenant data --------------------------------------------------
@@ -147,7 +95,9 @@ def run_part(
         attempts = attempts_of(curs, tenant, call_ids)
     page = audit.page(run.id, VersionPage(RECENT_EVENTS, newest_first=True))
     events = [
-        described(RecordedEventPublic.model_validate(public(e)).model_dump(mode="json"), _EVENTS)
+        described(
+            RecordedEventPublic.model_validate(public(e)).model_dump(mode="json"), RUN_EVENTS
+        )
         for e in page.items
     ]
     context = {
