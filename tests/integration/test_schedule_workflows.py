@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from application.outbox import SCHEDULE
 from application.schedule_fires import fires_of
 from application.schedules import CreateSchedule
@@ -102,21 +104,40 @@ def test_each_nominal_time_starts_one_run_whose_steps_are_real_calls(
     assert all(f.call_id is None for f in page.items)
 
 
-def test_overlap_skip_waits_for_the_run_not_its_first_step(container: Container) -> None:
-    """The run's slow second step keeps it running: the fires meanwhile are skipped."""
+@pytest.mark.parametrize("policy", ["skip", "buffer_one", "buffer_all", "allow_all"])
+def test_overlap_waits_for_the_run_not_its_first_step(container: Container, policy: str) -> None:
+    """The run's slow second step keeps it running: the fires meanwhile are skipped, or wait
+    in the buffer, or (allow_all) start runs side by side."""
     with TargetServer() as target:
         container.start_workers()
         definition = _definition(target.url)
         definition["steps"][1]["request"] = {"method": "GET", "url": f"{target.url}/slow/2.5"}
-        schedule = _create(container, definition, overlap="skip")
+        schedule = _create(container, definition, overlap=policy)
         time.sleep(5.2)
         container.schedules.pause(TENANT, schedule.id)
         slow = sorted(r.received_at for r in target.requests_for("/slow/2.5"))
 
     skipped = [e.reason for e in _events(container, schedule, "Skipped")]
+    buffered = _events(container, schedule, "Buffered")
+    apart = all(b - a >= 2.3 for a, b in itertools.pairwise(slow))  # never two runs at once
+    if policy == "allow_all":
+        assert len(slow) >= 3
+        assert not apart
+        assert not skipped
+        assert not buffered
+        return
     assert 1 <= len(slow) <= 2
-    assert all(b - a >= 2.3 for a, b in itertools.pairwise(slow))  # never two runs at once
-    assert skipped.count("overlap") >= 2
+    assert apart
+    if policy == "skip":
+        assert skipped.count("overlap") >= 2
+        assert not buffered
+    elif policy == "buffer_one":
+        assert len(buffered) >= 1
+        assert skipped.count("overlap") >= 1
+        assert len(_latest(container, schedule).buffered) <= 1
+    else:
+        assert len(buffered) >= 3
+        assert not skipped
 
 
 def test_cancel_other_cancels_the_running_run_and_its_step(container: Container) -> None:

@@ -41,7 +41,9 @@ class ScheduleSummary(BaseModel):
     next_fire_at: datetime | None = Field(description="The next nominal fire time.")
     last_fired_nominal: datetime | None
     last_fired_at: datetime | None = Field(description="When the last fire's call was due.")
-    last_call_id: UUID | None = Field(description="The call of the last fire or trigger.")
+    last_call_id: UUID | None = Field(
+        description="The call of the last fire or trigger (a workflow schedule's: its run)."
+    )
     last_triggered_at: datetime | None
     runs: int = Field(description="Fires that count towards `max_runs` (not backfills).")
     fired: int
@@ -49,7 +51,7 @@ class ScheduleSummary(BaseModel):
     skipped: int
     missed: int
     buffered: int = Field(description="Fires waiting for the one running (overlap buffer).")
-    running: int = Field(description="Fired or triggered calls not yet terminal.")
+    running: int = Field(description="Fired or triggered calls (or runs) not yet terminal.")
     succeeded: int
     failed: int
     cancelled: int
