@@ -50,10 +50,11 @@ stopped, checked:
 * the answer agrees with the events: each step's call id, key, state and status code, the
   run's version (its number of events) and counts;
 * every request the target saw carries ``Idempotency-Key: <that step's call id>:<attempt>``
-  of an attempt the store recorded, which is what the worker sends
-  (application/dispatch/execution_loop.py; infrastructure/http_sender.py adds only framing)
-  with ``Duecall-Id: <call id>`` (signing); a re-sent attempt (a killed worker's attempt made
-  again) carries the same key: at least once, allowed, counted;
+  of an attempt the store recorded, and ``Duecall-Id: <call id>`` (signing): what the worker
+  sends (application/dispatch/execution_loop.py; infrastructure/http_sender.py puts
+  duecall's headers over the call's own, so a step cannot send a key of its own); a re-sent
+  attempt (a killed worker's attempt made again) carries the same key: at least once,
+  allowed, counted;
 * scripts/chaos_audit.py's invariants over the calls: zero lost, zero doubled (terminal
   events, attempts, executions), one call per token, every attempt complete, the outbox
   empty, the read models agree with the event store (calls, executions; each run's row: its

@@ -66,3 +66,32 @@ def test_bench_schedules_tiny_run(server_url: str, tmp_path: Path) -> None:
     assert scale["missing"] == 0, scale["missing_examples"]
     assert scale["unattributed_arrivals"] == 0
     assert scale["lateness_ms"]["count"] == scale["fires_in_window"]
+
+
+def test_bench_workflows_overhead_tiny_run(server_url: str, tmp_path: Path) -> None:
+    """scripts/bench_workflows.py's overhead phase, tiny (6 runs: 3 chains of 5 steps, 3
+    diamonds): every step that needs another is measured, each part of the split too."""
+    out = tmp_path / "workflows.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUECALL_")}
+    command = [
+        sys.executable, str(REPO_ROOT / "scripts" / "bench_workflows.py"),
+        "--phases", "overhead", "--overhead-runs", "6", "--rate", "6", "--timeout", "60",
+        "--database-url", server_url, "--start-timeout", "30", "--no-progress",
+        "--json", str(out),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["error"] is None
+    overhead = result["phases"]["overhead"]
+    assert overhead["not_measured"] == {}
+    assert overhead["steps_made"] == 3 * 5 + 3 * 4
+    for part in ("total", "workflow_loop", "dispatch"):
+        assert overhead["overhead_ms"][part]["all"]["count"] == 3 * 4 + 3 * 3
+        assert overhead["overhead_ms"][part]["all"]["p50"] is not None
+    assert overhead["overhead_ms"]["total"]["all"]["p50"] > 0  # after the outcome, never before
+    per_step = overhead["cpu_ms_per_step"]  # PostgreSQL's only when its processes are visible
+    assert {"api-0", "worker-0", "worker-1"} <= per_step.keys()
+    assert all(per_step[name] > 0 for name in ("api-0", "worker-0", "worker-1"))
