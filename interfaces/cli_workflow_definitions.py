@@ -74,8 +74,10 @@ def validate(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check the definition in FILE without storing or running it: its order by level, or
-    every problem, each naming the step and field (exit code 1).
+    """Check the definition in FILE (a dry run: nothing stored, nothing run).
+
+    Shows its order by level (the steps of a level may run in parallel), or every problem,
+    each naming the step and field (exit code 1).
 
     Example:
       duecall workflows validate charge.json --input '{"key": "k-1"}'
