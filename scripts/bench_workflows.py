@@ -218,7 +218,6 @@ class Submitted:
     def __init__(self) -> None:
         self.shape_of: dict[str, str] = {}  # run id -> shape
         self.errors: list[str] = []
-        self.first: float = 0.0  # time.time() of the first submit
         self.latencies_ms: list[float] = []
 
 
@@ -231,7 +230,7 @@ async def submit_runs(stack: Stack, shapes: Sequence[str], rate: float, concurre
               for s in set(shapes)}
     out = Submitted()
     gate = asyncio.Semaphore(concurrency)
-    out.first = start = time.time()
+    start = time.time()
 
     async def one(client: httpx.AsyncClient, index: int, shape: str) -> None:
         await asyncio.sleep(max(0.0, start + index / rate - time.time()))
