@@ -9,7 +9,7 @@ from uuid import UUID
 
 import psycopg
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from infrastructure.chain_verifier import anchors_from, call_family, chain_heads, verify
@@ -46,11 +46,14 @@ def replay(
     print_timeline(history["items"])
 
 
-def print_timeline(events: list[dict[str, Any]]) -> None:
-    """A call's recorded events as a timeline, one line each (see ``interfaces.timeline``)."""
-    table = Table("time", "+s", "", "what happened", box=None, pad_edge=False)
+def print_timeline(events: list[dict[str, Any]], cut: int | None = None) -> None:
+    """Recorded events as a timeline, one line each (see ``interfaces.timeline``); with
+    ``cut``, what each says is cut to that many characters and never wraps."""
+    what = Column("what happened", no_wrap=cut is not None, overflow="ellipsis")
+    table = Table("time", "+s", "", what, box=None, pad_edge=False)
     for line in timeline(events):
-        table.add_row(line.at[11:23], f"{line.offset:.3f}", line.who, Text(line.what),
+        said = line.what if cut is None or len(line.what) <= cut else line.what[: cut - 1] + "…"
+        table.add_row(line.at[11:23], f"{line.offset:.3f}", line.who, Text(said),
                       style=line.style or None)
     console.print(table)
 

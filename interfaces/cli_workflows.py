@@ -23,6 +23,7 @@ from interfaces.cli_support import (
 )
 from interfaces.cli_workflow_definitions import parse_input as _input
 from interfaces.cli_workflow_definitions import register, submit_body
+from interfaces.cli_workflow_events import print_history, run_history
 
 app = typer.Typer(
     help="Workflow runs: DAGs of steps, each a service call, data passed between them.\n\n"
@@ -67,6 +68,9 @@ def submit(
 @app.command()
 def show(
     run_id: IdArgument,
+    events: Annotated[bool, typer.Option(
+        "--events", help="Also its events (a timeline) and each step's attempts; with "
+        "--json, the answer of its /events.")] = False,
     api_url: ApiOption = DEFAULT_API,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -75,8 +79,14 @@ def show(
 
     Example:
       duecall workflows show 61da8f2a-66dc-43a1-9196-6eae9882f1cb
+      duecall workflows show 61da8f2a-66dc-43a1-9196-6eae9882f1cb --events
     """
+    if events and as_json:
+        print_json(run_history(api_url, api_key, run_id))
+        return
     _show(call_api("GET", api_url, f"{PATH}/{run_id}", api_key), as_json)
+    if events:
+        print_history(run_history(api_url, api_key, run_id))
 
 
 def _command(action: str) -> Callable[..., None]:

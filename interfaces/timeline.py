@@ -1,10 +1,13 @@
-"""A call's recorded events (as `GET /v1/service-calls/{id}/events` returns them) as a readable
-timeline: one line per event, saying what happened and why (why a retry waited that long)."""
+"""A call's recorded events (as `GET /v1/service-calls/{id}/events` returns them), or a
+workflow run's (`GET /v1/workflows/runs/{id}/events`), as a readable timeline: one line per
+event, saying what happened and why (why a retry waited that long)."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from interfaces.workflow_timeline import RUN_EVENTS
 
 Payload = dict[str, Any]
 
@@ -13,7 +16,7 @@ Payload = dict[str, Any]
 class Line:
     at: str  # the event's time, as recorded
     offset: float  # seconds since the first event
-    who: str  # "call" or "attempt n"
+    who: str  # "call", "attempt n", or a run's event's version "v<n>"
     what: str
     style: str = ""
 
@@ -73,9 +76,11 @@ _EXECUTION: dict[str, Callable[[Payload], tuple[str, str]]] = {
 
 
 def describe(event_type: str, payload: Payload) -> tuple[str, str]:
-    """What an event of a call or of an execution says, in words, and a rich style for it."""
+    """What an event of a call, an execution or a workflow run says, in words, and a rich
+    style for it."""
     aggregate, _, kind = event_type.partition(".")
-    described = {"ServiceCall": _CALL, "Execution": _EXECUTION}.get(aggregate, {}).get(kind)
+    kinds = {"ServiceCall": _CALL, "Execution": _EXECUTION, "WorkflowRun": RUN_EVENTS}
+    described = kinds.get(aggregate, {}).get(kind)
     return described(payload) if described else (f"{event_type} {payload}", "")
 
 
@@ -92,6 +97,8 @@ def timeline(events: Sequence[dict[str, Any]]) -> list[Line]:
         if aggregate == "Execution":
             attempts.setdefault(str(event["originator_id"]), payload.get("attempt", 0))
             who = f"attempt {attempts[str(event['originator_id'])]}"
+        elif aggregate == "WorkflowRun":
+            who = f"v{event.get('version')}"
         else:
             who = "call"
         what, style = describe(event["type"], payload)
