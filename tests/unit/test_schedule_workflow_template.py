@@ -1,6 +1,6 @@
 """A schedule's workflow template: checked as a run's submit checks its definition, errors
 named under ``workflow.``; a schedule with one fires runs (``workflow_run`` on its fires),
-shows it redacted, and an old ``Fired`` without the field reads as a call's fire."""
+shows it redacted; a run it started reports its end (``run_outcome_messages``)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -8,11 +8,13 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from application.outbox import SCHEDULE, run_outcome_messages
 from domain.errors import InvalidRequestError
 from domain.redaction import SEALED_PREFIX
 from domain.schedule import FireOutcome, Schedule
 from domain.schedule_spec import ScheduleSpec
 from domain.schedule_workflow import check_template, is_workflow_template
+from domain.workflow_run import WorkflowRun
 from domain.workflow_secrets import sealed_definition
 
 NOW = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
@@ -84,7 +86,8 @@ def test_its_fires_start_runs_and_count_their_outcomes() -> None:
     assert schedule.starts_runs
     [order] = schedule.apply(schedule.due_fires(datetime(2026, 1, 1, 12, 1, 1, tzinfo=UTC)),
                              NOW, lambda _: UUID(int=7))
-    [fired] = schedule.collect_events()
+    events: list[Any] = list(schedule.collect_events())
+    [fired] = events
     assert order.workflow_run
     assert fired.workflow_run
     assert schedule.in_flight == {UUID(int=7): order.nominal}
@@ -111,3 +114,26 @@ def test_it_is_shown_with_sealed_values_redacted() -> None:
     step = described["workflow"]["definition"]["steps"][0]
     assert step["request"]["headers"]["Authorization"] == "[REDACTED]"
     assert "terc3s" not in repr(described)
+
+
+def test_a_run_a_schedule_started_tells_it_its_end_once() -> None:
+    schedule_id = uuid4()
+
+    def run(origin: str | None) -> WorkflowRun:
+        return WorkflowRun.submit(
+            id=uuid4(), tenant_id="acme", definition=DEFINITION, now=NOW, origin=origin,
+            idempotency_key=f"sched:{schedule_id}:2026-01-01T12:01:00Z",
+        )
+
+    fired = run(f"schedule:{schedule_id}")
+    assert run_outcome_messages([fired]) == []  # not over
+    fired.collect_events()
+    fired.cancel("overlap", NOW)
+    [message] = run_outcome_messages([fired])
+    assert (message.kind, message.service_call_id) == (SCHEDULE, schedule_id)
+    assert message.payload == {"outcome": {"run_id": str(fired.id), "status": "cancelled"}}
+    fired.collect_events()  # recorded: its end was told in that transaction
+    assert run_outcome_messages([fired]) == []
+    submitted = run(None)  # a run the API submitted tells no one
+    submitted.cancel(None, NOW)
+    assert run_outcome_messages([submitted]) == []
