@@ -20,6 +20,7 @@ from domain.service_call import Status
 from domain.workflow_run import RunStatus, WorkflowRun
 from harness.target_server import TargetServer
 from infrastructure.container import Container
+from tests.support.schedule_events import recorded as _events
 from tests.support.waiting import wait_until
 
 TENANT = "t-sched-wf"
@@ -46,13 +47,6 @@ def _create(container: Container, definition: dict[str, Any], **spec: Any) -> Sc
     return container.schedules.create(
         CreateSchedule(TENANT, "runs-every-second", template, ScheduleSpec.from_dict(values))
     ).schedule
-
-
-def _events(container: Container, schedule: Schedule, kind: str) -> list[Any]:
-    return [
-        e for e in container.service_calls.events.get(schedule.id)
-        if type(e).__qualname__ == f"Schedule.{kind}"
-    ]
 
 
 def _latest(container: Container, schedule: Schedule) -> Schedule:

@@ -15,6 +15,7 @@ from domain.schedule_spec import ScheduleSpec
 from domain.service_call import Status
 from harness.target_server import ReceivedRequest, TargetServer
 from infrastructure.container import Container
+from tests.support.schedule_events import recorded as _events
 from tests.support.waiting import wait_until
 
 TENANT = "t-sched"
@@ -30,13 +31,6 @@ def _create(container: Container, url: str, **spec: Any) -> Schedule:
             ScheduleSpec.from_dict(values),
         )
     ).schedule
-
-
-def _events(container: Container, schedule: Schedule, kind: str) -> list[Any]:
-    return [
-        e for e in container.service_calls.events.get(schedule.id)
-        if type(e).__qualname__ == f"Schedule.{kind}"
-    ]
 
 
 def _latest(container: Container, schedule: Schedule) -> Schedule:
