@@ -86,6 +86,7 @@ class Attempt:
     execution: Execution
     request: RequestSpec
     call: ServiceCall | None = None
+    ended_at: datetime | None = None  # when its answer (or failure) came, if it has
 
     @property
     def idempotency_key(self) -> str:
@@ -367,7 +368,8 @@ class ServiceCalls(Application[UUID]):
         now = utcnow()
         reported = []
         for attempt, result in results:
-            outcome = attempt.execution.finish(result, now)
+            ended = now if attempt.ended_at is None else min(now, attempt.ended_at)
+            outcome = attempt.execution.finish(result, ended)
             if outcome is None:
                 log.info("duplicate_outcome_ignored", execution_id=str(attempt.execution.id))
                 continue

@@ -142,6 +142,7 @@ class Container:
             timer_lookahead=self.settings.timer_lookahead_seconds,
             timer_prestart=self.settings.timer_prestart_seconds,
             record_running_after=self.settings.record_running_after_seconds,
+            outcome_linger=self.settings.outcome_linger_seconds,
             shutdown_timeout=self.settings.shutdown_timeout_seconds,
             heartbeat_interval=self.settings.worker_heartbeat_seconds,
             dead_after=self.settings.worker_dead_after_seconds,

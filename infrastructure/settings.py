@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         "start before its request is sent.",
     )
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    outcome_linger_seconds: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="How long a worker gathers attempt outcomes before it records them (one "
+        "transaction for all), while no claim waits for the concurrency slots they hold; "
+        "0.02 s while one does. A call's status shows its outcome up to this much later.",
+    )
     projection_linger_seconds: float = Field(
         default=0.2,
         ge=0,

@@ -30,6 +30,7 @@ from dataclasses import replace
 
 import structlog
 
+from application.clock import utcnow
 from application.dispatch.batching import in_batch_or_one_by_one
 from application.metrics import (
     ATTEMPT_SECONDS,
@@ -73,6 +74,8 @@ class ExecutionLoop:
         batch_size: int,
         poll_interval: float,
         linger: float = 0.0,
+        idle_linger: float | None = None,
+        held_back: Callable[[], bool] = lambda: False,
         signer: RequestSigner | None = None,
         secret_box: SecretBox,
         shutdown_timeout: float = 30.0,
@@ -82,7 +85,10 @@ class ExecutionLoop:
         record_running_after: float = 0.0,
     ) -> None:
         """``record_running_after``: a deferred start (``ServiceCalls.start_due``) still in
-        flight this many seconds after its request went out is recorded as running."""
+        flight this many seconds after its request went out is recorded as running.
+        ``linger``: how long outcomes are gathered before they are recorded; ``idle_linger``
+        (default ``linger``): longer, while ``held_back()`` says no claim waits for the slots
+        the outcomes will free."""
         self._record_running_after = record_running_after
         self._calls = calls
         self._tracer = tracer
@@ -92,6 +98,8 @@ class ExecutionLoop:
         self._secret_box = secret_box
         self._signer = signer
         self._linger = linger
+        self._idle_linger = linger if idle_linger is None else max(idle_linger, linger)
+        self._held_back = held_back
         self._outbox = outbox
         self._sender = sender
         self._max_in_flight = max_in_flight
@@ -235,6 +243,7 @@ class ExecutionLoop:
         classified = result.classified()
         span.end(classified)
         _count_finished(classified)
+        attempt.ended_at = utcnow()  # retries count from here, however long recording waits
         await self._results.put((attempt, result))
 
     async def _cancelled_meanwhile(self, attempt: Attempt) -> bool:
@@ -297,13 +306,17 @@ class ExecutionLoop:
 
     async def _record_results(self) -> None:
         """Record finished attempts in batches; lingering a moment after the first result
-        gathers more per transaction (fewer holders of the events table's write lock).
+        gathers more per transaction (fewer holders of the events table's write lock). An
+        outcome holds its attempt's concurrency slots until it is recorded, so the longer
+        ``idle_linger`` applies only while the timer is not held back waiting for slots.
         Deferred starts still in flight ``record_running_after`` their requests went out come
         through the same queue, to be recorded as running (before any outcome of theirs)."""
         while True:
             batch = [await self._results.get()]
             if self._linger > 0 and self._results.qsize() < self._batch_size:
                 await asyncio.sleep(self._linger)
+                if self._idle_linger > self._linger and not self._held_back():
+                    await asyncio.sleep(self._idle_linger - self._linger)
             while len(batch) < self._batch_size and not self._results.empty():
                 batch.append(self._results.get_nowait())
             finished = [item for item in batch if isinstance(item, tuple)]

@@ -56,6 +56,9 @@ class Timer:
         self._free_slots = free_slots or (lambda: batch_size)
         self._slots_available = slots_available or threading.Event()
         self._held: list[OutboxMessage] = []
+        # the last look found work it could not take (a concurrency limit, or the execution
+        # loop full): whoever holds the slots should free them soon (``ExecutionLoop``)
+        self.held_back = False
         # the last claim took fewer than it asked for: all that was claimable then. Until a
         # wake-up or the clock says otherwise, claiming again would find nothing
         self._drained = False
@@ -101,6 +104,7 @@ class Timer:
         self._slots_available.clear()  # before looking: a slot freed after the look still wakes us
         wanted = min(self._batch_size, self._free_slots() - len(self._held))
         if wanted <= 0:  # the execution loop is full: wait for a free slot (or the next held one)
+            self.held_back = True
             self._slots_available.wait(self._until_next_held(time.time()))
             return 0
         if self._drained:
@@ -112,8 +116,8 @@ class Timer:
                 self._held = sorted([*self._held, *claimed], key=_due)
                 self._drained = len(claimed) < wanted
                 return 0
-        timeout, held_back = self._until_next_look(time.time())
-        self._outbox.wait(START, timeout, or_slot_freed=held_back)
+        timeout, self.held_back = self._until_next_look(time.time())
+        self._outbox.wait(START, timeout, or_slot_freed=self.held_back)
         return 0
 
     def _fire(self) -> int:

@@ -38,6 +38,9 @@ class WorkerOptions:
     timer_prestart: float = 0.25
     switch_interval: float = 0.0005
     linger: float = 0.02  # outcome recording: batch for this long
+    # ... or this long while the timer is not held back by a concurrency limit (a steady
+    # modest rate: fewer, larger outcome transactions)
+    outcome_linger: float = 0.02
     # a first attempt's start is recorded with its outcome (one transaction less per call),
     # or as running once its request has been out this long (0: before it is sent)
     record_running_after: float = 0.0
@@ -202,6 +205,8 @@ class Workers:
             batch_size=self._options.batch_size,
             poll_interval=self._options.poll_interval,
             linger=self._options.linger,
+            idle_linger=self._options.outcome_linger,
+            held_back=lambda: self._timer.held_back,
             signer=self._signer,
             secret_box=self._secret_box,
             shutdown_timeout=self._options.shutdown_timeout,
