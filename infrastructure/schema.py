@@ -227,11 +227,16 @@ CORE_MIGRATIONS = [
     Migration(
         9,
         "messages withdrawn by key (a workflow step's timeout once the step ended)",
-        # the function with one parameter more: an overload (the old one stays for processes
-        # not yet upgraded); the index holds only the few rows that have a key
+        # the function with one parameter more replaces the one without it (a new signature
+        # is another function to Postgres); the index holds only the few rows that have a key
         f"""
         CREATE INDEX IF NOT EXISTS {WITHDRAW_INDEX} ON {OUTBOX_TABLE}
             ((payload->>'withdraw_key')) WHERE payload ? 'withdraw_key';
+        DROP FUNCTION IF EXISTS {RECORD_FUNCTION}(
+            text, bigint[], bigint[], text[], text[], uuid[], integer[], timestamptz[],
+            timestamptz[], double precision[], text[], jsonb[], integer[], text[],
+            text[], text[], uuid[], text[], text[], text[], uuid[], text[],
+            uuid[], bigint[], text[], bytea[]);
         {_RECORD}
         """,
     ),
