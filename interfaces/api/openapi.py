@@ -73,7 +73,8 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 _not_null(parameter.get("schema", {}))
             responses = operation.setdefault("responses", {})
             for status in problem_statuses(path, method, operation):
-                responses[status] = _problem_response(status)
+                own = responses.get(status, {}).get("description")  # a route's own words
+                responses[status] = _problem_response(status, own)
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     return schema
@@ -86,7 +87,7 @@ def problem_statuses(path: str, method: str, operation: dict[str, Any]) -> list[
         statuses.append("401")
         if not path.startswith("/v1/admin"):
             statuses.append("429")
-    if "{" in path:
+    if "{" in path or "404" in operation["responses"]:
         statuses.append("404")
     if (method == "post" and _CONFLICTS.match(path)) or (
         method in ("patch", "delete") and _SCHEDULE.match(path)
@@ -116,9 +117,9 @@ def _not_null(schema: dict[str, Any]) -> None:
         schema["anyOf"] = rest
 
 
-def _problem_response(status: str) -> dict[str, Any]:
+def _problem_response(status: str, description: str | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
-        "description": _WHY[status],
+        "description": description or _WHY[status],
         "content": {MEDIA_TYPE: {"schema": _PROBLEM_REF}},
     }
     if status in _HEADERS:
