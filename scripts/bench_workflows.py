@@ -31,9 +31,12 @@ event is stamped before that transaction commits, so the figure includes the com
 split at the successor's ``StepStarted`` timestamp: *workflow loop* (the outcome's commit, the
 notify, the claim, loading and advancing the run, up to the order) and *dispatch* (recording
 the step's call with its ``start`` message, the timer's claim, the execution loop, the wire).
-Printed: p50 / p95 / p99 / max for all steps and by shape, against the target (p95 <= 20 ms),
-and each process's CPU (from /proc, sampled every 0.2 s; the PostgreSQL server's by
-bench_proc.py) from the first submit to the last run's end, per step made.
+Also shown, outside the issue's measure: *request to request*, from the latest first request of
+the steps it needs to its own, at the target (their answers, and the worker gathering outcomes
+for ``DUECALL_OUTCOME_LINGER_SECONDS`` before recording them, included). Printed: p50 / p95 /
+p99 / max for all steps and by shape, against the target (p95 <= 20 ms), and each process's CPU
+(from /proc, sampled every 0.2 s; the PostgreSQL server's by bench_proc.py) from the first
+submit to the last run's end, per step made.
 
 Phase ``chaos`` (issue 19: "1,000 runs of a 5-step DAG with workers SIGKILLed during the run:
 0 lost or doubled steps, every re-made step request carries its step's idempotency key, read
@@ -507,7 +510,8 @@ def print_report(result: dict[str, Any]) -> None:
             table.add_column(column)
         names = {"total": "predecessor's outcome -> request at the target",
                  "workflow_loop": "... -> successor's StepStarted (workflow loop)",
-                 "dispatch": "StepStarted -> request at the target (timer, send)"}
+                 "dispatch": "StepStarted -> request at the target (timer, send)",
+                 "request_to_request": "predecessor's request -> successor's, at the target"}
         for part, label in names.items():
             for shape, s in over["overhead_ms"][part].items():
                 is_all = part == "total" and shape == "all"

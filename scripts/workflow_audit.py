@@ -133,10 +133,13 @@ def overhead(
     latest recorded outcome of the steps it needs (their calls' terminal event's timestamp)
     to its own call's first request at the target (ms), split at the successor's
     ``StepStarted`` (the workflow loop's part; then the timer's, the execution loop's and
-    the wire's). Returns the samples by shape and in all, and what could not be measured."""
+    the wire's); and, as the target sees it, from the latest first request of the steps it
+    needs to its own (their answers and the recording of their outcomes included). Returns
+    the samples by shape and in all, and what could not be measured."""
     total: dict[str, list[float]] = defaultdict(list)
     loop: dict[str, list[float]] = defaultdict(list)
     dispatch: dict[str, list[float]] = defaultdict(list)
+    at_target: dict[str, list[float]] = defaultdict(list)
     missing: Counter[str] = Counter()
     for run_id, events in runs.items():
         shape = shape_of.get(run_id)
@@ -155,6 +158,10 @@ def overhead(
                 missing["step not started, not delivered or a predecessor without outcome"] += 1
                 continue
             ready = max(o for o in outcomes if o is not None)
+            asked = [arrivals.get(started[w].call_id) for w in wanted]
+            if all(a is not None for a in asked):
+                for into in (at_target[shape], at_target["all"]):
+                    into.append((arrival - max(a for a in asked if a is not None)) * 1000)
             for into in (total[shape], total["all"]):
                 into.append((arrival - ready) * 1000)
             for into in (loop[shape], loop["all"]):
@@ -162,7 +169,7 @@ def overhead(
             for into in (dispatch[shape], dispatch["all"]):
                 into.append((arrival - mine.at) * 1000)
     return {"total": dict(total), "workflow_loop": dict(loop), "dispatch": dict(dispatch),
-            "not_measured": dict(missing)}
+            "request_to_request": dict(at_target), "not_measured": dict(missing)}
 
 
 # -- the chaos phase's workflow checks ------------------------------------------------------------
