@@ -6,8 +6,9 @@ payload with secrets redacted, as a call's history shows them), a page at a time
 (``after``, ``limit``), oldest first. Each page also carries the attempts of the calls its
 events ordered (``StepStarted``, ``CompensationStarted``), grouped by step: rows of the
 ``executions`` read model (``ExecutionSummary``, as ``GET /v1/executions``), read once that
-model has folded the page's last event (read-your-writes, bounded: ``attempts_meta.stale``
-says if it had not), since a call's attempts are recorded before the run hears of its outcome.
+model has folded the run's newest event (read-your-writes, bounded: ``attempts_meta.stale``
+says if it had not): a call's attempts are recorded before the run hears of its outcome, so
+every attempt whose outcome the run knows is there.
 So every call's attempts are on exactly one page, and a page's size is bounded: at most
 ``limit`` calls, each with its newest ``ATTEMPTS_PER_CALL`` attempts.
 """
@@ -19,7 +20,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from application.audit import RecordedEvent, VersionPage
+from application.audit import AuditTrail, EventPage, RecordedEvent, VersionPage
 from interfaces.api.dependencies import AuditDep, ContainerDep, TenantDep
 from interfaces.api.query_schemas import ExecutionSummary, ReadModelMeta
 from interfaces.api.routes.audit import RecordedEventPublic, public
@@ -78,7 +79,8 @@ def run_events(
     """The run's events, oldest first, a page at a time, each with its type, version,
     timestamps and fields (secrets redacted as in the run's answer and a call's history);
     and, by step, the attempts of the calls those events ordered (from the `executions`
-    read model, once it has folded the page: `attempts_meta`). Another tenant's run: 404."""
+    read model, once it has folded the run's newest event: `attempts_meta`). Another
+    tenant's run: 404."""
     run = container.workflows.get(tenant, run_id)  # 404: unknown, or not this tenant's
     page = audit.page(run.id, VersionPage(limit, after))
     orders = [(event, _ORDERS[event.type.partition(".")[2]]) for event in page.items
@@ -87,8 +89,8 @@ def run_events(
     meta = None
     if orders:
         call_ids = [UUID(str(event.payload["call_id"])) for event, _ in orders]
-        last = page.items[-1].position  # a call's attempts are recorded before this
-        with container.read_models.reading("executions", last) as (curs, freshness):
+        newest = _newest_position(audit, run.id, page)
+        with container.read_models.reading("executions", newest) as (curs, freshness):
             attempts = executions_of_calls(curs, tenant, call_ids, ATTEMPTS_PER_CALL)
         meta = _meta("executions", freshness, response)
         for (event, purpose), call_id in zip(orders, call_ids, strict=True):
@@ -98,6 +100,14 @@ def run_events(
     items = [RecordedEventPublic.model_validate(public(e)) for e in page.items]
     return WorkflowRunEvents(run_id=run.id, items=items, next_after=page.next_cursor,
                              steps=steps, attempts_meta=meta)
+
+
+def _newest_position(audit: AuditTrail, run_id: UUID, page: EventPage) -> int:
+    """The log position of the run's newest event: every attempt whose outcome the run has
+    recorded was recorded before it (the page's last, when the page reaches the end)."""
+    if page.next_cursor is None:
+        return page.items[-1].position
+    return audit.page(run_id, VersionPage(1, newest_first=True)).items[0].position
 
 
 def _call(
