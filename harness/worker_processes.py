@@ -31,9 +31,11 @@ class WorkerProcesses:
         self._log_dir = log_dir
         self._started: list[Managed] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
-        worker = spawn(self._log_dir, f"worker-{len(self._started)}", "worker",
-                       duecall_command("worker"), self._env, new_session=False)
+    def start(self, *command: str) -> subprocess.Popen[bytes]:
+        """``duecall worker``, or another long-running command (``projections``, ``run``)."""
+        command = command or ("worker",)
+        worker = spawn(self._log_dir, f"{command[0]}-{len(self._started)}", command[0],
+                       duecall_command(*command), self._env, new_session=False)
         self._started.append(worker)
         return worker.popen
 
@@ -46,7 +48,7 @@ class WorkerProcesses:
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name} ---\n" + path.read_text(errors="replace")[-4000:]
-            for path in sorted(self._log_dir.glob("worker-*.log"))
+            for path in (process.log_path for process in self._started)
         )
 
 

@@ -10,8 +10,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infrastructure.logging import configure_logging
+from infrastructure.settings import Settings
 from interfaces.cli_errors import CliError
 from interfaces.cli_support import local_container
+from interfaces.worker_process import build_when_reachable
 from projections.runner import FoldError
 
 app = typer.Typer(help="Read models: status, rebuild, run.", no_args_is_help=True)
@@ -93,11 +96,16 @@ def rebuild(name: Annotated[str, typer.Argument(help="The read model to rebuild.
 
 @app.command()
 def run() -> None:
-    """Run the projection runners in this process (as many processes as you like)."""
-    container = local_container()
+    """Run the projection runners in this process (as many processes as you like). Started
+    while the database is away, it waits for it (as a worker does)."""
+    settings = Settings()
+    configure_logging(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    container = build_when_reachable(settings, stop)
+    if container is None:
+        return
     container.start_projections()
     stop.wait()
     container.close()

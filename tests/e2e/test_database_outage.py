@@ -121,15 +121,19 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
             headers = bearer(api.tenant_key("waiting", **UNLIMITED))
             with database_stopped(private_server):
                 worker = workers.start()
-                wait_until(lambda: workers.logs().count(UNREACHABLE) >= RETRIES_SEEN, timeout=30)
+                read_models = workers.start("projections", "run")
+                wait_until(lambda: workers.logs().count(UNREACHABLE) >= 2 * RETRIES_SEEN,
+                           timeout=30)
                 assert worker.poll() is None, workers.logs()  # still there, waiting
+                assert read_models.poll() is None, workers.logs()
             wait_until(lambda: ready(api), timeout=20, interval=0.2)
             submitted = httpx.post(f"{api.url}/v1/service-calls", headers=headers,
                                    json=call(target, "/after-the-outage"), timeout=30)
             assert submitted.status_code == 201, submitted.text
             target.wait_for(1, path="/after-the-outage", timeout=30)
-            log = (tmp_path / "worker-0.log").read_text()
-            assert UNREACHABLE in log
+            for name in ("worker-0.log", "projections-1.log"):
+                assert UNREACHABLE in (tmp_path / name).read_text()
+            assert read_models.poll() is None, workers.logs()  # and following the log now
     finally:
         workers.kill_all()
 

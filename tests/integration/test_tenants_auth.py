@@ -158,15 +158,21 @@ def test_another_tenants_ids_are_not_found_on_every_route(client: TestClient) ->
     run = client.post("/v1/workflows/runs", headers=bearer(key_a), json={"definition": {
         "name": "w", "steps": [{"id": "a", "request": body["request"]}],
     }}).json()
+    stored = client.put("/v1/workflows/definitions/w", headers=bearer(key_a), json={
+        "steps": [{"id": "a", "request": body["request"]}],
+    })
+    assert stored.status_code == 201, stored.text
     values = {"service_call_id": call["id"], "execution_id": execution["id"],
               "host": "127.0.0.1", "schedule_id": schedule["id"], "run_id": run["id"],
-              "step_id": "a"}
+              "step_id": "a", "name": "w", "version": "1"}
     walked = 0
     for method, path in _tenant_routes(client):
         params = re.findall(r"\{([^}]+)\}", path)
         skipped = method == "DELETE" or path.endswith("backfill")
         if not params or (skipped and "schedule_id" in params):
             continue  # the owner's delete would end the walk's schedule (e2e tests cover it)
+        if method == "PUT":
+            continue  # a definition's name is per tenant: the other's PUT stores its own
         concrete = path.format(**{p: values[p] for p in params})
         mine = client.request(method, concrete, headers=bearer(key_a), json={})
         theirs = client.request(method, concrete, headers=bearer(key_b), json={})
