@@ -289,6 +289,11 @@ def is_fire(message: OutboxMessage) -> bool:
     return str(message.payload.get(ORIGIN, "")).startswith(SCHEDULE_ORIGIN)
 
 
+def is_step(message: OutboxMessage) -> bool:
+    """Is this ``execute`` message's call a workflow run's step?"""
+    return str(message.payload.get(ORIGIN, "")).startswith(WORKFLOW_ORIGIN)
+
+
 def started_version_of(message: OutboxMessage) -> int | None:
     value: int | None = message.payload.get(STARTED_VERSION)
     return value

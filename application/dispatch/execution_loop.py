@@ -45,6 +45,7 @@ from application.outbox import (
     Outbox,
     OutboxMessage,
     is_fire,
+    is_step,
     is_unstarted,
     seals_response,
     started_version_of,
@@ -100,6 +101,9 @@ class ExecutionLoop:
         self._linger = linger
         self._idle_linger = linger if idle_linger is None else max(idle_linger, linger)
         self._held_back = held_back
+        # a finished attempt is waiting that something waits for (a workflow step's: its
+        # successors start once its outcome is recorded): no long linger
+        self._awaited = asyncio.Event()
         self._outbox = outbox
         self._sender = sender
         self._max_in_flight = max_in_flight
@@ -245,6 +249,8 @@ class ExecutionLoop:
         _count_finished(classified)
         attempt.ended_at = utcnow()  # retries count from here, however long recording waits
         await self._results.put((attempt, result))
+        if is_step(attempt.message):
+            self._awaited.set()
 
     async def _cancelled_meanwhile(self, attempt: Attempt) -> bool:
         """Was the call changed (cancelled) since the timer started it early? Then the attempt
@@ -308,7 +314,8 @@ class ExecutionLoop:
         """Record finished attempts in batches; lingering a moment after the first result
         gathers more per transaction (fewer holders of the events table's write lock). An
         outcome holds its attempt's concurrency slots until it is recorded, so the longer
-        ``idle_linger`` applies only while the timer is not held back waiting for slots.
+        ``idle_linger`` applies only while the timer is not held back waiting for slots, and
+        ends when a workflow step's outcome arrives (the run's next steps wait for it).
         Deferred starts still in flight ``record_running_after`` their requests went out come
         through the same queue, to be recorded as running (before any outcome of theirs)."""
         while True:
@@ -316,7 +323,11 @@ class ExecutionLoop:
             if self._linger > 0 and self._results.qsize() < self._batch_size:
                 await asyncio.sleep(self._linger)
                 if self._idle_linger > self._linger and not self._held_back():
-                    await asyncio.sleep(self._idle_linger - self._linger)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._awaited.wait(), self._idle_linger - self._linger
+                        )
+            self._awaited.clear()
             while len(batch) < self._batch_size and not self._results.empty():
                 batch.append(self._results.get_nowait())
             finished = [item for item in batch if isinstance(item, tuple)]

@@ -59,3 +59,17 @@ def test_outcomes_a_held_back_timer_waits_for_are_recorded_at_once(
         first, last = min(r.received_at for r in requests), max(r.received_at for r in requests)
         # four hand-overs of the slot; at LINGER each they would take 4 s
         assert last - first < LINGER
+
+
+def test_a_workflow_steps_outcome_is_recorded_without_the_linger(lingering: Container) -> None:
+    """The run's next step waits for the step's recorded outcome: a chain of three steps does
+    not take two lingers."""
+    with TargetServer() as target:
+        lingering.start_workers()
+        steps = [{"id": "a", "request": {"method": "GET", "url": f"{target.url}/ok"}}]
+        for before, step in (("a", "b"), ("b", "c")):
+            steps.append({"id": step, "needs": [before],
+                          "request": {"method": "GET", "url": f"{target.url}/ok"}})
+        lingering.workflows.submit("t-linger", {"name": "chain", "steps": steps}, None)
+        requests = target.wait_for(3, timeout=10)
+        assert requests[-1].received_at - requests[0].received_at < LINGER
