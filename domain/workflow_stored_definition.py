@@ -24,6 +24,7 @@ from eventsourcing.domain import Snapshot as AggregateSnapshot
 from domain.errors import InvalidRequestError
 from domain.workflow_definition import DEFAULT_MAX_STEPS, check_definition_name, parse_definition
 from domain.workflow_run import json_copy
+from domain.workflow_secret_values import redacted
 from domain.workflow_secrets import opened_definition
 from domain.workflow_tokens import shown
 
@@ -131,7 +132,7 @@ class StoredWorkflowDefinition(Aggregate):
             "name": self.name,
             "version": self.version,
             "steps": len(steps) if isinstance(steps, list) else 0,
-            "definition": self.definition,
+            "definition": redacted(self.definition),  # sealed secret values: [REDACTED]
             "created_at": self.modified_on,  # this version's
         }
 
