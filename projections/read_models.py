@@ -129,13 +129,17 @@ class ReadModels:
         self._threads.append(thread)
         log.info("projections_started", projections=list(self.runners))
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop following the log (queries, rebuilds and runners still work)."""
         self._stopped.set()
         for unsubscribe in self._unsubscribes:
             unsubscribe()
         self._wakeup.set()  # a follower waiting for events stops now
         for thread in self._threads:
             thread.join(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
         self._datastore.close()
         self._queries.close()
 
