@@ -11,6 +11,8 @@ connection drops), and the position is always read under it, so two processes ne
 same events. The tracking upsert rejects any position that does not move forward (backstop).
 A rebuild holds the same key as a session lock: live runners pause until it is done. The live
 process folds every model in one transaction a round the same way (``projections/follower.py``).
+A catch-up waits for the lock instead of skipping: a batch another folder holds is not the end
+of the log, so it returns only once the model has folded the log (whoever folded it).
 
 An event a projection cannot fold is recorded and passed over (``projections/isolating.py``),
 so one bad event never holds a read model back; the database being away is retried instead.
@@ -101,24 +103,25 @@ class ProjectionRunner:
     def name(self) -> str:
         return self.projection.name
 
-    def run_batch(self, *, locked: bool = False) -> int | None:
-        """Fold the next batch; the number of events read, or None if another runner has it.
+    def run_batch(self, *, locked: bool = False, wait: bool = False) -> int | None:
+        """Fold the next batch; the number of events read, or None if another runner has it
+        (``wait``: wait for that runner's batch to commit instead, then fold the next).
 
         A batch that fails for the events it carries is folded again, passing over (and
         recording) the events that cannot be folded. Any other error propagates with the batch
         undone: the database away as it was raised (the caller retries), the rest as a
         ``FoldError`` naming the batch."""
         try:
-            return self._batch(locked=locked, isolating=False)
+            return self._batch(locked=locked, wait=wait, isolating=False)
         except Exception as error:
             if isinstance(error, FoldError) or not about_the_event(error):
                 raise
             log.warning("projection_batch_failed", projection=self.name, error=describe(error))
-        return self._batch(locked=locked, isolating=True)
+        return self._batch(locked=locked, wait=wait, isolating=True)
 
-    def _batch(self, *, locked: bool, isolating: bool) -> int | None:
+    def _batch(self, *, locked: bool, wait: bool, isolating: bool) -> int | None:
         with self._datastore.transaction(commit=True) as curs:
-            if not locked and not _try_lock(curs, self.name):
+            if not locked and not _lock(curs, self.name, wait=wait):
                 return None
             position = read_position(curs, self.name, for_update=True)
             notifications = self._log.notifications(position + 1, self._batch_size)
@@ -151,8 +154,10 @@ class ProjectionRunner:
             raise FoldError(self.name, first, last, error) from error
 
     def catch_up(self, progress: Callable[[int], None], *, locked: bool = False) -> None:
-        """Run batches until the log has no more events for this projection."""
-        while processed := self.run_batch(locked=locked):
+        """Run batches until the log has no more events for this projection. A batch another
+        folder holds (the live follower, another process) is waited for, not taken for the end
+        of the log: on return the model has folded the log as far as the last read found it."""
+        while processed := self.run_batch(locked=locked, wait=True):
             progress(processed)
 
     def _decode(self, notifications: Sequence[Notification]) -> list[LogEvent]:
@@ -203,7 +208,11 @@ def read_position(curs: Cursor[DictRow], name: str, *, for_update: bool = False)
     return int(row["notification_id"] or 0) if row else 0
 
 
-def _try_lock(curs: Cursor[DictRow], name: str) -> bool:
+def _lock(curs: Cursor[DictRow], name: str, *, wait: bool) -> bool:
+    """The projection's lock for this transaction: whether it was free (``wait``: once it is)."""
+    if wait:
+        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_key(name),))
+        return True
     curs.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s)) AS ok", (lock_key(name),))
     row = curs.fetchone()
     return bool(row and row["ok"])
