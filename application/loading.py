@@ -40,8 +40,14 @@ def load_many(app: Application[UUID], ids: Iterable[UUID]) -> dict[UUID, Any]:
     recorder = app.recorder
     if not isinstance(recorder, EventsOfMany):
         return _one_by_one(app, wanted)
+    return fold_events(app, recorder.select_events_of(wanted))
+
+
+def fold_events(app: Application[UUID], events: Iterable[StoredEvent]) -> dict[UUID, Any]:
+    """The aggregates these stored events make (each aggregate's events in version order,
+    from its first), as the library's repository folds them."""
     aggregates: dict[UUID, Any] = {}
-    for stored in recorder.select_events_of(wanted):
+    for stored in events:
         event: Any = app.mapper.to_domain_event(stored)
         originator_id = UUID(str(stored.originator_id))
         aggregates[originator_id] = event.mutate(aggregates.get(originator_id))

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import Recording
+from eventsourcing.persistence import Recording, StoredEvent
 
 from application.idempotency import IdempotencyRecord
 from domain.execution import Execution
@@ -46,6 +46,15 @@ WITHDRAW_KEY = "withdraw_key"
 
 
 @dataclass(frozen=True)
+class ClaimRead:
+    """What a ``start`` claim read with a message: its call's recorded events and the circuit
+    registered for its tenant and host (None: the host has none)."""
+
+    events: tuple[StoredEvent, ...]
+    circuit_id: UUID | None
+
+
+@dataclass(frozen=True)
 class OutboxMessage:
     kind: str
     tenant_id: str
@@ -58,6 +67,15 @@ class OutboxMessage:
     id: int | None = None
     claims: int = 0
     due_at: datetime | None = None
+    # a ``start`` claim's read of the message's call, in the claim's own snapshot (None: not
+    # read with it); good only for a start made at once (the timer drops it from those held)
+    read: ClaimRead | None = field(default=None, compare=False, repr=False)
+
+
+def unread(message: OutboxMessage) -> OutboxMessage:
+    """The message without what its claim read (stale once the message is held a while, or
+    after a write conflict): its call is then read anew."""
+    return message if message.read is None else replace(message, read=None)
 
 
 def still_leased(messages: Sequence[OutboxMessage], margin: float = 1.0) -> list[OutboxMessage]:

@@ -23,7 +23,7 @@ from application.clock import utcnow
 from application.commands import SubmitServiceCall
 from application.conflicts import retry_on_conflict
 from application.idempotency import IdempotencyKeyReusedError, IdempotencyKeys, IdempotencyRecord
-from application.loading import load_many
+from application.loading import fold_events, load_many
 from application.outbox import (
     NewCircuit,
     OutboxChanges,
@@ -460,12 +460,27 @@ class ServiceCalls(Application[UUID]):
         """The messages' calls (but those ``in_hand``), and the circuit board for their hosts,
         in one query: the circuits the repository's cache holds are read through it (their
         newer events only); the others (most hosts have none) are read with the calls, so a
-        host without a circuit costs no query of its own."""
-        wanted = {circuit_id_for(m.tenant_id, m.host) for m in messages}
+        host without a circuit costs no query of its own. A message its claim read (``read``)
+        brings its call and tells whether its host has a circuit: a batch of those needs no
+        query at all, unless a host has one."""
+        pending = [m for m in messages if m.service_call_id not in in_hand]
+        claimed = [m.read for m in pending if m.read is not None]
+        # hosts the claim found no circuit for: none to read
+        absent = {
+            circuit_id_for(m.tenant_id, m.host)
+            for m in pending
+            if m.read is not None and m.read.circuit_id is None
+        }
+        wanted = {circuit_id_for(m.tenant_id, m.host) for m in messages} - absent
         uncached = [circuit_id for circuit_id in wanted if not self._cached(circuit_id)]
-        unread = [m.service_call_id for m in messages if m.service_call_id not in in_hand]
-        found = {**in_hand, **load_many(self, [*unread, *uncached])}
+        unread = [m.service_call_id for m in pending if m.read is None]
+        found = {
+            **in_hand,
+            **fold_events(self, (event for r in claimed for event in r.events)),
+            **load_many(self, [*unread, *uncached]),
+        }
         read: dict[UUID, Circuit | None] = {c: found.pop(c, None) for c in uncached}
+        read.update(dict.fromkeys(absent))
         cache = self.repository.cache
         for circuit_id, circuit in read.items():
             if circuit is not None and cache is not None:  # kept as the repository would

@@ -44,6 +44,7 @@ from application.outbox import (
     NO_EFFECTS,
     START,
     Claimed,
+    ClaimRead,
     OutboxMessage,
     TransactionEffects,
 )
@@ -373,7 +374,7 @@ class PostgresOutbox:
             else:
                 rows = conn.execute(_CLAIM_AND_NEXT, params).fetchall()
         (next_in,) = [row["next_seconds"] for row in rows if row["id"] is None]
-        claimed = [_message(row) for row in rows if row["id"] is not None]
+        claimed = [_message(row, _claim_read(row)) for row in rows if row["id"] is not None]
         return Claimed(sorted(claimed, key=_due_at), next_in)
 
     def release(self, messages: Sequence[OutboxMessage]) -> int:
@@ -457,7 +458,22 @@ def _due_at(message: OutboxMessage) -> datetime:
     return message.due_at
 
 
-def _message(row: dict[str, Any]) -> OutboxMessage:
+def _claim_read(row: dict[str, Any]) -> ClaimRead | None:
+    """What a ``start`` claim read with its message (``duecall_claim_starts``)."""
+    if "e_versions" not in row:
+        return None
+    call_id = row["service_call_id"]
+    columns = (row["e_versions"] or (), row["e_topics"] or (), row["e_states"] or ())
+    events = tuple(
+        StoredEvent(
+            originator_id=call_id, originator_version=version, topic=topic, state=bytes(state)
+        )
+        for version, topic, state in zip(*columns, strict=True)
+    )
+    return ClaimRead(events, row["circuit_id"])
+
+
+def _message(row: dict[str, Any], read: ClaimRead | None = None) -> OutboxMessage:
     return OutboxMessage(
         id=row["id"],
         kind=row["kind"],
@@ -470,4 +486,5 @@ def _message(row: dict[str, Any]) -> OutboxMessage:
         claims=row["claims"],
         host=row["host"],
         payload=row["payload"],
+        read=read,
     )

@@ -87,6 +87,8 @@ $$;
 # two never fill the same free slots; inside the function the claim then runs on a snapshot
 # taken after the lock. Besides the claimed rows it returns one row with no id: the seconds
 # until the next ``start`` message becomes available, as the claim left them (NULL: none).
+# Each claimed row carries, read in the claim's snapshot, its call's events and the circuit
+# registered for its tenant and host (NULL: none), so a start due now needs no read of its own.
 CLAIM_STARTS_FUNCTION = "duecall_claim_starts"
 _CLAIM_STARTS = f"""
 CREATE OR REPLACE FUNCTION {CLAIM_STARTS_FUNCTION}(
@@ -94,7 +96,8 @@ CREATE OR REPLACE FUNCTION {CLAIM_STARTS_FUNCTION}(
     host_limit integer
 ) RETURNS TABLE (id bigint, kind text, tenant_id text, service_call_id uuid, attempt integer,
     due_at timestamptz, available_at timestamptz, lease_seconds double precision,
-    claims integer, host text, payload jsonb, next_seconds double precision)
+    claims integer, host text, payload jsonb, next_seconds double precision,
+    e_versions bigint[], e_topics text[], e_states bytea[], circuit_id uuid)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
@@ -127,17 +130,30 @@ BEGIN
           AND coalesce(b.n, 0) + r.host_rank <= host_limit
         ORDER BY r.available_at, r.id
         LIMIT wanted
+    ),
+    claimed AS (
+        UPDATE {OUTBOX_TABLE} AS o
+        SET available_at = greatest(o.available_at, now())
+                + make_interval(secs => o.lease_seconds),
+            claims = o.claims + 1, worker_id = {LEASE_HOLDER}
+        FROM allowed WHERE o.id = allowed.id
+        RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
+            o.available_at, o.lease_seconds, o.claims, o.host, o.payload
     )
-    UPDATE {OUTBOX_TABLE} AS o
-    SET available_at = greatest(o.available_at, now()) + make_interval(secs => o.lease_seconds),
-        claims = o.claims + 1, worker_id = {LEASE_HOLDER}
-    FROM allowed WHERE o.id = allowed.id
-    RETURNING o.id, o.kind, o.tenant_id, o.service_call_id, o.attempt, o.due_at,
-        o.available_at, o.lease_seconds, o.claims, o.host, o.payload, NULL::double precision;
+    SELECT c.*, NULL::double precision, e.versions, e.topics, e.states, r.circuit_id
+    FROM claimed AS c
+    LEFT JOIN LATERAL (
+        SELECT array_agg(originator_version ORDER BY originator_version) AS versions,
+            array_agg(topic ORDER BY originator_version) AS topics,
+            array_agg(state ORDER BY originator_version) AS states
+        FROM {EVENTS_TABLE} WHERE originator_id = c.service_call_id
+    ) AS e ON true
+    LEFT JOIN {CIRCUITS_TABLE} AS r ON r.tenant_id = c.tenant_id AND r.host = c.host;
     RETURN QUERY
     SELECT NULL::bigint, NULL::text, NULL::text, NULL::uuid, NULL::integer, NULL::timestamptz,
         NULL::timestamptz, NULL::double precision, NULL::integer, NULL::text, NULL::jsonb,
-        extract(epoch FROM min(o.available_at) - now())::double precision
+        extract(epoch FROM min(o.available_at) - now())::double precision,
+        NULL::bigint[], NULL::text[], NULL::bytea[], NULL::uuid
     FROM {OUTBOX_TABLE} AS o WHERE o.kind = 'start';
 END
 $$;
@@ -238,6 +254,16 @@ CORE_MIGRATIONS = [
             text[], text[], uuid[], text[], text[], text[], uuid[], text[],
             uuid[], bigint[], text[], bytea[]);
         {_RECORD}
+        """,
+    ),
+    Migration(
+        10,
+        "a start claim carries its calls' events",
+        # another return type: the function is dropped first
+        f"""
+        DROP FUNCTION IF EXISTS {CLAIM_STARTS_FUNCTION}(
+            integer, double precision, integer, integer, integer);
+        {_CLAIM_STARTS}
         """,
     ),
 ]

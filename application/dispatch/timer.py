@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from application.dispatch.batching import in_batch_or_one_by_one
-from application.outbox import START, Outbox, OutboxMessage, still_leased
+from application.outbox import START, Outbox, OutboxMessage, still_leased, unread
 from application.supervision import supervise
 
 log = structlog.get_logger(__name__)
@@ -113,7 +113,11 @@ class Timer:
             claimed = self._outbox.claim(START, wanted, self._lookahead)
             self._next_at = None if claimed.next_in is None else time.time() + claimed.next_in
             if claimed:
-                self._held = sorted([*self._held, *claimed], key=_due)
+                # what the claim read with a message is good for a start made now (the next
+                # step fires those), not for one held until later (its call may change)
+                soon = time.time() + self._prestart + self._group_window
+                fresh = [m if _due(m) <= soon else unread(m) for m in claimed]
+                self._held = sorted([*self._held, *fresh], key=_due)
                 self._drained = len(claimed) < wanted
                 return 0
         timeout, self.held_back = self._until_next_look(time.time())
@@ -134,11 +138,12 @@ class Timer:
             time.sleep(late_enough)
         began = time.time()
         try:
-            left = in_batch_or_one_by_one(self._start_due, group)
+            # after a write conflict, its calls are read anew
+            left = in_batch_or_one_by_one(self._start_due, group, unread)
             if left:  # still conflicting: available again now, not when the lease ends
                 self._outbox.release(left)
-        except Exception:
-            self._held = sorted([*group, *self._held], key=_due)  # run() decides what stays
+        except Exception:  # run() decides what stays
+            self._held = sorted([*map(unread, group), *self._held], key=_due)
             raise
         log.debug(
             "timer_fired",
