@@ -14,6 +14,7 @@ it waited.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -24,6 +25,7 @@ from domain.outcome import AttemptOutcome
 _NAMESPACE = UUID("0b5e7c3a-2f4d-4a8e-9b1c-7d6e5f4a3b2c")
 
 
+@lru_cache(maxsize=4096)  # asked several times for each start and outcome; uuid5 hashes
 def circuit_id_for(tenant_id: str, host: str) -> UUID:
     return uuid5(_NAMESPACE, f"{tenant_id}|{host.lower()}")
 
