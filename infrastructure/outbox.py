@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -33,7 +34,7 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresFactory,
 )
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -49,6 +50,7 @@ from application.outbox import (
     TransactionEffects,
 )
 from infrastructure.database import no_connection
+from infrastructure.log_rows import notifications_of
 from infrastructure.notifications import Notifications
 from infrastructure.pool_checks import ping_if_idle
 from infrastructure.schema import (
@@ -143,6 +145,8 @@ class OutboxRecorder(SnapshotRecorder, PostgresApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
+        if start is not None and stop is None and not topics and inclusive_of_start:
+            return _few_retries(lambda: self._read_log(start, limit))  # the read models' read
         select = _undecorated(PostgresApplicationRecorder.select_notifications)
         result: Sequence[Notification] = _few_retries(
             lambda: select(
@@ -150,6 +154,20 @@ class OutboxRecorder(SnapshotRecorder, PostgresApplicationRecorder):
             )
         )
         return result
+
+    def _read_log(self, start: int, limit: int) -> list[Notification]:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._log_select, (start, limit), prepare=True)
+            return notifications_of(curs.fetchall())
+
+    @cached_property
+    def _log_select(self) -> bytes:
+        return SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {}.{} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)).as_bytes(
+            None
+        )
 
     def max_notification_id(self) -> int | None:
         select = _undecorated(PostgresApplicationRecorder.max_notification_id)
@@ -193,16 +211,16 @@ class OutboxRecorder(SnapshotRecorder, PostgresApplicationRecorder):
         return self._stored(statement, [list(originator_ids)])
 
     def _stored(self, statement: Composed, params: list[Any]) -> list[StoredEvent]:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        """Rows of (originator_id, originator_version, topic, state), as tuples (see
+        ``notifications_of``)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(statement, params, prepare=True)
             return [
                 StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
+                    originator_id=originator_id, originator_version=version, topic=topic,
+                    state=bytes(state),
                 )
-                for row in curs.fetchall()
+                for originator_id, version, topic, state in curs.fetchall()
             ]
 
 

@@ -10,8 +10,10 @@ from typing import Any
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
+
+from infrastructure.log_rows import notifications_of
 
 BATCH_SIZE = 1000
 
@@ -71,11 +73,9 @@ class SharedLog:
         if curs is None:
             stretch = self._events.select_notifications(start=start, limit=limit)
         else:
-            curs.execute(self._select, (start, limit))
-            stretch = [Notification(id=row["notification_id"], originator_id=row["originator_id"],
-                                    originator_version=row["originator_version"],
-                                    topic=row["topic"], state=bytes(row["state"]))
-                       for row in curs.fetchall()]
+            with curs.connection.cursor(row_factory=tuple_row) as rows:  # in curs's transaction
+                rows.execute(self._select, (start, limit))
+                stretch = notifications_of(rows.fetchall())
         if stretch:
             self._stretches = [*self._stretches[1 - self.STRETCHES :],
                                ([n.id for n in stretch], stretch)]

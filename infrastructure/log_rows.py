@@ -1,0 +1,19 @@
+"""The events table's rows as the library's notifications, read as tuples."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+
+def notifications_of(rows: Iterable[tuple[Any, ...]]) -> list[Notification]:
+    """Notifications from rows of (notification_id, originator_id, originator_version, topic,
+    state). Read models read the log as tuples: psycopg's dict rows cost a Python call per row
+    (13 % of the read-model process's samples in a burst)."""
+    return [
+        Notification(
+            id=id_, originator_id=originator_id, originator_version=version, topic=topic,
+            state=bytes(state),
+        )
+        for id_, originator_id, version, topic, state in rows
+    ]
