@@ -8,7 +8,8 @@ and a model another process or a rebuild holds is left to that one. Each model k
 position: models far apart (after a reset, or one that was failing) get reads of their own.
 
 A round that finds a model a full batch behind (a burst, a restart) hands over to
-``catch_up``: each model in a thread and transactions of its own until it is near the head.
+``catch_up``: each model in a thread and transactions of its own until every model has reached
+the head.
 
 Rounds run on wake-ups, not on a clock: the events channel's NOTIFY (one subscription for the
 process) or, without one, every ``poll`` seconds. The flag is cleared before the round reads
@@ -129,17 +130,33 @@ class Follower:
         """Behind by more than a batch (a burst, a restart): each model catches up in a thread
         and transactions of its own, as rebuilds do (``ProjectionRunner.run_batch``, the same
         locks), so one model's writes run in PostgreSQL while another folds in Python; one
-        round's transaction would make them wait for each other."""
+        round's transaction would make them wait for each other. It ends once every model has
+        reached the head of the log."""
         names = self._due()
         if not names:
             return
+        behind = set(names)
         with ThreadPoolExecutor(len(names), thread_name_prefix="catch-up") as pool:
-            for future in [pool.submit(self._catch_up, self._runners[n]) for n in names]:
+            futures = [pool.submit(self._catch_up, self._runners[n], behind) for n in names]
+            for future in futures:
                 future.result()  # a failure goes to the supervisor (logged, backed off)
 
-    def _catch_up(self, runner: ProjectionRunner) -> None:
-        while (read := runner.run_batch()) is not None and read >= self._batch_size:
-            pass
+    def _catch_up(self, runner: ProjectionRunner, behind: set[str]) -> None:
+        """Batch after batch until the model reaches the head of the log (a shorter batch is
+        only the end of a stretch another model read); then a batch every ``linger`` until every
+        model has reached it. A model with little to fold (most events are not its kind) is
+        at the head long before the others: stopping there, it would fall behind again while
+        they catch up (the largest lag in a burst)."""
+        try:
+            while (read := runner.run_batch()) is not None:
+                if read:
+                    continue
+                behind.discard(runner.name)  # set operations are atomic under the GIL
+                if not behind:
+                    return
+                time.sleep(self._linger)
+        finally:
+            behind.discard(runner.name)  # failed or left to another folder: not waited for
 
     def _due(self) -> list[str]:
         """The models to fold now: all but those waiting out a failure."""
