@@ -161,15 +161,13 @@ class ProjectionRunner:
             progress(processed)
 
     def _decode(self, notifications: Sequence[Notification]) -> list[LogEvent]:
-        wanted = self.projection.topics
+        wanted = [n for n in notifications if n.topic in self.projection.topics]
         recorded = []
-        for n in notifications:
-            if n.topic not in wanted:
-                continue
-            try:
-                recorded.append(LogEvent(n.topic, self._log.event(n), n.id))
-            except TopicError:
+        for n, event in zip(wanted, self._log.events(wanted), strict=True):
+            if isinstance(event, TopicError):
                 log.warning("unknown_event_topic", projection=self.name, topic=n.topic)
+            else:
+                recorded.append(LogEvent(n.topic, event, n.id))
         return recorded
 
 

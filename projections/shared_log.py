@@ -9,6 +9,7 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import TopicError
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
@@ -90,15 +91,22 @@ class SharedLog:
         ).format(Identifier(self._events.datastore.schema),
                  Identifier(self._events.events_table_name)).as_bytes(None)
 
-    def event(self, notification: Notification) -> Any:
-        """The notification's domain event (``TopicError`` for a topic no class has)."""
+    def events(self, notifications: Sequence[Notification]) -> list[Any]:
+        """The notifications' domain events, in order (for a topic no class has, the
+        ``TopicError`` in its place), each decoded once. A batch is decoded under one lock:
+        runners at the same stretch wait for it instead of decoding it again (decoding holds
+        the GIL anyway), and take the lock once a batch, not twice an event (contended by
+        seven catch-up threads, the lock was 14 % of the process's samples in a burst)."""
         with self._lock:
-            event = self._decoded.get(notification.id)
-        if event is None:
-            event = self._mapper.to_domain_event(notification)
-            with self._lock:
-                if len(self._decoded) >= self._capacity:
-                    for oldest in list(itertools.islice(self._decoded, self._capacity // 4)):
-                        del self._decoded[oldest]
-                self._decoded[notification.id] = event
-        return event
+            missing = [n for n in notifications if n.id not in self._decoded]
+            excess = len(self._decoded) + len(missing) - self._capacity
+            if excess > 0:  # the oldest go, at least a quarter at a time
+                dropped = max(excess, self._capacity // 4)
+                for oldest in list(itertools.islice(self._decoded, dropped)):
+                    del self._decoded[oldest]
+            for notification in missing:
+                try:
+                    self._decoded[notification.id] = self._mapper.to_domain_event(notification)
+                except TopicError as error:
+                    self._decoded[notification.id] = error
+            return [self._decoded[n.id] for n in notifications]

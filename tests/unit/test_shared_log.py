@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import TopicError
 
 from projections.shared_log import SharedLog
 
@@ -78,3 +79,46 @@ def test_a_fresh_read_always_reads_the_log_and_later_positions_share_it() -> Non
     assert ids(reads.read(1, 10)) == [1, 2, 3, 4]  # inside a stretch read earlier: read again
     assert ids(reads.notifications(2, 10)) == [2, 3, 4]
     assert log.reads == [(1, 10), (1, 10)]
+
+
+class CountingMapper:
+    """Decodes a notification to its topic; a topic "unknown" has no class."""
+
+    def __init__(self) -> None:
+        self.decoded: list[int] = []
+
+    def to_domain_event(self, notification: Notification) -> str:
+        self.decoded.append(notification.id)
+        if notification.topic == "unknown":
+            raise TopicError(f"no class for {notification.topic}")
+        return f"event {notification.id}"
+
+
+def test_each_event_is_decoded_once_and_an_unknown_topic_is_given_in_its_place() -> None:
+    log = Log([1, 2, 3])
+    log.notifications.append(Notification(uuid4(), 1, "unknown", b"{}", 4))
+    mapper = CountingMapper()
+    reads = SharedLog(cast(PostgresApplicationRecorder, log), cast(Mapper[Any], mapper))
+    batch = reads.notifications(1, 10)
+
+    first = reads.events(batch)
+    again = reads.events(batch[1:])
+
+    assert first[:3] == ["event 1", "event 2", "event 3"]
+    assert isinstance(first[3], TopicError)
+    assert again == first[1:]
+    assert mapper.decoded == [1, 2, 3, 4]
+
+
+def test_decoded_events_are_bounded() -> None:
+    log = Log(range(1, 41))
+    mapper = CountingMapper()
+    reads = SharedLog(cast(PostgresApplicationRecorder, log), cast(Mapper[Any], mapper),
+                      capacity=16)
+    for start in range(1, 41, 8):
+        assert reads.events(reads.notifications(start, 8)) == [
+            f"event {i}" for i in range(start, start + 8)
+        ]
+    assert reads.events(reads.notifications(33, 8)) == [f"event {i}" for i in range(33, 41)]
+    assert len(mapper.decoded) == 40  # the newest were kept
+    assert len(reads._decoded) <= 16
