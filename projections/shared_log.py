@@ -98,7 +98,8 @@ class SharedLog:
         the GIL anyway), and take the lock once a batch, not twice an event (contended by
         seven catch-up threads, the lock was 14 % of the process's samples in a burst)."""
         with self._lock:
-            missing = [n for n in notifications if n.id not in self._decoded]
+            found = {n.id: self._decoded[n.id] for n in notifications if n.id in self._decoded}
+            missing = [n for n in notifications if n.id not in found]
             excess = len(self._decoded) + len(missing) - self._capacity
             if excess > 0:  # the oldest go, at least a quarter at a time
                 dropped = max(excess, self._capacity // 4)
@@ -106,7 +107,8 @@ class SharedLog:
                     del self._decoded[oldest]
             for notification in missing:
                 try:
-                    self._decoded[notification.id] = self._mapper.to_domain_event(notification)
+                    event = self._mapper.to_domain_event(notification)
                 except TopicError as error:
-                    self._decoded[notification.id] = error
-            return [self._decoded[n.id] for n in notifications]
+                    event = error
+                self._decoded[notification.id] = found[notification.id] = event
+            return [found[n.id] for n in notifications]

@@ -122,3 +122,15 @@ def test_decoded_events_are_bounded() -> None:
     assert reads.events(reads.notifications(33, 8)) == [f"event {i}" for i in range(33, 41)]
     assert len(mapper.decoded) == 40  # the newest were kept
     assert len(reads._decoded) <= 16
+
+
+def test_a_batch_partly_decoded_before_survives_the_eviction_its_rest_causes() -> None:
+    log = Log(range(1, 21))
+    reads = SharedLog(cast(PostgresApplicationRecorder, log),
+                      cast(Mapper[Any], CountingMapper()), capacity=8)
+    stretch = reads.notifications(1, 20)
+    reads.events(stretch[:8])  # 1-8 decoded: the cache is full
+
+    later = reads.events(stretch[:12])  # 1-8 cached; 9-12 evict the oldest, in this batch
+
+    assert later == [f"event {i}" for i in range(1, 13)]
