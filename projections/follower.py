@@ -135,28 +135,29 @@ class Follower:
         names = self._due()
         if not names:
             return
-        behind = set(names)
+        busy = set(names)  # the models whose last batch read events
         with ThreadPoolExecutor(len(names), thread_name_prefix="catch-up") as pool:
-            futures = [pool.submit(self._catch_up, self._runners[n], behind) for n in names]
+            futures = [pool.submit(self._catch_up, self._runners[n], busy) for n in names]
             for future in futures:
                 future.result()  # a failure goes to the supervisor (logged, backed off)
 
-    def _catch_up(self, runner: ProjectionRunner, behind: set[str]) -> None:
+    def _catch_up(self, runner: ProjectionRunner, busy: set[str]) -> None:
         """Batch after batch until the model reaches the head of the log (a shorter batch is
-        only the end of a stretch another model read); then a batch every ``linger`` until every
-        model has reached it. A model with little to fold (most events are not its kind) is
-        at the head long before the others: stopping there, it would fall behind again while
-        they catch up (the largest lag in a burst)."""
+        only the end of a stretch another model read); there, a batch every ``linger`` while any
+        other model still reads events. A model with little to fold (most events are not its
+        kind) is at the head long before the others: stopping there, it fell behind again while
+        they caught up (the largest lag in a burst). Set operations are atomic under the GIL."""
         try:
             while (read := runner.run_batch()) is not None:
                 if read:
+                    busy.add(runner.name)
                     continue
-                behind.discard(runner.name)  # set operations are atomic under the GIL
-                if not behind:
+                busy.discard(runner.name)
+                if not busy:
                     return
                 time.sleep(self._linger)
         finally:
-            behind.discard(runner.name)  # failed or left to another folder: not waited for
+            busy.discard(runner.name)  # failed or left to another folder: not waited for
 
     def _due(self) -> list[str]:
         """The models to fold now: all but those waiting out a failure."""

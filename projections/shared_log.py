@@ -106,6 +106,7 @@ class SharedLog:
                 for oldest in list(itertools.islice(self._decoded, dropped)):
                     del self._decoded[oldest]
             for notification in missing:
+                event: Any
                 try:
                     event = self._mapper.to_domain_event(notification)
                 except TopicError as error:
