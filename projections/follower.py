@@ -136,26 +136,34 @@ class Follower:
         if not names:
             return
         busy = set(names)  # the models whose last batch read events
+        done = threading.Event()  # every model at the head at once: all stop
         with ThreadPoolExecutor(len(names), thread_name_prefix="catch-up") as pool:
-            futures = [pool.submit(self._catch_up, self._runners[n], busy) for n in names]
+            futures = [
+                pool.submit(self._catch_up, self._runners[n], busy, done) for n in names
+            ]
             for future in futures:
                 future.result()  # a failure goes to the supervisor (logged, backed off)
 
-    def _catch_up(self, runner: ProjectionRunner, busy: set[str]) -> None:
+    def _catch_up(
+        self, runner: ProjectionRunner, busy: set[str], done: threading.Event
+    ) -> None:
         """Batch after batch until the model reaches the head of the log (a shorter batch is
         only the end of a stretch another model read); there, a batch every ``linger`` while any
         other model still reads events. A model with little to fold (most events are not its
         kind) is at the head long before the others: stopping there, it fell behind again while
-        they caught up (the largest lag in a burst). Set operations are atomic under the GIL."""
+        they caught up (the largest lag in a burst). The first model to find every model at the
+        head ends the catch-up for all (each after its batch in hand): one stopping alone would
+        be left behind. Set operations are atomic under the GIL."""
         try:
-            while (read := runner.run_batch()) is not None:
+            while not done.is_set() and (read := runner.run_batch()) is not None:
                 if read:
                     busy.add(runner.name)
                     continue
                 busy.discard(runner.name)
                 if not busy:
-                    return
-                time.sleep(self._linger)
+                    done.set()
+                else:
+                    done.wait(self._linger)
         finally:
             busy.discard(runner.name)  # failed or left to another folder: not waited for
 
