@@ -4,6 +4,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from eventsourcing.persistence import Notification
+from psycopg.sql import SQL, Identifier
+
+
+def log_select(schema: str, events_table: str) -> bytes:
+    """The read of the log from a position (``%s``), at most ``%s`` rows, with only the
+    columns a notification has."""
+    return SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state "
+        "FROM {}.{} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
+    ).format(Identifier(schema), Identifier(events_table)).as_bytes(None)
 
 
 def notifications_of(rows: Iterable[tuple[Any, ...]]) -> list[Notification]:

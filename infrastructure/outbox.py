@@ -50,7 +50,7 @@ from application.outbox import (
     TransactionEffects,
 )
 from infrastructure.database import no_connection
-from infrastructure.log_rows import notifications_of
+from infrastructure.log_rows import log_select, notifications_of
 from infrastructure.notifications import Notifications
 from infrastructure.pool_checks import ping_if_idle
 from infrastructure.schema import (
@@ -162,12 +162,7 @@ class OutboxRecorder(SnapshotRecorder, PostgresApplicationRecorder):
 
     @cached_property
     def _log_select(self) -> bytes:
-        return SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {}.{} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)).as_bytes(
-            None
-        )
+        return log_select(self.datastore.schema, self.events_table_name)
 
     def max_notification_id(self) -> int | None:
         select = _undecorated(PostgresApplicationRecorder.max_notification_id)

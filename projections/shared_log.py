@@ -12,9 +12,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import TopicError
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Identifier
 
-from infrastructure.log_rows import notifications_of
+from infrastructure.log_rows import log_select, notifications_of
 
 BATCH_SIZE = 1000
 
@@ -84,12 +83,7 @@ class SharedLog:
 
     @cached_property
     def _select(self) -> bytes:
-        """The recorder's read of the log, with only the columns a notification has."""
-        return SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {}.{} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
-        ).format(Identifier(self._events.datastore.schema),
-                 Identifier(self._events.events_table_name)).as_bytes(None)
+        return log_select(self._events.datastore.schema, self._events.events_table_name)
 
     def events(self, notifications: Sequence[Notification]) -> list[Any]:
         """The notifications' domain events, in order (for a topic no class has, the
