@@ -1,6 +1,6 @@
 """The `service_calls` read model: one row per call, its current status and last outcome."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,10 +75,20 @@ MIGRATIONS = [
 ]
 
 
-def _fields(event: Any, *names: str, **renamed: str) -> dict[str, Any]:
-    """Columns from the event's fields: ``names`` as they are, ``renamed`` as column=field."""
-    wanted = {**{n: n for n in names}, **renamed}
-    return {column: getattr(event, field) for column, field in wanted.items()}
+def _change(
+    fixed: Mapping[str, Any], *names: str, **renamed: str
+) -> Callable[[Any], dict[str, Any]]:
+    """A change's columns: ``fixed`` values, then the event's fields, ``names`` as they are and
+    ``renamed`` as column=field (the pairs worked out once, not for every event)."""
+    pairs = [*((name, name) for name in names), *renamed.items()]
+
+    def columns(event: Any) -> dict[str, Any]:
+        row = dict(fixed)
+        for column, field in pairs:
+            row[column] = getattr(event, field)
+        return row
+
+    return columns
 
 
 def _submitted(e: Any) -> dict[str, Any]:
@@ -96,28 +106,23 @@ def _submitted(e: Any) -> dict[str, Any]:
 
 
 _CHANGES: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "Scheduled": lambda e: {"status": "scheduled", **_fields(e, "attempt", "due_at")},
-    "Started": lambda e: {"status": "running", **_fields(e, "attempt")},
-    "AttemptFailed": lambda e: _fields(
-        e, last_status_code="status_code", last_error_kind="error_kind"
+    "Scheduled": _change({"status": "scheduled"}, "attempt", "due_at"),
+    "Started": _change({"status": "running"}, "attempt"),
+    "AttemptFailed": _change({}, last_status_code="status_code", last_error_kind="error_kind"),
+    "Succeeded": _change(
+        {"status": "succeeded", "last_error_kind": None},
+        "finished_at", last_status_code="status_code",
     ),
-    "Succeeded": lambda e: {
-        "status": "succeeded",
-        "last_error_kind": None,
-        **_fields(e, "finished_at", last_status_code="status_code"),
-    },
-    "Failed": lambda e: {
-        "status": "failed",
-        **_fields(e, "finished_at", last_status_code="status_code",
-                last_error_kind="error_kind", failure_reason="reason"),
-    },
-    "Cancelled": lambda e: {"status": "cancelled", **_fields(e, finished_at="cancelled_at")},
-    "Paused": lambda e: {"status": "paused"},
-    "Resumed": lambda e: {"status": "scheduled"},
-    "RetryRequested": lambda e: {
-        "status": "scheduled", "finished_at": None, "failure_reason": None,
-        **_fields(e, "attempt", "due_at"),
-    },
+    "Failed": _change(
+        {"status": "failed"}, "finished_at", last_status_code="status_code",
+        last_error_kind="error_kind", failure_reason="reason",
+    ),
+    "Cancelled": _change({"status": "cancelled"}, finished_at="cancelled_at"),
+    "Paused": _change({"status": "paused"}),
+    "Resumed": _change({"status": "scheduled"}),
+    "RetryRequested": _change(
+        {"status": "scheduled", "finished_at": None, "failure_reason": None}, "attempt", "due_at"
+    ),
 }
 
 

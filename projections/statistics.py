@@ -15,7 +15,7 @@ those and the outcome are in different batches.
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from operator import add
 from typing import Any
 from uuid import UUID
@@ -62,6 +62,13 @@ class _Context:
     service_call_id: UUID
     host: str
     attempt: int
+
+    def row(self, execution_id: UUID) -> dict[str, Any]:
+        """Its row of the pending table (``dataclasses.asdict`` deep-copies every field: 3.5 %
+        of the read-model process's samples in a burst)."""
+        return {"id": execution_id, "tenant_id": self.tenant_id,
+                "service_call_id": self.service_call_id, "host": self.host,
+                "attempt": self.attempt}
 
 
 class _Row:
@@ -114,7 +121,7 @@ class StatisticsProjection:
                 finished.append((FINISHED[recorded.topic], e))
         counted = _with_context(curs, finished, started)
         writes = [Write(NAMES, [{"id": i, "name": n} for i, n in names.items()]),
-                  Write(PENDING, [{"id": i, **asdict(c)} for i, c in started.items()])]
+                  Write(PENDING, [c.row(i) for i, c in started.items()])]
         if counted:
             earlier = {c.service_call_id for c, _, _ in counted} - set(names)
             all_names = {**names, **names_of(curs, NAMES, earlier)}
