@@ -62,7 +62,7 @@ def _command(
         tags=body.tags,
         correlation_id=body.correlation_id,
         idempotency_key=key,
-        request_hash=_request_hash(body),
+        request_hash=_request_hash(body) if key is not None else "",  # kept only with a key
         retry_policy=retry_policy,
         trace_parent=container.tracer.current_trace_parent(),
     )
