@@ -28,6 +28,8 @@ phase's backlog; the wait is ``read_models_settled_s`` in the JSON):
                ``--sample-interval`` s, each projection's lag (log head - tracking position,
                in events, and the age of the oldest unfolded event, in ms, counted from
                when it was recorded; also from the event's own timestamp, for comparison).
+               The JSON keeps every sample (``projector_lag.series``): which models lagged,
+               and when.
 2. submit      ``--submits`` single ``POST /v1/service-calls`` at ``--concurrency`` clients,
                calls due in one day (the workers have nothing to do); rate and p50/p99 latency.
 3. batch       ``--batch-calls`` calls due in one day through the batch endpoint, workers

@@ -212,5 +212,13 @@ class LagSampler(threading.Thread):
                 "p99_ms_since_created": rounded(percentile(since_created, 99)),
             },
             "projections": per,
+            # each sample: seconds since the first, the log's head, and each projection's events
+            # behind in the order of ``names`` (where a lag came from: which models, when)
+            "series": {
+                "names": names,
+                "samples": [[round(s["at"] - self.samples[0]["at"], 2), s["head"],
+                             [s["lags"].get(n, (None,))[0] for n in names]]
+                            for s in self.samples],
+            },
             "error": self.error,
         }
