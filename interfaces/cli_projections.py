@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infrastructure import gc_tuning
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
 from interfaces.cli_errors import CliError
@@ -107,5 +108,6 @@ def run() -> None:
     if container is None:
         return
     container.start_projections()
+    gc_tuning.tune_for_workers()  # a fold allocates as much per event as a worker per call
     stop.wait()
     container.close()
