@@ -21,6 +21,7 @@ import asyncio
 import http.cookiejar
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -101,10 +102,11 @@ class HttpxSender:
         content: bytes | None,
         started: float,
     ) -> AttemptResult:
+        url = _parsed(request.url)
         async with self._client.stream(
-            request.method, request.url, headers=headers, content=content,
+            request.method, url, headers=headers, content=content,
             timeout=request.timeout_seconds, follow_redirects=request.follow_redirects,
-            extensions={_ORIGIN: _origin(httpx.URL(request.url)), _SECRETS: request.secret_names},
+            extensions={_ORIGIN: _origin(url), _SECRETS: request.secret_names},
         ) as response:
             snippet = bytearray()
             async for chunk in response.aiter_bytes():
@@ -153,6 +155,13 @@ async def _strip_secrets_off_origin(request: httpx.Request) -> None:
     if origin is not None and _origin(request.url) != origin:
         for name in request.extensions.get(_SECRETS, ()):
             request.headers.pop(name, None)
+
+
+@lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """A call's URL, parsed once: httpx.URL is immutable, and the calls to one endpoint share
+    it (httpx parsed each request's URL twice: 5 % of a worker's samples in a burst)."""
+    return httpx.URL(url)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
