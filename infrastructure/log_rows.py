@@ -1,9 +1,10 @@
-"""The events table's rows as the library's notifications, read as tuples."""
+"""The events table's rows as the library's records (notifications, stored events), read as
+tuples."""
 
 from collections.abc import Iterable
 from typing import Any
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 from psycopg.sql import SQL, Identifier
 
 
@@ -26,4 +27,15 @@ def notifications_of(rows: Iterable[tuple[Any, ...]]) -> list[Notification]:
             state=bytes(state),
         )
         for id_, originator_id, version, topic, state in rows
+    ]
+
+
+def stored_events_of(rows: Iterable[tuple[Any, ...]]) -> list[StoredEvent]:
+    """Stored events from rows of (originator_id, originator_version, topic, state)."""
+    return [
+        StoredEvent(
+            originator_id=originator_id, originator_version=version, topic=topic,
+            state=bytes(state),
+        )
+        for originator_id, version, topic, state in rows
     ]

@@ -50,7 +50,7 @@ from application.outbox import (
     TransactionEffects,
 )
 from infrastructure.database import no_connection
-from infrastructure.log_rows import log_select, notifications_of
+from infrastructure.log_rows import log_select, notifications_of, stored_events_of
 from infrastructure.notifications import Notifications
 from infrastructure.pool_checks import ping_if_idle
 from infrastructure.schema import (
@@ -210,13 +210,7 @@ class OutboxRecorder(SnapshotRecorder, PostgresApplicationRecorder):
         ``notifications_of``)."""
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(statement, params, prepare=True)
-            return [
-                StoredEvent(
-                    originator_id=originator_id, originator_version=version, topic=topic,
-                    state=bytes(state),
-                )
-                for originator_id, version, topic, state in curs.fetchall()
-            ]
+            return stored_events_of(curs.fetchall())
 
 
 def _effect_columns(effects: TransactionEffects) -> tuple[Any, ...]:
@@ -477,13 +471,8 @@ def _claim_read(row: dict[str, Any]) -> ClaimRead | None:
         return None
     call_id = row["service_call_id"]
     columns = (row["e_versions"] or (), row["e_topics"] or (), row["e_states"] or ())
-    events = tuple(
-        StoredEvent(
-            originator_id=call_id, originator_version=version, topic=topic, state=bytes(state)
-        )
-        for version, topic, state in zip(*columns, strict=True)
-    )
-    return ClaimRead(events, row["circuit_id"])
+    events = ((call_id, *event) for event in zip(*columns, strict=True))
+    return ClaimRead(tuple(stored_events_of(events)), row["circuit_id"])
 
 
 def _message(row: dict[str, Any], read: ClaimRead | None = None) -> OutboxMessage:
