@@ -31,7 +31,7 @@ def _submit_due_now(container: Container, count: int) -> list[ServiceCall]:
     ]
 
 
-def _no_event_reads(container: Container, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def _counted_event_reads(container: Container, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Reads of aggregates' events through the recorder, from here on (and counted)."""
     reads: list[Any] = []
     recorder: Any = container.service_calls.recorder
@@ -67,7 +67,7 @@ def test_starting_claimed_messages_at_once_reads_nothing(
 ) -> None:
     calls = _submit_due_now(container, 5)
     claimed = container.outbox.claim(START, 10)
-    reads = _no_event_reads(container, monkeypatch)
+    reads = _counted_event_reads(container, monkeypatch)
     handed: list[Attempt] = []
 
     container.service_calls.start_due(claimed, hand_off=handed.extend)
@@ -92,7 +92,7 @@ def test_a_host_with_a_circuit_has_it_read(
         )
     claimed = container.outbox.claim(START, 10)
     assert [m.read.circuit_id if m.read else None for m in claimed] == [circuit_id]
-    reads = _no_event_reads(container, monkeypatch)
+    reads = _counted_event_reads(container, monkeypatch)
 
     container.service_calls.start_due(claimed, hand_off=lambda _: None)
 
@@ -107,7 +107,7 @@ def test_a_message_without_its_read_has_its_call_read_anew(
     (call,) = _submit_due_now(container, 1)
     claimed: list[OutboxMessage] = list(container.outbox.claim(START, 10))
     container.service_calls.cancel(TENANT, call.id, "after the claim")
-    reads = _no_event_reads(container, monkeypatch)
+    reads = _counted_event_reads(container, monkeypatch)
     handed: list[Attempt] = []
 
     container.service_calls.start_due(list(map(unread, claimed)), hand_off=handed.extend)

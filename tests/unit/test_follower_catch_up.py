@@ -76,3 +76,38 @@ def test_a_model_that_fails_is_not_waited_for() -> None:
         _follower({"quick": quick, "failing": failing}).catch_up()
 
     assert quick.batches[-1] == 0
+
+
+class GatedRunner(Runner):
+    """Reads only once ``gate`` is set (another model has read), and sets ``read`` after its
+    first batch."""
+
+    def __init__(self, name: str, reads: list[int], gate: threading.Event | None = None) -> None:
+        super().__init__(name, reads)
+        self.gate = gate
+        self.read = threading.Event()
+
+    def run_batch(self) -> int | None:
+        if self.gate is not None:
+            self.gate.wait(5)
+        read = super().run_batch()
+        self.read.set()
+        return read
+
+
+def test_every_model_at_the_head_at_once_ends_the_catch_up_for_all() -> None:
+    """The slow model touches the head, then the quick one finds both there: both stop, the
+    slow one's later events left to the follower's next round. Stopping one by one, the quick
+    model stopped for good while the slow one, given events again, went on alone."""
+    slow = GatedRunner("slow", [0, 10, 10, 10])
+    quick = GatedRunner("quick", [0], gate=slow.read)
+    follower = Follower(
+        cast(Mapping[str, ProjectionRunner], {"slow": slow, "quick": quick}), cast(Any, None),
+        cast(SharedLog, None), batch_size=10, linger=0.2,
+    )
+
+    follower.catch_up()
+
+    assert slow.batches == [0]
+    assert slow.reads == [10, 10, 10]
+    assert quick.batches == [0]
