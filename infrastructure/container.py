@@ -8,6 +8,8 @@ worker loops, the read-model runners and the live event stream's tail.
 from dataclasses import dataclass, field
 from uuid import uuid4
 
+import uvloop
+
 from application.authentication import Authenticator
 from application.dispatch.workers import WorkerOptions, Workers
 from application.group_commit import GroupCommit
@@ -162,6 +164,7 @@ class Container:
             schedules=self.schedules,
             registry=self.worker_registry,
             workflows=self.workflows,
+            loop_factory=uvloop.new_event_loop,
         )
         self.workers.start()
         return self.workers

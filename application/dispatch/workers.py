@@ -62,11 +62,14 @@ class Workers:
         schedules: Schedules | None = None,
         registry: WorkerRegistry | None = None,
         workflows: Workflows | None = None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     ) -> None:
         """``unavailable``: the errors that mean the database is away (work in hand is kept
         and done once it is back, instead of waiting for its leases to end); ``schedules``:
         fire them too (the schedule loop); ``registry``: beat, and free dead workers' leases
-        (``Liveness``); ``workflows``: advance their runs (the workflow loop)."""
+        (``Liveness``); ``workflows``: advance their runs (the workflow loop);
+        ``loop_factory``: the execution loop's event loop (default: asyncio's own)."""
+        self._loop_factory = loop_factory
         self._unavailable = unavailable
         self._tracer = tracer
         self._calls = service_calls
@@ -124,7 +127,7 @@ class Workers:
                 target=self._liveness.run, name="duecall-liveness", daemon=True
             )
             self._beating.start()
-        self._spawn("execution", lambda: asyncio.run(self._run_execution()))
+        self._spawn("execution", self._execute)
         self._execution_ready.wait(5)  # before the timer, which hands it early starts
         self._spawn(self._timer.name, self._timer.run)
         loops = [self._timer.name, "execution"]
@@ -192,6 +195,10 @@ class Workers:
         thread = threading.Thread(target=target, name=f"duecall-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _execute(self) -> None:
+        with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+            runner.run(self._run_execution())
 
     async def _run_execution(self) -> None:
         self._loop = asyncio.get_running_loop()
