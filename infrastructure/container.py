@@ -32,7 +32,7 @@ from infrastructure.database import (
 )
 from infrastructure.event_feed import PostgresEventFeed
 from infrastructure.event_hashes import migrate_event_store
-from infrastructure.http_sender import HttpxSender
+from infrastructure.http_sender import AiohttpSender
 from infrastructure.idempotency import PostgresIdempotencyKeys
 from infrastructure.notifications import Notifications
 from infrastructure.outbox import ConcurrencyLimits, OutboxRecorder, PostgresOutbox
@@ -152,7 +152,7 @@ class Container:
         self.workers = Workers(
             self.service_calls,
             self.outbox,
-            lambda: HttpxSender(
+            lambda: AiohttpSender(
                 snippet_bytes=self.settings.response_snippet_bytes,
                 max_connections=self.settings.max_in_flight,
                 allowlist=self.settings.allowlist,

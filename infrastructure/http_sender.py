@@ -1,47 +1,63 @@
-"""The HTTP port implemented with httpx: one shared AsyncClient and connection pool.
+"""The HTTP port implemented with aiohttp: one shared ClientSession and connection pool.
 
-httpx's exceptions map onto attempt outcomes:
-    TimeoutException (connect/read/write/pool timeouts) → ``timeout``
-    TransportError and any other HTTPError (refused, reset, DNS, protocol) → ``network``
-    OutboundRefusedError (the outbound guard), TooManyRedirects → ``rejected`` (not sent)
+aiohttp's exceptions map onto attempt outcomes:
+    TimeoutError (the attempt's ``timeout_seconds``, over the whole exchange) → ``timeout``
+    ClientError and OSError (refused, reset, DNS, protocol) → ``network``
+    OutboundRefusedError (the outbound guard), a sixth redirect, a redirect to a URL that is
+    not HTTP → ``rejected`` (not sent)
 A non-2xx answer is a result, classified as ``http_error`` by the domain.
 
-Every request passes the outbound guard (``outbound_guard.py``): the URL's host before
-sending, each hop at the transport, and every resolved address at connect time. Redirects are
-followed only when the request asks for it (``follow_redirects``), at most ``max_redirects``.
-The response body is streamed: the first ``snippet_bytes`` are kept, the rest is discarded.
-The client frames every request itself: a call's framing, Host and duecall-owned headers are
-dropped (refused at submit; a record made before that rule may still hold them).
+Every request passes the outbound guard (``outbound_guard.py``): the host of the URL before
+each hop is sent (this module follows redirects itself, so every request aiohttp makes is one
+it checked), and every resolved address at connect time (``GuardedResolver``). Redirects are
+followed only when the request asks for it (``follow_redirects``), at most ``max_redirects``,
+the way browsers and httpx do: 303 (and a POST's 301 or 302) becomes a GET without a body;
+Authorization and the call's secret headers go only to the call's own origin.
+The response body is streamed: the first ``snippet_bytes`` are kept, the rest is read and
+discarded (the connection stays reusable); a redirect's body is not read at all.
+The session frames every request itself: a call's framing, Host and duecall-owned headers are
+dropped (refused at submit; a record made before that rule may still hold them), and it adds
+no Content-Type of its own.
 
-The transport is aiohttp's (``httpx-aiohttp``): httpx's default transport spent most of the
-worker's CPU in its connection-pool bookkeeping at a few hundred requests in flight.
+Why aiohttp without httpx above it: httpx's default transport spent most of the worker's CPU
+in its connection-pool bookkeeping at a few hundred requests in flight, and httpx's own layers
+over aiohttp (request building, hooks, auth and redirect wrappers) were still about a quarter
+of a worker's samples in a burst (docs/performance.md).
 """
 
 import asyncio
-import http.cookiejar
+import ssl
 import time
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
-import httpx
+import aiohttp
+import certifi
+from yarl import URL
 
 from domain.headers import is_reserved
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from infrastructure.outbound_guard import (
     Allowlist,
-    GuardedTransport,
+    GuardedResolver,
     OutboundGuard,
     OutboundRefusedError,
-    guarded_aiohttp_transport,
 )
 
 MAX_REDIRECTS = 5
-_ORIGIN, _SECRETS = "duecall_origin", "duecall_secret_headers"  # request extensions
+USER_AGENT = "duecall/0.1"
+KEEPALIVE_SECONDS = 5.0
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int | None]
 
 
-class HttpxSender:
+class TooManyRedirectsError(Exception):
+    pass
+
+
+class AiohttpSender:
     def __init__(
         self,
         *,
@@ -49,78 +65,97 @@ class HttpxSender:
         max_connections: int = 256,
         allowlist: Allowlist | None = None,
         max_redirects: int = MAX_REDIRECTS,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``transport`` replaces the guarded aiohttp one; it is still guarded per request
-        (host checks), but resolving is then its own."""
         self._snippet_bytes = snippet_bytes
+        self._max_connections = max_connections
+        self._max_redirects = max_redirects
         self._guard = OutboundGuard(allowlist)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._client = httpx.AsyncClient(
-            limits=limits,
-            follow_redirects=False,
-            max_redirects=max_redirects,
-            transport=(
-                GuardedTransport(transport, self._guard, snippet_bytes)
-                if transport is not None
-                else guarded_aiohttp_transport(self._guard, limits, snippet_bytes)
-            ),
-            headers={"User-Agent": "duecall/0.1"},
-            cookies=_NoCookies(),
-            event_hooks={"request": [_strip_secrets_off_origin]},
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The session, made on first use: aiohttp binds it to the running event loop."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                ssl=ssl.create_default_context(cafile=certifi.where()),
+                resolver=GuardedResolver(self._guard),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},
+                # no cookie jar: one session serves every tenant, so a cookie one call's
+                # target sets must never go out with another call
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Content-Type",),
+                timeout=aiohttp.ClientTimeout(total=None),  # send's own timeout bounds it
+                trust_env=False,
+            )
+        return self._session
 
     async def send(self, request: RequestSpec, extra_headers: Mapping[str, str]) -> AttemptResult:
         started = time.perf_counter()
-        headers = _outgoing(request.headers, extra_headers)
-        content = request.body.encode() if request.body is not None else None
         try:
             self._guard.check_host(request.host)
             async with asyncio.timeout(request.timeout_seconds):
-                return await self._exchange(request, headers, content, started)
+                return await self._exchange(request, extra_headers, started)
         except OutboundRefusedError as error:
             return _failure(started, ErrorKind.REJECTED, str(error))
-        except httpx.TooManyRedirects:
-            message = f"refused: more than {self._client.max_redirects} redirects"
+        except TooManyRedirectsError:
+            message = f"refused: more than {self._max_redirects} redirects"
             return _failure(started, ErrorKind.REJECTED, message)
-        except (TimeoutError, httpx.HTTPError) as error:
+        except TimeoutError:
+            message = f"timed out after {request.timeout_seconds:g} s"
+            return _failure(started, ErrorKind.TIMEOUT, message)
+        except (aiohttp.ClientError, OSError, ValueError) as error:
             refused = _refusal_in(error)
             if refused is not None:
                 return _failure(started, ErrorKind.REJECTED, str(refused))
-            kind = _kind_of(error)
-            if kind is ErrorKind.TIMEOUT:
-                return _failure(started, kind, f"timed out after {request.timeout_seconds:g} s")
-            cause = error.__cause__ or error
-            return _failure(started, kind, f"{type(cause).__name__}: {cause}")
+            return _failure(started, ErrorKind.NETWORK, f"{type(error).__name__}: {error}")
 
     async def _exchange(
-        self,
-        request: RequestSpec,
-        headers: dict[str, str],
-        content: bytes | None,
-        started: float,
+        self, request: RequestSpec, extra_headers: Mapping[str, str], started: float
     ) -> AttemptResult:
         url = _parsed(request.url)
-        async with self._client.stream(
-            request.method, url, headers=headers, content=content,
-            timeout=request.timeout_seconds, follow_redirects=request.follow_redirects,
-            extensions={_ORIGIN: _origin(url), _SECRETS: request.secret_names},
-        ) as response:
+        origin = _origin(url)
+        method = request.method
+        headers = _outgoing(request.headers, extra_headers)
+        content = request.body.encode() if request.body is not None else None
+        redirects = 0
+        while True:
+            self._guard.check_host(url.raw_host or "")
+            response = await self._client().request(
+                method, url, headers=headers, data=content, allow_redirects=False
+            )
+            location = response.headers.get("Location")
+            if not request.follow_redirects or response.status not in _REDIRECTS or not location:
+                break
+            response.release()  # a redirect's body is never wanted: not read
+            if redirects == self._max_redirects:
+                raise TooManyRedirectsError
+            redirects += 1
+            url = url.join(URL(location))
+            if url.scheme not in _DEFAULT_PORTS:
+                raise OutboundRefusedError(f"refused: a redirect to {url.scheme or 'no'} scheme")
+            if _becomes_get(response.status, method):
+                method, content = "GET", None
+            if _origin(url) != origin:
+                headers = _off_origin(headers, request.secret_names)
+        async with response:
             snippet = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 if len(snippet) < self._snippet_bytes:
                     snippet.extend(chunk[: self._snippet_bytes - len(snippet)])
         return AttemptResult(
             duration_ms=_elapsed_ms(started),
-            status_code=response.status_code,
-            headers=dict(response.headers),
+            status_code=response.status,
+            headers=_headers_of(response),
             body_snippet=snippet.decode("utf-8", errors="replace"),
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _outgoing(headers: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
@@ -135,48 +170,39 @@ def _outgoing(headers: Mapping[str, str], own: Mapping[str, str]) -> dict[str, s
     return {**kept, **own}
 
 
-class _NoCookies(http.cookiejar.CookieJar):
-    """A jar that keeps nothing and adds nothing: one client makes every tenant's calls, so a
-    cookie one call's target sets must never go out with another call (httpx keeps them by
-    default). It skips the parsing too: httpx hands it every response (3 % of a worker's
-    samples at a steady rate when a policy refused them one by one)."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        pass
-
-    def add_cookie_header(self, request: Any) -> None:
-        pass
+def _becomes_get(status: int, method: str) -> bool:
+    """A 303 is followed with a GET (a HEAD stays one); so is a POST's 301 or 302."""
+    return (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST")
 
 
-async def _strip_secrets_off_origin(request: httpx.Request) -> None:
-    """A redirect to another origin does not carry the call's secret headers (httpx itself
-    drops only Authorization and Cookie): their values go in clear to the target only."""
-    origin = request.extensions.get(_ORIGIN)
-    if origin is not None and _origin(request.url) != origin:
-        for name in request.extensions.get(_SECRETS, ()):
-            request.headers.pop(name, None)
+def _off_origin(headers: dict[str, str], secret_names: frozenset[str]) -> dict[str, str]:
+    """The headers a redirect to another origin carries: not Authorization, and not the call's
+    secret headers (their values go in clear to the call's own origin only)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() != "authorization" and name.lower() not in secret_names
+    }
+
+
+def _headers_of(response: aiohttp.ClientResponse) -> dict[str, str]:
+    """The answer's headers by lower-cased name, a repeated one's values joined by ", "."""
+    joined: dict[str, str] = {}
+    for name, value in response.headers.items():
+        key = name.lower()
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined
 
 
 @lru_cache(maxsize=1024)
-def _parsed(url: str) -> httpx.URL:
-    """A call's URL, parsed once: httpx.URL is immutable, and the calls to one endpoint share
-    it (httpx parsed each request's URL twice: 5 % of a worker's samples in a burst)."""
-    return httpx.URL(url)
+def _parsed(url: str) -> URL:
+    """A call's URL, parsed once: yarl's URL is immutable, and the calls to one endpoint share
+    it."""
+    return URL(url)
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
-
-
-def _kind_of(error: Exception) -> ErrorKind:
-    """Timeout or network. httpx-aiohttp reports a refused connection as ConnectTimeout, so
-    the underlying error decides: an OSError that is not a TimeoutError is a network error."""
-    cause = error.__cause__
-    if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
-        return ErrorKind.NETWORK
-    if isinstance(error, TimeoutError | httpx.TimeoutException):
-        return ErrorKind.TIMEOUT
-    return ErrorKind.NETWORK
+def _origin(url: URL) -> Origin:
+    return url.scheme, url.host or "", url.port or _DEFAULT_PORTS.get(url.scheme)
 
 
 def _refusal_in(error: BaseException) -> OutboundRefusedError | None:

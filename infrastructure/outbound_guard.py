@@ -10,24 +10,23 @@ C library still accepts (``2130706433``, ``0177.0.0.1``, ``0x7f.1``, ``127.1``) 
 the address they stand for. The allowlist (``DUECALL_OUTBOUND_ALLOWLIST``) admits chosen
 internal targets: by CIDR (the addresses) or by host name (whatever the name resolves to).
 
-Where it applies (``guarded_aiohttp_transport``):
-    * ``GuardedTransport`` checks the host of every request httpx makes, and each redirect hop
-      is such a request; it also caps the bodies of redirect answers (httpx reads them whole);
-    * an aiohttp request-start hook checks the host exactly as aiohttp will connect to it
-      (aiohttp skips the resolver for IP literals);
+Where it applies (``http_sender.py``):
+    * the sender checks the host of every request before aiohttp sends it, as aiohttp parsed
+      it (aiohttp skips the resolver for IP literals); it follows redirects itself, so each
+      hop is such a request;
     * ``GuardedResolver`` resolves host names at connect time and refuses a refused answer, so
       the connection only ever goes to addresses the guard approved (no DNS rebinding between
       a check and the connect).
 A refusal is an ``OutboundRefusedError`` whose message says why, e.g.
 ``refused: 10.0.0.5 is a private address (host internal.example)``.
 
-One module over 300 lines on purpose: the address rules and the three places they are
-enforced must be read together to see that no path around them is left.
+The address rules and the places they are enforced must be read together to see that no path
+around them is left.
 """
 
 import re
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import (
     IPv4Address,
@@ -37,12 +36,9 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
-from types import SimpleNamespace
 
 import aiohttp
-import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
-from httpx_aiohttp import AiohttpTransport
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -253,7 +249,7 @@ class OutboundGuard:
             raise OutboundRefusedError(f"refused: {address} is {reason}{named}")
 
 
-# -- adapters: httpx transport, aiohttp resolver and request hook -----------------------------
+# -- the adapter: aiohttp's resolver ----------------------------------------------------------
 
 
 class GuardedResolver(AbstractResolver):
@@ -277,85 +273,3 @@ class GuardedResolver(AbstractResolver):
     async def close(self) -> None:
         if self._inner is not None:
             await self._inner.close()
-
-
-def request_hook(guard: OutboundGuard) -> aiohttp.TraceConfig:
-    """An aiohttp trace that checks each request's host as aiohttp parsed it (an IP literal
-    never reaches the resolver)."""
-
-    async def on_request_start(
-        _session: aiohttp.ClientSession,
-        _context: SimpleNamespace,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        guard.check_host(params.url.raw_host or "")
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_request_start)
-    return trace
-
-
-class _CappedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, limit: int) -> None:
-        self._inner = inner
-        self._limit = limit
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        left = self._limit
-        if left <= 0:
-            return
-        async for chunk in self._inner:
-            yield chunk[:left]
-            left -= len(chunk)
-            if left <= 0:
-                break  # read no further: the rest is never wanted
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """Checks the host of every request (every redirect hop) before ``inner`` sends it, and
-    reads at most ``redirect_body_bytes`` of a redirect's body (httpx reads it whole)."""
-
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        guard: OutboundGuard,
-        redirect_body_bytes: int = 64 * 1024,
-    ) -> None:
-        self._inner = inner
-        self._guard = guard
-        self._redirect_body_bytes = redirect_body_bytes
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._guard.check_host(request.url.host)
-        response = await self._inner.handle_async_request(request)
-        if response.has_redirect_location and isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _CappedStream(response.stream, self._redirect_body_bytes)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def guarded_aiohttp_transport(
-    guard: OutboundGuard, limits: httpx.Limits, redirect_body_bytes: int = 64 * 1024
-) -> GuardedTransport:
-    """httpx over aiohttp (as ``AiohttpTransport`` builds it), guarded at every level."""
-    ssl_context = httpx.create_ssl_context(trust_env=False)
-
-    def session() -> aiohttp.ClientSession:  # called by the transport inside the event loop
-        connector = aiohttp.TCPConnector(
-            limit=limits.max_connections or 0,
-            keepalive_timeout=limits.keepalive_expiry,
-            ssl=ssl_context,
-            resolver=GuardedResolver(guard),
-        )
-        return aiohttp.ClientSession(  # no cookie jar: one session serves every tenant
-            connector=connector, trace_configs=[request_hook(guard)],
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-
-    inner = AiohttpTransport(limits=limits, trust_env=False, client=session)
-    return GuardedTransport(inner, guard, redirect_body_bytes)

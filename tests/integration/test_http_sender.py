@@ -1,4 +1,4 @@
-"""The httpx sender against real sockets: how each kind of failure is classified."""
+"""The aiohttp sender against real sockets: how each kind of failure is classified."""
 
 import asyncio
 
@@ -6,13 +6,13 @@ from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from harness.network import LOOPBACK_ALLOWLIST, closed_port_url
 from harness.target_server import TargetServer
-from infrastructure.http_sender import HttpxSender
+from infrastructure.http_sender import AiohttpSender
 from infrastructure.outbound_guard import Allowlist
 
 
 def _send(url: str, timeout: float = 2.0, snippet_bytes: int = 64) -> AttemptResult:
     async def go() -> AttemptResult:
-        sender = HttpxSender(
+        sender = AiohttpSender(
             snippet_bytes=snippet_bytes, allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST)
         )
         try:
@@ -53,7 +53,7 @@ def test_cookies_a_target_sets_are_not_sent_with_later_calls() -> None:
     with any other call (httpx and aiohttp would both keep it in their jars by default)."""
 
     async def go() -> None:
-        sender = HttpxSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
+        sender = AiohttpSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
         try:
             for path in ("set-cookie", "echo", "redirect/302?to=/echo"):
                 spec = RequestSpec("GET", f"{target.url}/{path}", follow_redirects=True)

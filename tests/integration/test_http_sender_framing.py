@@ -7,7 +7,7 @@ import asyncio
 from domain.request import RequestSpec
 from harness.network import LOOPBACK_ALLOWLIST
 from harness.raw_target import RawTarget, content_length
-from infrastructure.http_sender import HttpxSender
+from infrastructure.http_sender import AiohttpSender
 from infrastructure.outbound_guard import Allowlist
 
 SMUGGLED = "0\r\n\r\nGET /SMUGGLED HTTP/1.1\r\nHost: internal\r\nContent-Length: 0\r\n\r\n"
@@ -30,7 +30,7 @@ OWN = {"Idempotency-Key": "0196-call:1", "Duecall-Id": "0196-call", "Duecall-Sig
 
 def _send(target: RawTarget, spec: RequestSpec) -> int | None:
     async def go() -> int | None:
-        sender = HttpxSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
+        sender = AiohttpSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
         try:
             return (await sender.send(spec, OWN)).status_code
         finally:

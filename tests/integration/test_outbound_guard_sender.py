@@ -1,8 +1,12 @@
-"""The real HttpxSender and the outbound guard against real local servers (real sockets, the
+"""The real AiohttpSender and the outbound guard against real local servers (real sockets, the
 machine's resolver): refused targets are never contacted, allowlisted ones are; redirects are
-followed only when asked and each hop is guarded; response bodies are capped."""
+followed only when asked, each hop is guarded and sent as browsers send it, and a redirect's
+body is not read; response bodies are capped."""
 
 import asyncio
+import json
+import socket
+import threading
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -11,7 +15,7 @@ import pytest
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from harness.target_server import TargetServer
-from infrastructure.http_sender import HttpxSender
+from infrastructure.http_sender import AiohttpSender
 from infrastructure.outbound_guard import Allowlist
 
 ONLY_127_0_0_1 = "127.0.0.1/32"
@@ -20,11 +24,22 @@ ONLY_127_0_0_1 = "127.0.0.1/32"
 def _send(
     url: str, allowlist: str = "", follow_redirects: bool = False, snippet_bytes: int = 64 * 1024
 ) -> AttemptResult:
+    request = RequestSpec("GET", url, timeout_seconds=5, follow_redirects=follow_redirects)
+    return send_spec(request, allowlist, snippet_bytes=snippet_bytes)
+
+
+def send_spec(
+    request: RequestSpec,
+    allowlist: str,
+    own: dict[str, str] | None = None,
+    snippet_bytes: int = 64 * 1024,
+) -> AttemptResult:
+    """``request`` sent by a fresh sender with ``own`` as duecall's headers."""
+
     async def go() -> AttemptResult:
-        sender = HttpxSender(snippet_bytes=snippet_bytes, allowlist=Allowlist.parse(allowlist))
+        sender = AiohttpSender(snippet_bytes=snippet_bytes, allowlist=Allowlist.parse(allowlist))
         try:
-            request = RequestSpec("GET", url, timeout_seconds=5, follow_redirects=follow_redirects)
-            return await sender.send(request, {})
+            return await sender.send(request, own or {})
         finally:
             await sender.aclose()
 
@@ -39,12 +54,13 @@ def target() -> Iterator[TargetServer]:
 
 @pytest.fixture
 def elsewhere() -> Iterator[TargetServer]:
-    """A second server, on 127.0.0.2: a loopback address the allowlist does not admit."""
+    """A second server, on 127.0.0.2: a loopback address the allowlist does not admit (and
+    another origin)."""
     with TargetServer(host="127.0.0.2") as server:
         yield server
 
 
-def _redirect(via: TargetServer, to: str, code: int = 302) -> str:
+def redirect_via(via: TargetServer, to: str, code: int = 302) -> str:
     return f"{via.url}/redirect/{code}?to={quote(to, safe='')}"
 
 
@@ -97,7 +113,7 @@ def test_a_redirect_to_a_refused_address_is_rejected_when_following_redirects(
     target: TargetServer, elsewhere: TargetServer
 ) -> None:
     result = _send(
-        _redirect(target, f"{elsewhere.url}/ok"), allowlist=ONLY_127_0_0_1, follow_redirects=True
+        redirect_via(target, f"{elsewhere.url}/ok"), allowlist=ONLY_127_0_0_1, follow_redirects=True
     )
     assert result.error_kind is ErrorKind.REJECTED
     assert result.message == "refused: 127.0.0.2 is a loopback address"
@@ -108,7 +124,7 @@ def test_a_redirect_to_a_refused_address_is_rejected_when_following_redirects(
 def test_without_following_redirects_the_3xx_is_the_result(
     target: TargetServer, elsewhere: TargetServer
 ) -> None:
-    result = _send(_redirect(target, f"{elsewhere.url}/ok", 307), allowlist=ONLY_127_0_0_1)
+    result = _send(redirect_via(target, f"{elsewhere.url}/ok", 307), allowlist=ONLY_127_0_0_1)
     assert (result.status_code, result.error_kind) == (307, None)
     assert result.classified().error_kind is ErrorKind.HTTP_ERROR
     assert (result.headers or {})["location"] == f"{elsewhere.url}/ok"
@@ -119,7 +135,7 @@ def test_an_admitted_redirect_is_followed_when_asked(
     target: TargetServer, elsewhere: TargetServer
 ) -> None:
     result = _send(
-        _redirect(target, f"{elsewhere.url}/ok"), allowlist="127.0.0.0/8", follow_redirects=True
+        redirect_via(target, f"{elsewhere.url}/ok"), allowlist="127.0.0.0/8", follow_redirects=True
     )
     assert (result.status_code, result.error_kind) == (200, None)
     assert [r.path for r in elsewhere.requests] == ["/ok"]
@@ -129,7 +145,7 @@ def test_at_most_five_redirects_are_followed(target: TargetServer) -> None:
     def chain(hops: int) -> str:
         url = f"{target.url}/ok"
         for _ in range(hops):
-            url = _redirect(target, url)
+            url = redirect_via(target, url)
         return url
 
     assert _send(chain(5), allowlist=ONLY_127_0_0_1, follow_redirects=True).status_code == 200
@@ -152,7 +168,7 @@ def test_secret_headers_follow_a_redirect_only_within_the_origin(
     headers = {"X-Api-Key": "k-1", "X-Token": "t-1", "X-Plain": "p-1"}
 
     async def go(url: str) -> AttemptResult:
-        sender = HttpxSender(allowlist=Allowlist.parse("127.0.0.0/8"))
+        sender = AiohttpSender(allowlist=Allowlist.parse("127.0.0.0/8"))
         try:
             request = RequestSpec("GET", url, headers=headers, timeout_seconds=5,
                                   follow_redirects=True, secret_headers=("X-Token",))
@@ -160,11 +176,120 @@ def test_secret_headers_follow_a_redirect_only_within_the_origin(
         finally:
             await sender.aclose()
 
-    assert asyncio.run(go(_redirect(target, f"{elsewhere.url}/other"))).status_code == 200
-    assert asyncio.run(go(_redirect(target, f"{target.url}/same"))).status_code == 200
+    assert asyncio.run(go(redirect_via(target, f"{elsewhere.url}/other"))).status_code == 200
+    assert asyncio.run(go(redirect_via(target, f"{target.url}/same"))).status_code == 200
     moved = elsewhere.wait_for(1, path="/other")[0].headers
     stayed = target.wait_for(1, path="/same")[0].headers
     assert "x-api-key" not in moved
     assert "x-token" not in moved
     assert moved["x-plain"] == "p-1"
     assert (stayed["x-api-key"], stayed["x-token"]) == ("k-1", "t-1")
+
+
+# -- redirects, followed by the sender itself (aiohttp's own following is off) ---------------
+
+
+def _send_followed(spec: RequestSpec) -> AttemptResult:
+    return send_spec(spec, "127.0.0.0/8", {"Idempotency-Key": "call:1"})
+
+
+def _echoed(result: AttemptResult) -> dict[str, object]:
+    assert (result.status_code, result.error_kind) == (200, None), result
+    echoed: dict[str, object] = json.loads(result.body_snippet or "")
+    return echoed
+
+
+@pytest.mark.parametrize(
+    ("code", "method", "followed_with", "body"),
+    [
+        (303, "POST", "GET", ""),
+        (303, "PUT", "GET", ""),
+        (302, "POST", "GET", ""),
+        (301, "POST", "GET", ""),
+        (302, "PUT", "PUT", "payload"),
+        (307, "POST", "POST", "payload"),
+        (308, "PATCH", "PATCH", "payload"),
+    ],
+)
+def test_a_redirect_is_followed_with_the_method_and_body_browsers_use(
+    target: TargetServer, code: int, method: str, followed_with: str, body: str
+) -> None:
+    spec = RequestSpec(method, redirect_via(target, "/echo", code), {}, "payload", 5.0,
+                       follow_redirects=True)
+    echoed = _echoed(_send_followed(spec))
+    assert (echoed["method"], echoed["body"]) == (followed_with, body)
+    assert echoed["headers"]["idempotency-key"] == "call:1"  # type: ignore[index]
+
+
+def test_authorization_goes_only_to_the_calls_own_origin(
+    target: TargetServer, elsewhere: TargetServer
+) -> None:
+    headers = {"Authorization": "Bearer b-1", "X-Plain": "p-1"}
+
+    def followed(to: str) -> dict[str, object]:
+        spec = RequestSpec("GET", redirect_via(target, to), headers, follow_redirects=True)
+        return _echoed(_send_followed(spec))
+
+    same, other = followed("/echo"), followed(f"{elsewhere.url}/echo")
+    assert same["headers"]["authorization"] == "Bearer b-1"  # type: ignore[index]
+    assert "authorization" not in other["headers"]  # type: ignore[operator]
+    assert other["headers"]["x-plain"] == "p-1"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/x"])
+def test_a_redirect_to_a_url_that_is_not_http_is_refused(
+    target: TargetServer, location: str
+) -> None:
+    spec = RequestSpec("GET", redirect_via(target, location), follow_redirects=True)
+    result = _send_followed(spec)
+    assert result.error_kind is ErrorKind.REJECTED
+    assert (result.message or "").startswith("refused: a redirect to ")
+
+
+class _EndlessRedirect:
+    """Answers every request with a 302 to ``location`` whose body is announced at 1 GB and
+    never sent: a client that reads a redirect's body waits until it times out."""
+
+    def __init__(self, location: str) -> None:
+        self._location = location
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(
+                f"HTTP/1.1 302 Found\r\nLocation: {self._location}\r\n"
+                f"Content-Length: {10**9}\r\n\r\n".encode()
+            )
+            self._held.append(conn)  # open, silent
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_a_redirects_body_is_not_read(target: TargetServer) -> None:
+    redirect = _EndlessRedirect(f"{target.url}/ok")
+    try:
+        result = _send_followed(RequestSpec("GET", f"{redirect.url}/", timeout_seconds=3.0,
+                                   follow_redirects=True))
+    finally:
+        redirect.close()
+    assert (result.status_code, result.error_kind) == (200, None)
+    assert result.duration_ms < 2000
+    assert [r.path for r in target.requests] == ["/ok"]
+
+
+def test_answer_headers_are_named_in_lower_case(target: TargetServer) -> None:
+    result = _send_followed(RequestSpec("GET", f"{target.url}/retry-after/7"))
+    assert result.status_code == 503
+    assert (result.headers or {})["retry-after"] == "7"
+    assert all(name == name.lower() for name in result.headers or {})
