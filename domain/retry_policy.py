@@ -24,7 +24,6 @@ class Jitter(StrEnum):
 
 
 class ScheduleReason(StrEnum):
-    SUBMITTED = "submitted"
     BACKOFF = "backoff"
     RETRY_AFTER = "retry_after"
     CIRCUIT_OPEN = "circuit_open"

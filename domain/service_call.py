@@ -38,6 +38,9 @@ class ServiceCall(Aggregate):
         TOPIC = "duecall:ServiceCall.Created"
 
     class Submitted(Created):
+        """A call accepted: its first attempt is due at ``due_at`` (no ``Scheduled`` event of
+        its own; later attempts, resumes and manual retries each have one)."""
+
         TOPIC = "duecall:ServiceCall.Submitted"
         tenant_id: str
         name: str
@@ -89,8 +92,8 @@ class ServiceCall(Aggregate):
         self.tags = list(tags)
         self.correlation_id = correlation_id
         self.idempotency_key = idempotency_key
-        self.status = Status.SUBMITTED
-        self.attempt = 0
+        self.status = Status.SCHEDULED  # its first attempt, due at ``due_at``
+        self.attempt = 1
         self.execution_id: UUID | None = None
         self.last_status_code: int | None = None
         self.last_error_kind: str | None = None
@@ -133,7 +136,6 @@ class ServiceCall(Aggregate):
             origin=origin,
             seal_response=seal_response,
         )
-        call._schedule(attempt=1, due_at=due_at, reason=ScheduleReason.SUBMITTED)
         return call
 
     @property

@@ -2,7 +2,6 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
-    SUBMITTED = "submitted"
     SCHEDULED = "scheduled"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -12,5 +11,5 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
-CANCELLABLE = frozenset({Status.SUBMITTED, Status.SCHEDULED, Status.PAUSED, Status.RUNNING})
-PAUSABLE = frozenset({Status.SUBMITTED, Status.SCHEDULED})
+CANCELLABLE = frozenset({Status.SCHEDULED, Status.PAUSED, Status.RUNNING})
+PAUSABLE = frozenset({Status.SCHEDULED})

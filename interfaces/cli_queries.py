@@ -22,7 +22,7 @@ from interfaces.cli_support import (
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "bold red", "cancelled": "red", "running": "cyan",
-    "scheduled": "yellow", "submitted": "yellow", "paused": "magenta",
+    "scheduled": "yellow", "paused": "magenta",
 }
 Time = Annotated[str | None, typer.Option(help="RFC 3339, e.g. 2025-01-31T12:00:00Z.")]
 

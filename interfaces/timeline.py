@@ -30,7 +30,6 @@ def _scheduled(p: Payload) -> tuple[str, str]:
     attempt, due, delay = p["attempt"], p["due_at"], p.get("delay_seconds")
     waits = f"waits {delay:.1f} s" if delay is not None else f"due {due}"
     text = {
-        "submitted": f"attempt {attempt} scheduled, due {due}",
         "backoff": f"attempt {attempt} scheduled: backoff {attempt - 1}: {waits}",
         "retry_after": f"attempt {attempt} scheduled: Retry-After: {waits}",
         "circuit_open": f"attempt {attempt} held: circuit open, due again {due}",
@@ -45,7 +44,7 @@ def _submitted(p: Payload) -> tuple[str, str]:
     policy = p.get("retry_policy") or {}
     retries = f"up to {policy.get('max_attempts', '?')} attempts" if policy else "default policy"
     return (f"submitted {p['name']!r}: {p['method']} {p['url']} "
-            f"(timeout {p['timeout_seconds']:g} s, {retries}), due {p['due_at']}", "bold")
+            f"(timeout {p['timeout_seconds']:g} s, {retries}); attempt 1 due {p['due_at']}", "bold")
 
 
 _CALL: dict[str, Callable[[Payload], tuple[str, str]]] = {

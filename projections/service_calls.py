@@ -95,7 +95,8 @@ def _submitted(e: Any) -> dict[str, Any]:
     return {
         "tenant_id": e.tenant_id,
         "name": e.name,
-        "status": Status.SUBMITTED.value,
+        "status": Status.SCHEDULED.value,
+        "attempt": 1,
         "due_at": e.due_at,
         "host": host_of(e.url),
         "method": e.method,

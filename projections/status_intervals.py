@@ -29,8 +29,10 @@ log = structlog.get_logger(__name__)
 
 TABLE = "duecall_rm_status_intervals"
 PREFIX = "duecall:ServiceCall."
-STATUS_OF = {  # Resumed and RetryRequested are followed by a Scheduled in the same save
-    "Submitted": "submitted",
+# Submitted schedules the first attempt; Resumed and RetryRequested are followed by a Scheduled
+# in the same save
+STATUS_OF = {
+    "Submitted": "scheduled",
     "Scheduled": "scheduled",
     "Started": "running",
     "Succeeded": "succeeded",

@@ -35,6 +35,8 @@ from projections.read_models import PROJECTIONS
 from projections.service_calls import TABLE as CALLS_TABLE
 
 TERMINAL = {"Succeeded": "succeeded", "Failed": "failed", "Cancelled": "cancelled"}
+# the status a live call's last event leaves (the others: the event's name, lower-cased)
+LIVE = {"Submitted": "scheduled", "Started": "running"}
 CALL_OUTCOMES = ("AttemptFailed", "Succeeded")  # one per attempt; Failed ends the call
 
 # -- reading the event store ----------------------------------------------------------------------
@@ -126,7 +128,7 @@ class StoreAudit:
             if events[-1][0] not in TERMINAL:
                 self.problems["events_after_terminal"].append(call_id)
         else:
-            self.status[call_id] = events[-1][0].lower()
+            self.status[call_id] = LIVE.get(events[-1][0], events[-1][0].lower())
             self.problems["not_terminal"].append(call_id)
         started: dict[int, list[dict[str, Any]]] = defaultdict(list)
         outcomes: dict[int, list[dict[str, Any]]] = defaultdict(list)

@@ -34,7 +34,7 @@ STATIC_DIR = _HERE / "static"
 templates = Jinja2Templates(directory=_HERE / "templates")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-STATUSES = ("submitted", "scheduled", "running", "paused", "succeeded", "failed", "cancelled")
+STATUSES = ("scheduled", "running", "paused", "succeeded", "failed", "cancelled")
 _NO_STORE = {"Cache-Control": "no-store"}
 # the pages run only their own script and style, talk only to this origin, are never framed
 _PAGE_HEADERS = {

@@ -38,7 +38,7 @@ FROM generate_series(%s::int, %s::int) AS g, duecall_events e
 WHERE e.originator_id = ANY(%s)
 ORDER BY g, e.notification_id
 """
-SCENARIO_EVENTS = 18  # events of one audit scenario: its call and three executions
+SCENARIO_EVENTS = 17  # events of one audit scenario: its call and three executions
 
 
 @dataclass

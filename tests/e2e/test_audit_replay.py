@@ -59,7 +59,7 @@ def test_replay_tells_the_story_of_the_call(
     key, call_id = replayed
     out = " ".join(_cli(duecall_server, "replay", call_id, "--api-key", key).split())
     story = [
-        "submitted 'replayed': POST", "attempt 1 scheduled", "attempt 1 started",
+        "submitted 'replayed': POST", "attempt 1 due", "attempt 1 started",
         "✗ http_error 500", "attempt 1 failed (http_error 500): retryable",
         "attempt 2 scheduled: backoff 1: waits 0.2 s", "✗ http_error 503",
         "failed after attempt 2: attempts_exhausted",
@@ -77,7 +77,7 @@ def test_replay_json_is_the_recorded_history(
 ) -> None:
     key, call_id = replayed
     history = json.loads(_cli(duecall_server, "replay", call_id, "--api-key", key, "--json"))
-    assert len(history["items"]) == 18
+    assert len(history["items"]) == 17
     assert history["items"][0]["payload"]["headers"]["Authorization"] == "[REDACTED]"
 
 

@@ -185,17 +185,17 @@ def test_a_subscriber_gets_new_events_in_order_with_their_positions(
     assert positions[0] > start
     assert positions == history_positions(api, key, call_id)  # each once, in log order
     types = [e["type"] for e in events]
-    assert types[:2] == ["ServiceCall.Submitted", "ServiceCall.Scheduled"]
+    assert types[:1] == ["ServiceCall.Submitted"]
     # the two Started events in the order they happened (a deferred start: one transaction)
-    assert sorted(types[2:4]) == ["Execution.Started", "ServiceCall.Started"]
-    assert types[4:] == ["Execution.Succeeded", "ServiceCall.Succeeded"]
+    assert sorted(types[1:3]) == ["Execution.Started", "ServiceCall.Started"]
+    assert types[3:] == ["Execution.Succeeded", "ServiceCall.Succeeded"]
     assert {e["service_call_id"] for e in events} == {call_id}
     started = events[types.index("Execution.Started")]
     assert started["aggregate_type"] == "Execution"
     assert started["aggregate_id"] != call_id
     assert started["originator_version"] == 1
     assert started["payload"]["url"] == f"{target.url}/ok"
-    assert events[4]["payload"]["status_code"] == 200
+    assert events[3]["payload"]["status_code"] == 200
     assert events[0]["timestamp"].endswith("Z")
 
 
@@ -367,7 +367,7 @@ def test_many_subscribers_share_one_tail(
 
     seen, during, connections = asyncio.run(scenario())
     assert all(positions == seen[0] for positions in seen)
-    assert len(seen[0]) == 6
+    assert len(seen[0]) == 5
     assert during["duecall_event_stream_subscribers"] >= SUBSCRIBERS
     assert during["duecall_event_stream_tails_running"] == 1
     started = "duecall_event_stream_tails_started_total"
@@ -427,7 +427,7 @@ def test_duecall_watch_prints_events_as_json_lines(
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        lines = [json.loads(printed.get(timeout=15)) for _ in range(6)]
+        lines = [json.loads(printed.get(timeout=15)) for _ in range(5)]
     finally:
         watch.send_signal(signal.SIGINT)
         _, err = watch.communicate(timeout=10)

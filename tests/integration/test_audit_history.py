@@ -16,7 +16,7 @@ from tests.support.clean_state import container_settings, emptied
 from tests.support.read_models import catch_up, reset_read_models
 
 EXPECTED = [
-    "ServiceCall.Submitted", "ServiceCall.Scheduled",
+    "ServiceCall.Submitted",
     "ServiceCall.Started", "Execution.Started", "Execution.Failed",
     "ServiceCall.AttemptFailed", "ServiceCall.Scheduled",
     "ServiceCall.Started", "Execution.Started", "Execution.Failed",
@@ -82,18 +82,18 @@ def test_history_says_why_each_retry_waited_and_redacts_secrets(
     events = _history(client, scenario)
     scheduled = [e["payload"] for e in events if e["type"] == "ServiceCall.Scheduled"]
     assert [(s["attempt"], s["reason"], s["scheduled_by"]) for s in scheduled] == [
-        (1, "submitted", "duecall"), (2, "backoff", "duecall"), (3, "manual", "client"),
+        (2, "backoff", "duecall"), (3, "manual", "client"),
     ]
-    assert scheduled[1]["delay_seconds"] == pytest.approx(0.3)
+    assert scheduled[0]["delay_seconds"] == pytest.approx(0.3)
     assert {e["schema_version"] for e in events if e["type"] == "ServiceCall.Scheduled"} == {2}
-    submitted, started = events[0]["payload"], events[3]["payload"]
+    submitted, started = events[0]["payload"], events[2]["payload"]
     assert submitted["headers"] == {"Authorization": "[REDACTED]", "X-Trace": "t-1"}
     assert started["headers"]["Authorization"] == "[REDACTED]"
-    failed = events[4]["payload"]
+    failed = events[3]["payload"]
     assert failed["headers"] == {"Set-Cookie": "[REDACTED]", "Content-Type": "text/plain"}
     assert (failed["status_code"], failed["error_kind"]) == (500, "http_error")
-    assert events[9]["payload"]["error_kind"] == "timeout"
-    assert events[11]["payload"]["reason"] == "attempts_exhausted"
+    assert events[8]["payload"]["error_kind"] == "timeout"
+    assert events[10]["payload"]["reason"] == "attempts_exhausted"
 
 
 def test_history_streams_as_ndjson(client: TestClient, scenario: Scenario) -> None:
@@ -142,8 +142,8 @@ def test_the_call_at_a_moment_is_rebuilt_from_its_events(
 def test_the_call_at_a_version_and_the_limits_of_the_past(
     client: TestClient, scenario: Scenario
 ) -> None:
-    assert _then(client, scenario, version=1)["status"] == "submitted"
-    assert _then(client, scenario, version=2)["status"] == "scheduled"
+    assert _then(client, scenario, version=1)["status"] == "scheduled"
+    assert _then(client, scenario, version=2)["status"] == "running"
     latest = _then(client, scenario)
     assert _then(client, scenario, version=latest["version"]) == latest
     url = f"/v1/service-calls/{scenario.call_id}"
@@ -187,7 +187,7 @@ def test_the_call_at_a_version_and_a_moment_is_that_version_if_it_existed_then(
         ("failed", "failed", True),
         ("retried", "scheduled", True),
         ("succeeded", "succeeded", True),
-        ("before", "submitted", False),
+        ("before", "scheduled", False),
     ],
 )
 def test_which_calls_were_in_a_status_at_a_moment(

@@ -73,7 +73,6 @@ def test_a_fast_attempt_records_its_start_with_its_outcome(
     log = _log(url, call)
     assert [topic for topic, _ in log] == [
         "ServiceCall.Submitted",
-        "ServiceCall.Scheduled",
         "Execution.Started",
         "ServiceCall.Started",
         "Execution.Succeeded",

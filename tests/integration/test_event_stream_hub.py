@@ -86,7 +86,7 @@ def test_resume_catches_up_in_pages_then_live_exactly_once(hub_container: Contai
                                       kwargs={"tenant": "t1"})
             writer.start()
             await asyncio.to_thread(writer.join)
-            rest = await _take(subscription, 10 + 8 - 4)
+            rest = await _take(subscription, 5 + 4 - 4)  # one event per submit
             assert await subscription.next(0.5) is None  # nothing more, nothing twice
             return early + rest
         finally:
@@ -105,7 +105,7 @@ def test_a_slow_subscriber_is_ended_and_resumes_from_its_last_position(
     async def scenario() -> tuple[int, list[int]]:
         slow = await hub.subscribe(StreamFilter("t1"), after=None)
         start = slow.start
-        await asyncio.to_thread(submit_calls, hub_container, 6, tenant="t1")
+        await asyncio.to_thread(submit_calls, hub_container, 12, tenant="t1")
         with pytest.raises(StreamEnded) as ended:
             await _until_ended(slow)
         assert ended.value.reason == "overflow"
@@ -124,7 +124,7 @@ def test_a_slow_subscriber_is_ended_and_resumes_from_its_last_position(
 def test_filters_and_shutdown(hub_container: Container) -> None:
     calls = submit_calls(hub_container, 3, tenant="t1")
     hub = EventHub(_feed(hub_container), poll_seconds=0.2)
-    where = StreamFilter("t1", calls[1], frozenset({"ServiceCall.Scheduled"}))
+    where = StreamFilter("t1", calls[1], frozenset({"ServiceCall.Submitted"}))
 
     async def scenario() -> list[StreamEvent]:
         subscription = await hub.subscribe(where, after=0)
@@ -139,4 +139,4 @@ def test_filters_and_shutdown(hub_container: Container) -> None:
         return [e for e in got if e is not None]
 
     (event,) = asyncio.run(scenario())
-    assert (event.type, event.service_call_id) == ("ServiceCall.Scheduled", calls[1])
+    assert (event.type, event.service_call_id) == ("ServiceCall.Submitted", calls[1])

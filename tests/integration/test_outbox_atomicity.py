@@ -84,10 +84,7 @@ def test_submit_records_events_and_exactly_one_timer_row_at_due_time(
     assert (kind, attempt, claims) == (START, 1, 0)
     assert available_at == call.due_at
     assert due_at == call.due_at
-    assert _event_topics(url, call.id) == [
-        (1, "duecall:ServiceCall.Submitted"),
-        (2, "duecall:ServiceCall.Scheduled"),
-    ]
+    assert _event_topics(url, call.id) == [(1, "duecall:ServiceCall.Submitted")]
 
 
 def test_a_write_conflict_rolls_back_the_outbox_changes_with_the_events(
@@ -102,10 +99,10 @@ def test_a_write_conflict_rolls_back_the_outbox_changes_with_the_events(
     winner: ServiceCall = app.repository.get(call.id)
     now = utcnow() + timedelta(seconds=120)  # past the due time, so start() records Started
     assert winner.start(1, now) is not None
-    app.save(winner)  # version 3 is taken; the timer row is deliberately left in place
+    app.save(winner)  # version 2 is taken; the timer row is deliberately left in place
     events_before = event_count(url)
 
-    assert stale.start(1, now) is not None  # also wants version 3
+    assert stale.start(1, now) is not None  # also wants version 2
     marker = _message(EXECUTE, call.id, now, payload={"m": 1})
     changes = OutboxChanges(consume=[timer_id], publish=[marker])
     with pytest.raises(IntegrityError):
@@ -115,7 +112,7 @@ def test_a_write_conflict_rolls_back_the_outbox_changes_with_the_events(
     assert outbox_rows(url, call.id, ("id", "kind")) == [(timer_id, START)]
     assert event_count(url) == events_before
     assert [t for _, t in _event_topics(url, call.id)][-1] == "duecall:ServiceCall.Started"
-    assert len(_event_topics(url, call.id)) == 3
+    assert len(_event_topics(url, call.id)) == 2
 
 
 def test_one_conflict_in_a_batch_rolls_back_every_aggregate_and_message_of_the_batch(

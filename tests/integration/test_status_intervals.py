@@ -32,7 +32,7 @@ def test_a_calls_statuses_are_contiguous_intervals(fresh: Container, database_ur
             "ORDER BY version", (call_id,)
         ).fetchall()
     assert [r[0] for r in rows] == [
-        "submitted", "scheduled", "running", "scheduled", "running", "failed",
+        "scheduled", "running", "scheduled", "running", "failed",
         "scheduled", "running", "succeeded",
     ]
     assert all(a[2] == b[1] for a, b in itertools.pairwise(rows))

@@ -31,7 +31,7 @@ def collect(
 
 
 def names(events: Sequence[object]) -> list[str]:
-    """The events' class names, in order (``["Submitted", "Scheduled"]``)."""
+    """The events' class names, in order (``["Submitted", "Started"]``)."""
     return [type(e).__name__ for e in events]
 
 

@@ -40,29 +40,6 @@ def _outcome(call: ServiceCall, status_code: int) -> AttemptOutcome:
     )
 
 
-def _submitted() -> ServiceCall:
-    """A call whose Submitted is recorded but not yet its first Scheduled."""
-    call = ServiceCall(
-        id=new_service_call_id(),
-        tenant_id="tenant-a",
-        name="n",
-        method="POST",
-        url=REQUEST.url,
-        headers={},
-        body="{}",
-        timeout_seconds=10.0,
-        due_at=DUE,
-        tags=[],
-        correlation_id=None,
-        idempotency_key=None,
-        retry_policy=RetryPolicy().as_dict(),
-        follow_redirects=False,
-        secret_headers=[],
-    )
-    assert call.status is Status.SUBMITTED
-    return call
-
-
 def _scheduled() -> ServiceCall:
     return ServiceCall.submit(
         id=new_service_call_id(), tenant_id="tenant-a", name="n", request=REQUEST, due_at=DUE
@@ -101,7 +78,6 @@ def _cancelled() -> ServiceCall:
 
 
 STATES: dict[Status, Callable[[], ServiceCall]] = {
-    Status.SUBMITTED: _submitted,
     Status.SCHEDULED: _scheduled,
     Status.PAUSED: _paused,
     Status.RUNNING: _running,
@@ -126,7 +102,7 @@ def _rebuilds(call: ServiceCall, events: list[ServiceCall.Event]) -> None:
 
 
 @pytest.mark.parametrize(
-    "status", [Status.SUBMITTED, Status.SCHEDULED, Status.PAUSED, Status.RUNNING]
+    "status", [Status.SCHEDULED, Status.PAUSED, Status.RUNNING]
 )
 def test_cancel_ends_a_live_call_as_cancelled(status: Status) -> None:
     call = _in(status)
@@ -186,7 +162,7 @@ def test_a_cancelled_call_never_starts(status: Status) -> None:
 # --- pause -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [Status.SUBMITTED, Status.SCHEDULED])
+@pytest.mark.parametrize("status", [Status.SCHEDULED])
 def test_pause_records_paused(status: Status) -> None:
     call = _in(status)
     assert call.pause(NOW) is True
@@ -265,7 +241,7 @@ def test_resume_keeps_the_attempt_number_of_a_retry() -> None:
     assert call.attempt == 2
 
 
-@pytest.mark.parametrize("status", [Status.SUBMITTED, Status.SCHEDULED, Status.RUNNING])
+@pytest.mark.parametrize("status", [Status.SCHEDULED, Status.RUNNING])
 def test_resume_of_a_call_that_is_not_paused_changes_nothing(status: Status) -> None:
     call = _in(status)
     before = call.describe()
@@ -392,7 +368,6 @@ def test_a_manual_retry_restarts_the_retry_duration_window() -> None:
 @pytest.mark.parametrize(
     "status",
     [
-        Status.SUBMITTED,
         Status.SCHEDULED,
         Status.PAUSED,
         Status.RUNNING,
@@ -429,7 +404,6 @@ def test_a_full_lifecycle_rebuilds_from_its_events() -> None:
     events += collect(call)
     assert names(events) == [
         "Submitted",
-        "Scheduled",
         "Paused",
         "Resumed",
         "Scheduled",

@@ -35,7 +35,7 @@ NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 REQUEST = RequestSpec("POST", "https://api.example.com/hooks/1", {"X-A": "1"}, "{}", 10.0)
 TERMINAL_EVENTS = frozenset({"Succeeded", "Failed", "Cancelled"})
 STATUS_AFTER = {
-    "Submitted": Status.SUBMITTED,
+    "Submitted": Status.SCHEDULED,  # its first attempt
     "Scheduled": Status.SCHEDULED,
     "Started": Status.RUNNING,
     "Succeeded": Status.SUCCEEDED,
@@ -109,6 +109,11 @@ T = TypeVar("T")
 
 def _name(event: ServiceCall.Event) -> str:
     return type(event).__name__
+
+
+def _scheduled_attempt(event: ServiceCall.Event) -> int:
+    """The attempt a Submitted (the first) or a Scheduled event makes due."""
+    return 1 if _name(event) == "Submitted" else int(cast(Any, event).attempt)
 
 
 def _try(command: Callable[[], T]) -> tuple[T | None, InvalidTransitionError | None]:
@@ -429,8 +434,8 @@ class ServiceCallMachine(RuleBasedStateMachine):
         outcome_of: dict[int, str] = {}  # attempt -> Succeeded / AttemptFailed
         last_terminal: str | None = None
         for e, name in zip(self.events, names, strict=True):
-            if name == "Scheduled":
-                attempt = cast(Any, e).attempt
+            if name in ("Submitted", "Scheduled"):
+                attempt = _scheduled_attempt(e)
             if name in ("Succeeded", "AttemptFailed"):
                 assert cast(Any, e).attempt == attempt
                 assert attempt not in outcome_of, names
@@ -460,28 +465,27 @@ class ServiceCallMachine(RuleBasedStateMachine):
         latest: Any = None
         for e in self.events:
             name = _name(e)
-            if name == "Scheduled":
+            if name in ("Submitted", "Scheduled"):
                 latest = e
             elif name == "Started":
                 assert latest is not None
-                assert cast(Any, e).attempt == latest.attempt
-                assert cast(Any, e).started_at >= latest.due_at
+                assert cast(Any, e).attempt == _scheduled_attempt(latest)
+                assert cast(Any, e).started_at >= cast(Any, latest).due_at
                 latest = None  # a second Started needs a new Scheduled
             elif name in STATUS_AFTER:
                 latest = None  # Paused / terminal: the schedule no longer stands
 
     @invariant()
     def scheduled_attempts_only_move_forward_by_one(self) -> None:
-        previous = 0
+        previous = 1  # Submitted: the first attempt
         for e in self.events:
             if _name(e) == "Scheduled":
                 scheduled = cast(Any, e)
                 if scheduled.reason in SAME_ATTEMPT_REASONS:
                     assert scheduled.attempt == previous
-                elif scheduled.reason in NEW_ATTEMPT_REASONS:
-                    assert scheduled.attempt == previous + 1
                 else:
-                    assert (scheduled.reason, scheduled.attempt) == (ScheduleReason.SUBMITTED, 1)
+                    assert scheduled.reason in NEW_ATTEMPT_REASONS, scheduled.reason
+                    assert scheduled.attempt == previous + 1
                 previous = scheduled.attempt
 
     @invariant()

@@ -118,14 +118,14 @@ def running(call: ServiceCall) -> ServiceCall:
 # --- submit ------------------------------------------------------------------------------
 
 
-def test_submit_records_submitted_then_scheduled_for_attempt_one() -> None:
+def test_submit_records_submitted_alone_its_first_attempt_due() -> None:
     call_id = new_service_call_id()
     call = ServiceCall.submit(
         id=call_id, tenant_id="tenant-a", name="n", request=REQUEST, due_at=DUE
     )
     events = collect(call)
-    assert names(events) == ["Submitted", "Scheduled"]
-    submitted, scheduled = cast(list[Any], events)
+    assert names(events) == ["Submitted"]
+    (submitted,) = cast(list[Any], events)
     assert submitted.originator_id == call_id
     assert submitted.tenant_id == "tenant-a"
     assert submitted.method == "POST"
@@ -134,10 +134,8 @@ def test_submit_records_submitted_then_scheduled_for_attempt_one() -> None:
     assert submitted.body == '{"x": 1}'
     assert submitted.timeout_seconds == 12.5
     assert submitted.due_at == DUE
-    assert scheduled.attempt == 1
-    assert scheduled.due_at == DUE
-    assert scheduled.reason == "submitted"
-    assert [e.originator_version for e in events] == [1, 2]
+    assert submitted.originator_version == 1
+    assert (call.status, call.attempt, call.due_at) == (Status.SCHEDULED, 1, DUE)
 
 
 def test_submit_leaves_the_call_scheduled_for_attempt_one(call: ServiceCall) -> None:
@@ -345,7 +343,6 @@ def test_the_call_rebuilt_from_its_events_describes_the_same(succeeded: bool) ->
     call, events = _full_history(succeeded)
     assert names(events) == [
         "Submitted",
-        "Scheduled",
         "Started",
         *(["Succeeded"] if succeeded else ["AttemptFailed", "Failed"]),
     ]
@@ -383,7 +380,7 @@ def test_describe_reports_plain_values(running: ServiceCall) -> None:
         "secret_headers": [],
     }
     assert described["finished_at"] is None
-    assert described["version"] == 3
+    assert described["version"] == 2
 
 
 @pytest.mark.parametrize("succeeded", [True, False])
@@ -690,7 +687,6 @@ def test_a_call_that_retried_rebuilds_from_its_events() -> None:
     events += collect(call)
     assert names(events) == [
         "Submitted",
-        "Scheduled",
         "Started",
         "AttemptFailed",
         "Scheduled",
@@ -703,7 +699,7 @@ def test_a_call_that_retried_rebuilds_from_its_events() -> None:
     rebuilt = rebuild(ServiceCall, events)
     assert rebuilt.describe() == call.describe()
     assert rebuilt.retry_policy == NO_JITTER
-    assert rebuilt.version == 10
+    assert rebuilt.version == 9
 
 
 def test_a_retry_delay_counts_from_when_the_attempt_finished(running: ServiceCall) -> None:
