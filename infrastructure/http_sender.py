@@ -19,6 +19,9 @@ The session frames every request itself: a call's framing, Host and duecall-owne
 dropped (refused at submit; a record made before that rule may still hold them), and it adds
 no Content-Type of its own.
 
+One attempt is one request: aiohttp's own re-send of an idempotent request on a failed reused
+connection is off (the failure is the attempt's result; the retry policy decides).
+
 Why aiohttp without httpx above it: httpx's default transport spent most of the worker's CPU
 in its connection-pool bookkeeping at a few hundred requests in flight, and httpx's own layers
 over aiohttp (request building, hooks, auth and redirect wrappers) were still about a quarter
@@ -91,6 +94,10 @@ class AiohttpSender:
                 timeout=aiohttp.ClientTimeout(total=None),  # send's own timeout bounds it
                 trust_env=False,
             )
+            # an attempt is one request on the wire: aiohttp would send a GET, PUT or DELETE
+            # again when a reused connection fails, and the target may have acted on the first
+            # (no public switch: aiohttp's own test client turns it off the same way)
+            self._session._retry_connection = False
         return self._session
 
     async def send(self, request: RequestSpec, extra_headers: Mapping[str, str]) -> AttemptResult:

@@ -3,7 +3,10 @@ Content-Length, no Transfer-Encoding, duecall's Host and its own headers (never 
 even for a request recorded before such headers were refused at submit."""
 
 import asyncio
+import socket
+import threading
 
+from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from harness.network import LOOPBACK_ALLOWLIST
 from harness.raw_target import RawTarget, content_length
@@ -84,3 +87,56 @@ def test_an_ordinary_request_is_framed_by_content_length_alone() -> None:
     assert names.count("content-length") == 1
     assert "transfer-encoding" not in names
     assert [v for n, v in headers if n == "idempotency-key"] == ["0196-call:1"]
+
+
+class _DropsTheSecondRequest:
+    """Answers a connection's first request (keep-alive), reads its second and closes without
+    answering: what a target that fails mid-request looks like on a reused connection."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.requests = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            for answered in (True, False):
+                if not conn.recv(65536):
+                    return
+                self.requests += 1
+                if answered:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_an_attempt_is_never_sent_twice_on_a_reused_connection() -> None:
+    """aiohttp re-sends an idempotent request once when a reused connection fails; an attempt
+    is one request on the wire (a GET may have had its effect), so the failure is the result."""
+    target = _DropsTheSecondRequest()
+
+    async def go() -> list[AttemptResult]:
+        sender = AiohttpSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
+        try:
+            return [await sender.send(RequestSpec("GET", f"{target.url}/x", timeout_seconds=5),
+                                      OWN) for _ in range(2)]
+        finally:
+            await sender.aclose()
+
+    try:
+        first, second = asyncio.run(go())
+    finally:
+        target.close()
+    assert first.status_code == 200
+    assert second.error_kind is ErrorKind.NETWORK
+    assert target.requests == 2
