@@ -6,13 +6,15 @@
 
 It answers each request it can frame by Content-Length (``200 ok``) and keeps reading until
 the client closes or is idle for ``idle_seconds``: whatever else arrives (a second, smuggled
-request) is in the recorded bytes too.
+request) is in the recorded bytes too. ``ScriptedTarget`` underneath runs any script per
+connection (a target that misbehaves in one chosen way).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 _ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
@@ -21,15 +23,12 @@ _ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n
 class RawTarget:
     def __init__(self, idle_seconds: float = 0.5) -> None:
         self._idle = idle_seconds
-        self._listener = socket.create_server(("127.0.0.1", 0))
         self._connections: list[bytearray] = []
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._server = ScriptedTarget(self._serve)
+        self.url = self._server.url
 
     def __enter__(self) -> RawTarget:
-        thread = threading.Thread(target=self._accept, daemon=True)
-        thread.start()
         return self
 
     def __exit__(
@@ -38,29 +37,18 @@ class RawTarget:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._listener.close()
+        self._server.close()
 
     def received(self) -> list[bytes]:
         """What each connection sent, once every connection has gone idle or closed."""
-        for thread in list(self._threads):
-            thread.join(timeout=10)
+        self._server.join(timeout=10)
         with self._lock:
             return [bytes(data) for data in self._connections]
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            data = bytearray()
-            with self._lock:
-                self._connections.append(data)
-            thread = threading.Thread(target=self._serve, args=(conn, data), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket, data: bytearray) -> None:
+    def _serve(self, conn: socket.socket) -> None:
+        data = bytearray()
+        with self._lock:
+            self._connections.append(data)
         conn.settimeout(self._idle)
         answered = 0  # bytes of ``data`` already framed and answered
         with conn:
@@ -96,3 +84,38 @@ def content_length(head: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return int(value.strip() or b"0")
     return 0
+
+
+class ScriptedTarget:
+    """A loopback TCP server that runs ``script(conn)`` on each connection it accepts (on a
+    thread of its own): a target that misbehaves in exactly one way, for the sender's tests.
+    ``close`` stops accepting and closes every connection the scripts left open."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self._script = script
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._connections: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            self._connections.append(conn)
+            thread = threading.Thread(target=self._script, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the scripts of the connections accepted so far to end."""
+        for thread in list(self._threads):
+            thread.join(timeout=timeout)
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._connections:
+            conn.close()

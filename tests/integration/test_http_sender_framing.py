@@ -4,12 +4,11 @@ even for a request recorded before such headers were refused at submit."""
 
 import asyncio
 import socket
-import threading
 
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
 from harness.network import LOOPBACK_ALLOWLIST
-from harness.raw_target import RawTarget, content_length
+from harness.raw_target import RawTarget, ScriptedTarget, content_length
 from infrastructure.http_sender import AiohttpSender
 from infrastructure.outbound_guard import Allowlist
 
@@ -89,41 +88,29 @@ def test_an_ordinary_request_is_framed_by_content_length_alone() -> None:
     assert [v for n, v in headers if n == "idempotency-key"] == ["0196-call:1"]
 
 
-class _DropsTheSecondRequest:
+def _drops_the_second_request(requests: list[bytes]) -> ScriptedTarget:
     """Answers a connection's first request (keep-alive), reads its second and closes without
-    answering: what a target that fails mid-request looks like on a reused connection."""
+    answering: a target failing mid-request on a reused connection. Each request read is
+    appended to ``requests``."""
 
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.requests = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
+    def script(conn: socket.socket) -> None:
+        for answered in (True, False):
+            request = conn.recv(65536)
+            if not request:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            requests.append(request)
+            if answered:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conn.close()
 
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            for answered in (True, False):
-                if not conn.recv(65536):
-                    return
-                self.requests += 1
-                if answered:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    def close(self) -> None:
-        self._listener.close()
+    return ScriptedTarget(script)
 
 
 def test_an_attempt_is_never_sent_twice_on_a_reused_connection() -> None:
     """aiohttp re-sends an idempotent request once when a reused connection fails; an attempt
     is one request on the wire (a GET may have had its effect), so the failure is the result."""
-    target = _DropsTheSecondRequest()
+    requests: list[bytes] = []
+    target = _drops_the_second_request(requests)
 
     async def go() -> list[AttemptResult]:
         sender = AiohttpSender(allowlist=Allowlist.parse(LOOPBACK_ALLOWLIST))
@@ -139,4 +126,4 @@ def test_an_attempt_is_never_sent_twice_on_a_reused_connection() -> None:
         target.close()
     assert first.status_code == 200
     assert second.error_kind is ErrorKind.NETWORK
-    assert target.requests == 2
+    assert len(requests) == 2

@@ -6,7 +6,6 @@ body is not read; response bodies are capped."""
 import asyncio
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -14,6 +13,7 @@ import pytest
 
 from domain.outcome import AttemptResult, ErrorKind
 from domain.request import RequestSpec
+from harness.raw_target import ScriptedTarget
 from harness.target_server import TargetServer
 from infrastructure.http_sender import AiohttpSender
 from infrastructure.outbound_guard import Allowlist
@@ -246,38 +246,20 @@ def test_a_redirect_to_a_url_that_is_not_http_is_refused(
     assert (result.message or "").startswith("refused: a redirect to ")
 
 
-class _EndlessRedirect:
-    """Answers every request with a 302 to ``location`` whose body is announced at 1 GB and
-    never sent: a client that reads a redirect's body waits until it times out."""
+def _endless_redirect(location: str) -> ScriptedTarget:
+    """Answers a request with a 302 to ``location`` whose body is announced at 1 GB and never
+    sent: a client that reads a redirect's body waits until it times out."""
 
-    def __init__(self, location: str) -> None:
-        self._location = location
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+    def script(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\n"
+                     f"Content-Length: {10**9}\r\n\r\n".encode())  # then open, silent
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            conn.sendall(
-                f"HTTP/1.1 302 Found\r\nLocation: {self._location}\r\n"
-                f"Content-Length: {10**9}\r\n\r\n".encode()
-            )
-            self._held.append(conn)  # open, silent
-
-    def close(self) -> None:
-        self._listener.close()
-        for conn in self._held:
-            conn.close()
+    return ScriptedTarget(script)
 
 
 def test_a_redirects_body_is_not_read(target: TargetServer) -> None:
-    redirect = _EndlessRedirect(f"{target.url}/ok")
+    redirect = _endless_redirect(f"{target.url}/ok")
     try:
         result = _send_followed(RequestSpec("GET", f"{redirect.url}/", timeout_seconds=3.0,
                                    follow_redirects=True))
