@@ -56,10 +56,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 Origin = tuple[str, str, int | None]
 
 
-class TooManyRedirectsError(Exception):
-    pass
-
-
 class AiohttpSender:
     def __init__(
         self,
@@ -103,21 +99,17 @@ class AiohttpSender:
     async def send(self, request: RequestSpec, extra_headers: Mapping[str, str]) -> AttemptResult:
         started = time.perf_counter()
         try:
+            # the host as the domain parsed it (urlsplit); each hop's as yarl parsed it is
+            # checked again below: two parsers, so neither can be fooled alone
             self._guard.check_host(request.host)
             async with asyncio.timeout(request.timeout_seconds):
                 return await self._exchange(request, extra_headers, started)
-        except OutboundRefusedError as error:
+        except OutboundRefusedError as error:  # the resolver's refusal reaches here as it is
             return _failure(started, ErrorKind.REJECTED, str(error))
-        except TooManyRedirectsError:
-            message = f"refused: more than {self._max_redirects} redirects"
-            return _failure(started, ErrorKind.REJECTED, message)
         except TimeoutError:
             message = f"timed out after {request.timeout_seconds:g} s"
             return _failure(started, ErrorKind.TIMEOUT, message)
-        except (aiohttp.ClientError, OSError, ValueError) as error:
-            refused = _refusal_in(error)
-            if refused is not None:
-                return _failure(started, ErrorKind.REJECTED, str(refused))
+        except (aiohttp.ClientError, OSError, ValueError) as error:  # ValueError: a bad Location
             return _failure(started, ErrorKind.NETWORK, f"{type(error).__name__}: {error}")
 
     async def _exchange(
@@ -139,7 +131,7 @@ class AiohttpSender:
                 break
             response.release()  # a redirect's body is never wanted: not read
             if redirects == self._max_redirects:
-                raise TooManyRedirectsError
+                raise OutboundRefusedError(f"refused: more than {self._max_redirects} redirects")
             redirects += 1
             url = url.join(URL(location))
             if url.scheme not in _DEFAULT_PORTS:
@@ -210,16 +202,6 @@ def _parsed(url: str) -> URL:
 
 def _origin(url: URL) -> Origin:
     return url.scheme, url.host or "", url.port or _DEFAULT_PORTS.get(url.scheme)
-
-
-def _refusal_in(error: BaseException) -> OutboundRefusedError | None:
-    """The guard's refusal, if a library wrapped it in its own error."""
-    seen: BaseException | None = error
-    for _ in range(10):  # a chain, not a cycle
-        if seen is None or isinstance(seen, OutboundRefusedError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _elapsed_ms(started: float) -> float:

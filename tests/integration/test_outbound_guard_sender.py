@@ -246,6 +246,13 @@ def test_a_redirect_to_a_url_that_is_not_http_is_refused(
     assert (result.message or "").startswith("refused: a redirect to ")
 
 
+def test_a_redirect_to_a_malformed_location_is_a_network_error(target: TargetServer) -> None:
+    spec = RequestSpec("GET", redirect_via(target, "http://[::1"), follow_redirects=True)
+    result = _send_followed(spec)
+    assert result.error_kind is ErrorKind.NETWORK
+    assert (result.message or "").startswith("ValueError: ")
+
+
 def _endless_redirect(location: str) -> ScriptedTarget:
     """Answers a request with a 302 to ``location`` whose body is announced at 1 GB and never
     sent: a client that reads a redirect's body waits until it times out."""
