@@ -15,7 +15,7 @@ import gc
 THRESHOLDS = (20_000, 20, 20)
 
 
-def tune_for_workers() -> None:
+def tune() -> None:
     """Freeze the objects built so far and collect less often (see the module)."""
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)

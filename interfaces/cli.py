@@ -163,7 +163,7 @@ def worker(
     container.start_workers()
     if projections:
         container.start_projections()
-    gc_tuning.tune_for_workers()
+    gc_tuning.tune()
     stop.wait()
     worker_process.shut_down(container, settings.shutdown_timeout_seconds)
 

@@ -108,6 +108,6 @@ def run() -> None:
     if container is None:
         return
     container.start_projections()
-    gc_tuning.tune_for_workers()  # a fold allocates as much per event as a worker per call
+    gc_tuning.tune()  # a fold allocates as much per event as a worker per call
     stop.wait()
     container.close()

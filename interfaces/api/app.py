@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, with_workers: bool = False) 
         if with_workers:
             container.start_workers()
             container.start_projections()
-            gc_tuning.tune_for_workers()
+            gc_tuning.tune()
         app.state.event_hub = events.hub_for(container)  # its tail starts with a subscriber
         try:
             yield
